@@ -1,0 +1,243 @@
+"""Settings read from the environment, validated once at start-up.
+
+Every variable is documented in the README's configuration table. A missing or malformed value stops start-up
+with one line naming the variable (see `ConfigError`), so an operator never has to read a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
+SLACK_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,20}$")
+IAM_PATH = re.compile(r"^/(?:[\x21-\x7E]{0,510}/)?$")
+IAM_NAME = re.compile(r"^[\w+=,.@-]{1,128}$", re.ASCII)
+POLICY_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(?:aws|\d{12}):policy/[\w+=,.@/-]+$", re.ASCII)
+
+DEFAULT_PROFILES: dict[str, dict[str, Any]] = {
+    "ec2": {
+        "label": "EC2 stacks",
+        "group": "Developers",
+        "policies": [
+            "arn:aws:iam::aws:policy/AmazonEC2FullAccess",
+            "arn:aws:iam::aws:policy/IAMReadOnlyAccess",
+        ],
+        "default": True,
+    },
+    "route53": {
+        "label": "Route53",
+        "group": "Developers-Route53",
+        "policies": [
+            "arn:aws:iam::aws:policy/AmazonRoute53FullAccess",
+            "arn:aws:iam::aws:policy/AmazonRoute53DomainsFullAccess",
+        ],
+        "default": False,
+    },
+}
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message is one line naming the variable."""
+
+
+class Profile(BaseModel):
+    """An access profile: one IAM group under the bot's path and the managed policies attached to it."""
+
+    key: str
+    label: str = Field(min_length=1, max_length=75)
+    group: str
+    policies: list[str] = Field(min_length=1)
+    default: bool = False
+
+    @field_validator("group")
+    @classmethod
+    def _group_name(cls, value: str) -> str:
+        if not IAM_NAME.match(value):
+            raise ValueError(f"group name {value!r} is not a valid IAM group name")
+        return value
+
+    @field_validator("policies")
+    @classmethod
+    def _policy_arns(cls, value: list[str]) -> list[str]:
+        for arn in value:
+            if not POLICY_ARN.match(arn):
+                raise ValueError(f"{arn!r} is not a managed policy ARN")
+        return value
+
+
+class Settings(BaseSettings):
+    """The whole configuration; field names map to upper-case environment variables."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    slack_bot_token: SecretStr
+    slack_signing_secret: SecretStr
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    database_url: str = "sqlite:///koding-iam.db"
+    koding_iam_admins: Annotated[tuple[str, ...], NoDecode]
+    koding_iam_approval_channel: str | None = None
+    koding_iam_path: str = "/koding/"
+    koding_iam_permissions_boundary: str | None = None
+    koding_iam_profiles: Annotated[dict[str, Profile], NoDecode] = Field(default_factory=dict)
+    koding_iam_reveal_window_hours: int = Field(default=24, ge=1, le=24 * 30)
+    koding_iam_lease_seconds: int = Field(default=120, ge=1, le=3600)
+    koding_iam_resume_interval_seconds: int = Field(default=60, ge=1, le=3600)
+    port: int = Field(default=3000, ge=1, le=65535)
+
+    @field_validator("slack_bot_token")
+    @classmethod
+    def _bot_token(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith("xoxb-"):
+            raise ValueError("must be a bot token starting with xoxb-")
+        return value
+
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            return None
+        if value is not None and not value.get_secret_value().startswith("xapp-"):
+            raise ValueError("must be an app-level token starting with xapp-")
+        return value
+
+    @field_validator("slack_signing_secret")
+    @classmethod
+    def _signing_secret(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http(s) URL")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return normalise_database_url(value)
+
+    @field_validator("koding_iam_admins", mode="before")
+    @classmethod
+    def _admins(cls, value: Any) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        admins = tuple(item.strip() for item in items if item.strip())
+        if not admins:
+            raise ValueError("must list at least one Slack member ID (comma-separated, e.g. U0123ABCD)")
+        for admin in admins:
+            if not SLACK_USER_ID.match(admin):
+                raise ValueError(f"{admin!r} is not a Slack member ID (e.g. U0123ABCD)")
+        return admins
+
+    @field_validator("koding_iam_approval_channel")
+    @classmethod
+    def _channel(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not SLACK_CHANNEL_ID.match(value.strip()):
+            raise ValueError(f"{value!r} is not a Slack channel ID (e.g. C0123ABCD)")
+        return value.strip()
+
+    @field_validator("koding_iam_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not IAM_PATH.match(value) or value == "/":
+            raise ValueError("must be an IAM path that starts and ends with '/', such as /koding/ (not '/')")
+        return value
+
+    @field_validator("koding_iam_permissions_boundary")
+    @classmethod
+    def _boundary(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not POLICY_ARN.match(value.strip()):
+            raise ValueError("must be a managed policy ARN")
+        return value.strip()
+
+    @field_validator("koding_iam_profiles", mode="before")
+    @classmethod
+    def _profiles(cls, value: Any) -> dict[str, Any]:
+        if value in (None, "", {}):
+            value = DEFAULT_PROFILES
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"must be a JSON object ({exc.msg})") from None
+        if not isinstance(value, dict) or not value:
+            raise ValueError("must be a non-empty JSON object of profiles")
+        profiles: dict[str, Any] = {}
+        for key, spec in value.items():
+            if not re.match(r"^[a-z0-9][a-z0-9_-]{0,31}$", key):
+                raise ValueError(f"profile key {key!r} must be lower-case letters, digits, '-' or '_'")
+            if isinstance(spec, Profile):
+                spec = spec.model_dump()
+            profiles[key] = {**spec, "key": key}
+        return profiles
+
+    @field_validator("koding_iam_profiles")
+    @classmethod
+    def _profile_groups_unique(cls, value: dict[str, Profile]) -> dict[str, Profile]:
+        groups = [profile.group.lower() for profile in value.values()]
+        if len(groups) != len(set(groups)):
+            raise ValueError("two profiles name the same group")
+        if not any(profile.default for profile in value.values()):
+            first = next(iter(value.values()))
+            value[first.key] = first.model_copy(update={"default": True})
+        return value
+
+    @property
+    def socket_mode(self) -> bool:
+        return self.slack_app_token is not None
+
+    @property
+    def profiles(self) -> dict[str, Profile]:
+        return self.koding_iam_profiles
+
+    @property
+    def admins(self) -> frozenset[str]:
+        return frozenset(self.koding_iam_admins)
+
+    @property
+    def database_is_default(self) -> bool:
+        return self.database_url == "sqlite:///koding-iam.db"
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept Heroku's `postgres://` form and pick the psycopg 3 driver for PostgreSQL."""
+    url = url.strip()
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    if not re.match(r"^(sqlite|postgresql\+psycopg)://", url):
+        raise ValueError("must be a sqlite:/// or postgres(ql):// URL")
+    return url
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment, turning validation errors into one clear line."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        variable = str(error["loc"][0]).upper() if error["loc"] else "configuration"
+        if error["type"] == "missing":
+            raise ConfigError(f"{variable} is not set (see the configuration table in README.md)") from None
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{variable} is malformed: {message}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

@@ -1,0 +1,20 @@
+"""Database models: one module per table family, all sharing `Base.metadata`."""
+
+from models.audit import AuditEvent
+from models.base import Base
+from models.keys import AccessKey, GrantStatus, KeyGrant, KeyStatus
+from models.requests import OPEN_STATUSES, AccessRequest, ApprovalCard, ProvisioningStep, RequestStatus
+
+__all__ = [
+    "OPEN_STATUSES",
+    "AccessKey",
+    "AccessRequest",
+    "ApprovalCard",
+    "AuditEvent",
+    "Base",
+    "GrantStatus",
+    "KeyGrant",
+    "KeyStatus",
+    "ProvisioningStep",
+    "RequestStatus",
+]

@@ -1,0 +1,65 @@
+"""Key grants (the right to reveal a new access key once) and the access keys koding-iam issued."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, utcnow
+
+
+class GrantStatus(StrEnum):
+    AVAILABLE = "available"
+    REVEALING = "revealing"
+    REVEALED = "revealed"
+
+
+class KeyGrant(Base):
+    """A one-time permission for the requester to create and see a new access key.
+
+    No secret is ever stored: the grant records only who may reveal, until when, the DM that carries the
+    button, and afterwards the id of the key that was shown.
+    """
+
+    __tablename__ = "key_grants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("access_requests.id", ondelete="CASCADE"))
+    requester_id: Mapped[str] = mapped_column(String(32))
+    iam_user_name: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default=GrantStatus.AVAILABLE)
+    expires_at: Mapped[datetime]
+    dm_channel: Mapped[str | None] = mapped_column(String(32))
+    dm_ts: Mapped[str | None] = mapped_column(String(32))
+    claimed_at: Mapped[datetime | None]
+    revealed_at: Mapped[datetime | None]
+    access_key_id: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_key_grants_status", "status"),)
+
+
+class KeyStatus(StrEnum):
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+    DELETED = "deleted"
+
+
+class AccessKey(Base):
+    """An access key that was revealed to its owner; the rotation clock runs from `created_at`."""
+
+    __tablename__ = "access_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    access_key_id: Mapped[str] = mapped_column(String(128), unique=True)
+    iam_user_name: Mapped[str] = mapped_column(String(64))
+    owner_id: Mapped[str] = mapped_column(String(32))
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("access_requests.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(16), default=KeyStatus.ACTIVE)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revealed_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_access_keys_owner_id", "owner_id"),)

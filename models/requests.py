@@ -1,0 +1,106 @@
+"""Access requests, the approval cards posted for them, and the provisioning steps they have completed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, utcnow
+
+
+class RequestStatus(StrEnum):
+    PENDING = "pending"
+    PROVISIONING = "provisioning"
+    PROVISIONED = "provisioned"
+    FAILED = "failed"
+    DENIED = "denied"
+
+
+# A request in one of these states holds its IAM user name and blocks its requester from asking again.
+OPEN_STATUSES = (
+    RequestStatus.PENDING,
+    RequestStatus.PROVISIONING,
+    RequestStatus.PROVISIONED,
+    RequestStatus.FAILED,
+)
+_OPEN_SQL = text("status IN ('pending', 'provisioning', 'provisioned', 'failed')")
+
+
+class AccessRequest(Base):
+    """One person's request for an IAM user; `status` moves only by compare-and-set updates."""
+
+    __tablename__ = "access_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    requester_id: Mapped[str] = mapped_column(String(32))
+    team_id: Mapped[str | None] = mapped_column(String(32))
+    iam_user_name: Mapped[str] = mapped_column(String(64))
+    # IAM names are unique regardless of case; the lower-cased copy carries the uniqueness.
+    iam_user_name_key: Mapped[str] = mapped_column(String(64))
+    # The plan frozen at request time: [{"profile", "label", "group", "policies": [...]}, ...].
+    plan: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    purpose: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(16), default=RequestStatus.PENDING)
+    decided_by: Mapped[str | None] = mapped_column(String(32))
+    decided_at: Mapped[datetime | None]
+    deny_reason: Mapped[str | None] = mapped_column(String(500))
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        Index(
+            "uq_access_requests_open_name",
+            "iam_user_name_key",
+            unique=True,
+            sqlite_where=_OPEN_SQL,
+            postgresql_where=_OPEN_SQL,
+        ),
+        Index(
+            "uq_access_requests_open_requester",
+            "requester_id",
+            unique=True,
+            sqlite_where=_OPEN_SQL,
+            postgresql_where=_OPEN_SQL,
+        ),
+        Index("ix_access_requests_status", "status"),
+    )
+
+    @property
+    def groups(self) -> list[str]:
+        return [entry["group"] for entry in self.plan]
+
+    @property
+    def profile_keys(self) -> list[str]:
+        return [entry["profile"] for entry in self.plan]
+
+
+class ApprovalCard(Base):
+    """Where an approval card was posted (approval channel or an admin DM), so every copy gets updated."""
+
+    __tablename__ = "approval_cards"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("access_requests.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(32))
+    ts: Mapped[str] = mapped_column(String(32))
+
+    __table_args__ = (Index("uq_approval_cards_request_channel", "request_id", "channel", unique=True),)
+
+
+class ProvisioningStep(Base):
+    """A provisioning step that completed; a resumed run skips these."""
+
+    __tablename__ = "provisioning_steps"
+
+    request_id: Mapped[int] = mapped_column(
+        ForeignKey("access_requests.id", ondelete="CASCADE"), primary_key=True
+    )
+    step: Mapped[str] = mapped_column(String(300), primary_key=True)
+    completed_at: Mapped[datetime] = mapped_column(default=utcnow)
