@@ -1,0 +1,106 @@
+"""Deciding a request. The decision is one compare-and-set UPDATE, so exactly one decision ever wins."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from bot import audit
+from bot.config import Settings
+from bot.errors import AlreadyDecided, InvalidState, NotAuthorized, NotFound
+from models import AccessRequest, RequestStatus
+
+DENY_REASON_MAX = 500
+
+
+def load_request(session: Session, request_id: int) -> AccessRequest:
+    request = session.get(AccessRequest, request_id)
+    if request is None:
+        raise NotFound(f"Request #{request_id} does not exist.")
+    return request
+
+
+def authorize_decision(settings: Settings, request: AccessRequest, admin_id: str) -> None:
+    """Only configured admins decide, and never on their own request."""
+    if admin_id not in settings.admins:
+        raise NotAuthorized("Only koding-iam admins can approve or deny requests.")
+    if request.requester_id == admin_id:
+        raise NotAuthorized("You cannot decide on your own request; another admin has to.")
+
+
+def decide(
+    session: Session,
+    *,
+    settings: Settings,
+    request_id: int,
+    admin_id: str,
+    approve: bool,
+    now: datetime,
+    reason: str | None = None,
+) -> AccessRequest:
+    """Approve (pending → provisioning) or deny (pending → denied). Losers get AlreadyDecided with the winner."""
+    request = load_request(session, request_id)
+    authorize_decision(settings, request, admin_id)
+    reason = (reason or "").strip()[:DENY_REASON_MAX] or None
+    target = RequestStatus.PROVISIONING if approve else RequestStatus.DENIED
+    result = session.execute(
+        update(AccessRequest)
+        .where(AccessRequest.id == request_id, AccessRequest.status == RequestStatus.PENDING)
+        .values(
+            status=target,
+            decided_by=admin_id,
+            decided_at=now,
+            deny_reason=None if approve else reason,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        session.rollback()
+        current = session.scalars(
+            select(AccessRequest).where(AccessRequest.id == request_id).execution_options(populate_existing=True)
+        ).one()
+        raise AlreadyDecided(_decided_word(current.status), current.decided_by, current.decided_at)
+    audit.record(
+        session,
+        action="request.approved" if approve else "request.denied",
+        actor=admin_id,
+        request_id=request_id,
+        at=now,
+        **({} if approve else {"reason": reason}),
+    )
+    session.flush()
+    session.refresh(request)
+    return request
+
+
+def authorize_retry(settings: Settings, request: AccessRequest, admin_id: str) -> None:
+    if admin_id not in settings.admins:
+        raise NotAuthorized("Only koding-iam admins can retry provisioning.")
+
+
+def retry(session: Session, *, settings: Settings, request_id: int, admin_id: str, now: datetime) -> AccessRequest:
+    """Failed → provisioning again, once, whoever clicks first."""
+    request = load_request(session, request_id)
+    authorize_retry(settings, request, admin_id)
+    result = session.execute(
+        update(AccessRequest)
+        .where(AccessRequest.id == request_id, AccessRequest.status == RequestStatus.FAILED)
+        .values(
+            status=RequestStatus.PROVISIONING, failure_reason=None, lease_owner=None, lease_until=None, updated_at=now
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        session.rollback()
+        raise InvalidState(f"Request #{request_id} is not failed any more; nothing to retry.")
+    audit.record(session, action="provisioning.retried", actor=admin_id, request_id=request_id, at=now)
+    session.flush()
+    session.refresh(request)
+    return request
+
+
+def _decided_word(status: str) -> str:
+    return "denied" if status == RequestStatus.DENIED else "approved"

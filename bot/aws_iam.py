@@ -1,0 +1,249 @@
+"""The one place that talks to AWS: a thin gateway over an injected boto3 IAM client.
+
+No Slack and no database here. botocore errors are translated into the `AwsError` family so callers can tell
+permanent failures (stop and tell a person) from transient ones (retry), without importing botocore.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+T = TypeVar("T")
+
+# botocore's standard retry mode covers throttling and 5xx; it is set explicitly so it cannot silently change.
+STANDARD_RETRIES = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
+# Used for the quick existence check inside a Slack acknowledgement: fail fast, never hold the ack.
+FAST_CHECK = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=1, read_timeout=1.5)
+
+
+class AwsError(Exception):
+    """An IAM call failed; `code` is the AWS error code, `message` is AWS's own text (never a secret)."""
+
+    transient = False
+
+    def __init__(self, code: str, message: str, operation: str) -> None:
+        super().__init__(f"{operation}: {code}: {message}")
+        self.code = code
+        self.message = message
+        self.operation = operation
+
+
+class EntityAlreadyExists(AwsError):
+    pass
+
+
+class NoSuchEntity(AwsError):
+    pass
+
+
+class AccessDenied(AwsError):
+    pass
+
+
+class LimitExceeded(AwsError):
+    pass
+
+
+class ConcurrentModification(AwsError):
+    transient = True
+
+
+class TransientAwsError(AwsError):
+    """Throttling, service failure or a network problem that outlived botocore's own retries."""
+
+    transient = True
+
+
+_ERROR_CLASSES: dict[str, type[AwsError]] = {
+    "EntityAlreadyExists": EntityAlreadyExists,
+    "NoSuchEntity": NoSuchEntity,
+    "AccessDenied": AccessDenied,
+    "AccessDeniedException": AccessDenied,
+    "UnauthorizedOperation": AccessDenied,
+    "InvalidClientTokenId": AccessDenied,
+    "SignatureDoesNotMatch": AccessDenied,
+    "ExpiredToken": AccessDenied,
+    "LimitExceeded": LimitExceeded,
+    "ConcurrentModification": ConcurrentModification,
+    "Throttling": TransientAwsError,
+    "ThrottlingException": TransientAwsError,
+    "ServiceFailure": TransientAwsError,
+    "ServiceUnavailable": TransientAwsError,
+    "RequestLimitExceeded": TransientAwsError,
+}
+
+
+@dataclass(frozen=True)
+class IamUser:
+    name: str
+    arn: str
+    path: str
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class IamGroup:
+    name: str
+    arn: str
+    path: str
+
+
+@dataclass(frozen=True)
+class AccessKeyInfo:
+    access_key_id: str
+    status: str
+    created: datetime
+
+
+@dataclass(frozen=True)
+class NewAccessKey:
+    """A key straight from CreateAccessKey. The secret is kept out of repr() so it cannot reach a log by accident."""
+
+    access_key_id: str
+    created: datetime
+    secret_access_key: str = field(repr=False)
+
+    def __str__(self) -> str:
+        return f"NewAccessKey({self.access_key_id})"
+
+
+@dataclass
+class Backoff:
+    """Short, bounded backoff for IAM's eventual consistency and ConcurrentModification."""
+
+    attempts: int = 6
+    first_delay: float = 0.25
+    max_delay: float = 2.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def delays(self) -> list[float]:
+        return [min(self.first_delay * 2**n, self.max_delay) for n in range(self.attempts - 1)]
+
+
+def _translate(exc: Exception, operation: str) -> AwsError:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "Unknown"))
+        message = str(error.get("Message", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        cls = _ERROR_CLASSES.get(code)
+        if cls is None:
+            cls = TransientAwsError if status >= 500 else AwsError
+        return cls(code, message, operation)
+    return TransientAwsError(type(exc).__name__, str(exc), operation)
+
+
+class IamGateway:
+    """IAM operations koding-iam needs, each translating errors; no decisions are made here."""
+
+    def __init__(self, client: Any, *, fast_client: Any | None = None, backoff: Backoff | None = None) -> None:
+        self._client = client
+        self._fast_client = fast_client or client
+        self.backoff = backoff or Backoff()
+        self.calls: int = 0
+
+    @classmethod
+    def from_environment(cls, *, backoff: Backoff | None = None) -> IamGateway:
+        """Credentials through boto3's normal chain; AWS_ENDPOINT_URL is honoured by boto3 itself."""
+        session = boto3.session.Session()
+        region = session.region_name or "us-east-1"
+        client = session.client("iam", region_name=region, config=STANDARD_RETRIES)
+        fast = session.client("iam", region_name=region, config=FAST_CHECK)
+        return cls(client, fast_client=fast, backoff=backoff)
+
+    def _call(self, operation: str, *, eventual: bool = False, fast: bool = False, **kwargs: Any) -> Any:
+        """Call one IAM operation. `eventual` retries NoSuchEntity briefly: the entity may be brand new."""
+        client = self._fast_client if fast else self._client
+        method = getattr(client, _snake(operation))
+        delays = [] if fast else self.backoff.delays()
+        while True:
+            self.calls += 1
+            try:
+                return method(**kwargs)
+            except (ClientError, BotoCoreError) as exc:
+                error = _translate(exc, operation)
+                retryable = isinstance(error, ConcurrentModification) or (eventual and isinstance(error, NoSuchEntity))
+                if not retryable or not delays:
+                    raise error from None
+                self.backoff.sleep(delays.pop(0))
+
+    # Users -----------------------------------------------------------------------------------------------
+    def get_user(self, name: str, *, fast: bool = False) -> IamUser | None:
+        try:
+            user = self._call("GetUser", fast=fast, UserName=name)["User"]
+        except NoSuchEntity:
+            return None
+        tags = {tag["Key"]: tag["Value"] for tag in user.get("Tags", [])}
+        return IamUser(name=user["UserName"], arn=user["Arn"], path=user["Path"], tags=tags)
+
+    def create_user(self, name: str, *, path: str, tags: dict[str, str], permissions_boundary: str | None) -> IamUser:
+        kwargs: dict[str, Any] = {
+            "UserName": name,
+            "Path": path,
+            "Tags": [{"Key": key, "Value": value} for key, value in tags.items()],
+        }
+        if permissions_boundary:
+            kwargs["PermissionsBoundary"] = permissions_boundary
+        user = self._call("CreateUser", **kwargs)["User"]
+        return IamUser(name=user["UserName"], arn=user["Arn"], path=user["Path"], tags=dict(tags))
+
+    def list_groups_for_user(self, name: str) -> list[str]:
+        return [group["GroupName"] for group in self._call("ListGroupsForUser", UserName=name)["Groups"]]
+
+    def add_user_to_group(self, user: str, group: str) -> None:
+        self._call("AddUserToGroup", eventual=True, UserName=user, GroupName=group)
+
+    # Groups ----------------------------------------------------------------------------------------------
+    def get_group(self, name: str) -> IamGroup | None:
+        try:
+            group = self._call("GetGroup", GroupName=name, MaxItems=1)["Group"]
+        except NoSuchEntity:
+            return None
+        return IamGroup(name=group["GroupName"], arn=group["Arn"], path=group["Path"])
+
+    def create_group(self, name: str, *, path: str) -> IamGroup:
+        group = self._call("CreateGroup", GroupName=name, Path=path)["Group"]
+        return IamGroup(name=group["GroupName"], arn=group["Arn"], path=group["Path"])
+
+    def attached_group_policies(self, group: str) -> list[str]:
+        response = self._call("ListAttachedGroupPolicies", eventual=True, GroupName=group)
+        return [policy["PolicyArn"] for policy in response["AttachedPolicies"]]
+
+    def attach_group_policy(self, group: str, policy_arn: str) -> None:
+        self._call("AttachGroupPolicy", eventual=True, GroupName=group, PolicyArn=policy_arn)
+
+    # Access keys -----------------------------------------------------------------------------------------
+    def create_access_key(self, user: str) -> NewAccessKey:
+        key = self._call("CreateAccessKey", eventual=True, UserName=user)["AccessKey"]
+        return NewAccessKey(
+            access_key_id=key["AccessKeyId"],
+            created=key["CreateDate"],
+            secret_access_key=key["SecretAccessKey"],
+        )
+
+    def list_access_keys(self, user: str) -> list[AccessKeyInfo]:
+        keys = self._call("ListAccessKeys", UserName=user)["AccessKeyMetadata"]
+        return [AccessKeyInfo(k["AccessKeyId"], k["Status"], k["CreateDate"]) for k in keys]
+
+    def delete_access_key(self, user: str, access_key_id: str) -> None:
+        try:
+            self._call("DeleteAccessKey", UserName=user, AccessKeyId=access_key_id)
+        except NoSuchEntity:
+            return
+
+
+def _snake(operation: str) -> str:
+    out = []
+    for index, char in enumerate(operation):
+        if char.isupper() and index:
+            out.append("_")
+        out.append(char.lower())
+    return "".join(out)

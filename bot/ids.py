@@ -1,0 +1,26 @@
+"""callback_id, action_id and block_id constants shared by the view builders and the handlers."""
+
+COMMAND = "/koding-iam"
+
+# Modals
+REQUEST_MODAL = "koding_iam.request"
+DENY_MODAL = "koding_iam.deny"
+REVEAL_MODAL = "koding_iam.reveal"
+
+# Request form blocks and actions (block_id, action_id)
+USER_NAME_BLOCK = "iam_user_name"
+USER_NAME_INPUT = "iam_user_name_input"
+PROFILES_BLOCK = "profiles"
+PROFILES_INPUT = "profiles_input"
+PURPOSE_BLOCK = "purpose"
+PURPOSE_INPUT = "purpose_input"
+DENY_REASON_BLOCK = "deny_reason"
+DENY_REASON_INPUT = "deny_reason_input"
+
+# Buttons
+OPEN_REQUEST = "koding_iam.open_request"
+APPROVE = "koding_iam.approve"
+DENY = "koding_iam.deny"
+RETRY = "koding_iam.retry"
+REVEAL = "koding_iam.reveal"
+RENEW_REVEAL = "koding_iam.renew_reveal"

@@ -1,0 +1,137 @@
+"""Taking in a request: validate the form at the boundary, then store it. A rejected form stores nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bot import audit
+from bot.aws_iam import AwsError, IamGateway
+from bot.config import Settings
+from bot.errors import ValidationFailed
+from bot.validation import iam_user_name_error, profiles_error, purpose_error
+from models import OPEN_STATUSES, AccessRequest, RequestStatus
+
+OURS_TAG_REQUEST = "koding-iam:request-id"
+OURS_TAG_SLACK_USER = "koding-iam:slack-user-id"
+
+
+@dataclass(frozen=True)
+class RequestForm:
+    """What the modal submitted, already pulled out of Slack's view state."""
+
+    iam_user_name: str
+    profiles: list[str]
+    purpose: str
+
+
+def open_request_for(session: Session, requester_id: str) -> AccessRequest | None:
+    """The requester's open request (pending, provisioning, failed) or active user, if any."""
+    return session.scalars(
+        select(AccessRequest).where(AccessRequest.requester_id == requester_id, AccessRequest.status.in_(OPEN_STATUSES))
+    ).first()
+
+
+def validate_form(form: RequestForm, settings: Settings) -> dict[str, str]:
+    """Field errors that need no database or AWS: IAM name rules, purpose, profiles."""
+    errors: dict[str, str] = {}
+    if message := iam_user_name_error(form.iam_user_name):
+        errors["iam_user_name"] = message
+    if message := profiles_error(form.profiles, settings.profiles):
+        errors["profiles"] = message
+    if message := purpose_error(form.purpose):
+        errors["purpose"] = message
+    return errors
+
+
+def build_plan(profile_keys: list[str], settings: Settings) -> list[dict[str, object]]:
+    """Freeze the profiles' groups and policies into the request, so the card shows exactly what will happen."""
+    ordered = [key for key in settings.profiles if key in profile_keys]
+    return [
+        {
+            "profile": key,
+            "label": settings.profiles[key].label,
+            "group": settings.profiles[key].group,
+            "policies": list(settings.profiles[key].policies),
+        }
+        for key in ordered
+    ]
+
+
+def submit_request(
+    session: Session,
+    *,
+    gateway: IamGateway,
+    settings: Settings,
+    requester_id: str,
+    team_id: str | None,
+    form: RequestForm,
+) -> AccessRequest:
+    """Validate against the rules, the database and AWS, then store a pending request (or raise ValidationFailed)."""
+    errors = validate_form(form, settings)
+    if errors:
+        raise ValidationFailed(errors)
+
+    existing = open_request_for(session, requester_id)
+    if existing is not None:
+        raise ValidationFailed({"iam_user_name": _already_have(existing)})
+
+    name_key = form.iam_user_name.lower()
+    taken = session.scalars(
+        select(AccessRequest).where(
+            func.lower(AccessRequest.iam_user_name) == name_key, AccessRequest.status.in_(OPEN_STATUSES)
+        )
+    ).first()
+    if taken is not None:
+        raise ValidationFailed({"iam_user_name": f"The IAM user name {taken.iam_user_name} is already taken."})
+
+    if message := _aws_name_error(gateway, form.iam_user_name):
+        raise ValidationFailed({"iam_user_name": message})
+
+    request = AccessRequest(
+        requester_id=requester_id,
+        team_id=team_id,
+        iam_user_name=form.iam_user_name,
+        iam_user_name_key=name_key,
+        plan=build_plan(form.profiles, settings),
+        purpose=form.purpose.strip(),
+        status=RequestStatus.PENDING,
+    )
+    session.add(request)
+    try:
+        session.flush()
+    except IntegrityError:
+        # Another submission won the same name or requester between our check and our insert.
+        session.rollback()
+        raise ValidationFailed({"iam_user_name": "That name or requester was just taken by another request."}) from None
+    audit.record(
+        session,
+        action="request.created",
+        actor=requester_id,
+        request_id=request.id,
+        iam_user_name=request.iam_user_name,
+        profiles=form.profiles,
+    )
+    return request
+
+
+def _already_have(existing: AccessRequest) -> str:
+    if existing.status == RequestStatus.PROVISIONED:
+        return f"You already have the IAM user {existing.iam_user_name} (request #{existing.id})."
+    return f"You already have request #{existing.id} for {existing.iam_user_name}, which is {existing.status}."
+
+
+def _aws_name_error(gateway: IamGateway, name: str) -> str | None:
+    """Refuse a name that exists in AWS. A slow AWS does not hold the Slack ack: provisioning checks again."""
+    try:
+        user = gateway.get_user(name, fast=True)
+    except AwsError:
+        return None
+    if user is None:
+        return None
+    if OURS_TAG_REQUEST not in user.tags:
+        return f"An IAM user named {user.name} already exists in AWS and was not created by koding-iam."
+    return f"The IAM user name {user.name} is already taken."

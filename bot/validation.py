@@ -1,0 +1,53 @@
+"""Pure validation of what a person typed into the request form. Returns messages; changes nothing."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from bot.config import Profile
+
+IAM_USER_NAME = re.compile(r"^[\w+=,.@-]{1,64}$", re.ASCII)
+PURPOSE_MAX = 300
+SUGGESTION_PREFIX = "koding-"
+
+
+def iam_user_name_error(name: str) -> str | None:
+    """IAM's own rules for user names; ASCII only, so Unicode look-alikes are refused, not normalised."""
+    if not name:
+        return "Enter an IAM user name."
+    if len(name) > 64:
+        return f"IAM user names are at most 64 characters; this one has {len(name)}."
+    if not IAM_USER_NAME.match(name):
+        bad = sorted({char for char in name if not IAM_USER_NAME.match(char)})
+        shown = ", ".join(repr(char) for char in bad[:5])
+        return f"Use only letters, digits and + = , . @ _ - (not {shown})."
+    return None
+
+
+def purpose_error(purpose: str) -> str | None:
+    if not purpose.strip():
+        return "Say which Koding team or stack these keys are for."
+    if len(purpose) > PURPOSE_MAX:
+        return f"Keep the purpose under {PURPOSE_MAX} characters; this one has {len(purpose)}."
+    if any(unicodedata.category(char) == "Cc" and char not in "\n\t" for char in purpose):
+        return "The purpose contains control characters."
+    return None
+
+
+def profiles_error(selected: list[str], profiles: dict[str, Profile]) -> str | None:
+    if not selected:
+        return "Choose at least one access profile."
+    unknown = [key for key in selected if key not in profiles]
+    if unknown:
+        return f"Unknown access profile: {', '.join(unknown)}."
+    if len(set(selected)) != len(selected):
+        return "An access profile was chosen twice."
+    return None
+
+
+def suggest_user_name(slack_handle: str | None) -> str:
+    """A valid IAM name from a Slack handle: `alice.smith` becomes `koding-alice.smith`."""
+    handle = unicodedata.normalize("NFKD", slack_handle or "").encode("ascii", "ignore").decode()
+    handle = re.sub(r"[^\w+=,.@-]", "-", handle, flags=re.ASCII).strip("-")
+    return (SUGGESTION_PREFIX + handle)[:64] if handle else ""
