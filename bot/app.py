@@ -1,0 +1,90 @@
+"""Building the process: services (database, AWS gateway, Slack client) and the Bolt app with its listeners."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Executor
+from typing import Any
+
+from slack_bolt import App
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+from sqlalchemy import Engine
+
+from bot import logs
+from bot.aws_iam import IamGateway
+from bot.config import Settings
+from bot.db import make_engine, make_session_factory
+from bot.errors import DomainError
+from bot.notify import Notifier
+from bot.services import Services
+from handlers import register_all
+
+log = logging.getLogger(__name__)
+
+
+def make_slack_client(settings: Settings) -> WebClient:
+    """One client for the whole process, retrying rate limits, 5xx and dropped connections."""
+    return WebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=settings.slack_api_url,
+        timeout=10,
+        retry_handlers=[
+            ConnectionErrorRetryHandler(max_retry_count=2),
+            RateLimitErrorRetryHandler(max_retry_count=3),
+            ServerErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+def create_services(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    gateway: IamGateway | None = None,
+    client: WebClient | None = None,
+    **overrides: Any,
+) -> Services:
+    engine = engine or make_engine(settings.database_url)
+    client = client or make_slack_client(settings)
+    return Services(
+        settings=settings,
+        engine=engine,
+        session_factory=make_session_factory(engine),
+        gateway=gateway or IamGateway.from_environment(),
+        notifier=Notifier(client, settings),
+        **overrides,
+    )
+
+
+def create_app(services: Services, *, listener_executor: Executor | None = None) -> App:
+    """The Bolt app: signatures verified, acknowledgements sent before slow work (process_before_response off)."""
+    logs.pin_slack_loggers()
+    app = App(
+        name="koding-iam",
+        client=services.notifier.client,
+        signing_secret=services.settings.slack_signing_secret.get_secret_value(),
+        token_verification_enabled=False,
+        process_before_response=False,
+        listener_executor=listener_executor,
+    )
+
+    @app.error
+    def on_error(error: Exception, body: dict[str, Any]) -> None:
+        """Last resort: log the failure (never the payload) and tell the person something went wrong."""
+        user = (body.get("user") or {}).get("id") or body.get("user_id")
+        if isinstance(error, DomainError) and user:
+            services.notifier.ephemeral(None, str(user), error.user_message)
+            return
+        log.error("unhandled %s in a listener: %s", type(error).__name__, error)
+        if user:
+            services.notifier.ephemeral(
+                None, str(user), "Something went wrong on koding-iam's side; nothing was lost. Try again shortly."
+            )
+
+    register_all(app, services)
+    return app

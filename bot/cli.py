@@ -1,0 +1,125 @@
+"""The `koding-iam` command: serve, db upgrade/current, demo."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from bot.config import ConfigError, Settings, load_settings, normalise_database_url
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"koding-iam: {message}", file=sys.stderr)
+    return code
+
+
+def _database_url_from_env() -> str:
+    try:
+        return normalise_database_url(os.environ.get("DATABASE_URL") or "sqlite:///koding-iam.db")
+    except ValueError as exc:
+        raise ConfigError(f"DATABASE_URL is malformed: {exc}") from None
+
+
+def ensure_migrated(settings: Settings) -> str | None:
+    """None when the schema is current; else the line telling the operator what to run.
+
+    The embedded SQLite default upgrades itself, so a newcomer never has to run a migration by hand.
+    """
+    from bot import db
+
+    engine = db.make_engine(settings.database_url)
+    try:
+        current, head = db.migration_state(engine)
+        if current == head:
+            return None
+        if settings.database_is_default:
+            db.upgrade(settings.database_url)
+            return None
+        return (
+            f"the database is at revision {current or 'none'} but this version needs {head}; "
+            "run `koding-iam db upgrade` first"
+        )
+    finally:
+        engine.dispose()
+
+
+def cmd_serve(_: argparse.Namespace) -> int:
+    from bot import logs
+
+    logs.configure(os.environ.get("LOG_LEVEL", "INFO"))
+    settings = load_settings()
+    if problem := ensure_migrated(settings):
+        return _fail(problem, 3)
+
+    from bot.app import create_app, create_services
+    from bot.scheduler import start_scheduler
+    from bot.server import make_wsgi_app, serve_http
+
+    services = create_services(settings)
+    app = create_app(services)
+    scheduler = start_scheduler(services)
+    try:
+        if settings.socket_mode:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+            assert settings.slack_app_token is not None
+            SocketModeHandler(app, settings.slack_app_token.get_secret_value()).start()
+        else:
+            print(f"koding-iam: serving on port {settings.port} (POST /slack/events, GET /healthz)", flush=True)
+            serve_http(make_wsgi_app(app, services.engine), port=settings.port)
+    finally:
+        scheduler.shutdown(wait=False)
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from bot import db
+
+    url = _database_url_from_env()
+    if args.action == "upgrade":
+        db.upgrade(url)
+        print("koding-iam: database is at the latest revision")
+        return 0
+    engine = db.make_engine(url)
+    try:
+        current, head = db.migration_state(engine)
+    finally:
+        engine.dispose()
+    print(f"current: {current or 'none'}\nhead:    {head}")
+    return 0 if current == head else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bot.demo import run_demo
+
+    return run_demo(keep=args.keep)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="koding-iam", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the Slack app (Socket Mode if SLACK_APP_TOKEN is set, else HTTP on $PORT)")
+    db_parser = sub.add_parser("db", help="database migrations")
+    db_parser.add_argument("action", choices=["upgrade", "current"])
+    demo = sub.add_parser("demo", help="play the whole flow offline against local Slack and IAM stand-ins")
+    demo.add_argument("--keep", action="store_true", help="keep the demo's temporary database")
+    return parser
+
+
+COMMANDS = {"serve": cmd_serve, "db": cmd_db, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

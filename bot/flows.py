@@ -1,0 +1,275 @@
+"""Use cases that join a service to Slack: what happens after a click, a submission or a scheduled tick.
+
+Handlers parse and acknowledge, then call one function here. Each function runs a service (no Slack inside)
+and tells people the outcome through the Notifier. Domain errors become a message to the person who acted.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from slack_sdk.errors import SlackApiError
+
+from bot import approval, intake, provisioning, reveal, views
+from bot.aws_iam import NewAccessKey
+from bot.db import session_scope
+from bot.errors import AlreadyDecided, AlreadyRevealed, DomainError, GrantExpired
+from bot.services import Services
+from bot.validation import suggest_user_name
+from models import AccessRequest, KeyGrant, RequestStatus
+
+log = logging.getLogger(__name__)
+
+
+# Requesting ------------------------------------------------------------------------------------------------
+def request_blocker(services: Services, user_id: str) -> str | None:
+    """Why this person cannot ask for another user right now, or None."""
+    with session_scope(services.session_factory) as session:
+        existing = intake.open_request_for(session, user_id)
+        return intake._already_have(existing) if existing else None
+
+
+def open_request_modal(services: Services, *, user_id: str, user_name: str | None, trigger_id: str) -> None:
+    view = views.request_modal(suggested_name=suggest_user_name(user_name), profiles=services.settings.profiles)
+    services.notifier.open_modal(trigger_id, view)
+
+
+def submit_request(services: Services, *, user_id: str, team_id: str | None, form: intake.RequestForm) -> int:
+    """Store a validated request; raises ValidationFailed with field errors (nothing stored then)."""
+    with session_scope(services.session_factory) as session:
+        request = intake.submit_request(
+            session,
+            gateway=services.gateway,
+            settings=services.settings,
+            requester_id=user_id,
+            team_id=team_id,
+            form=form,
+        )
+        return request.id
+
+
+def announce_request(services: Services, request_id: int) -> None:
+    """After the modal closed: tell the requester, and put the approval card in front of the admins."""
+    with session_scope(services.session_factory) as session:
+        request = approval.load_request(session, request_id)
+        services.notifier.request_received(request)
+        services.notifier.post_approval_cards(session, request)
+
+
+# Deciding --------------------------------------------------------------------------------------------------
+def approve(services: Services, *, request_id: int, admin_id: str, channel: str | None) -> None:
+    try:
+        with session_scope(services.session_factory) as session:
+            request = approval.decide(
+                session,
+                settings=services.settings,
+                request_id=request_id,
+                admin_id=admin_id,
+                approve=True,
+                now=services.clock(),
+            )
+            services.notifier.update_approval_cards(session, request)
+            services.notifier.decision(request)
+    except AlreadyDecided as exc:
+        services.notifier.ephemeral(
+            channel, admin_id, views.already_decided_text(exc.status, exc.decided_by, exc.decided_at)
+        )
+        return
+    except DomainError as exc:
+        services.notifier.ephemeral(channel, admin_id, views.escape(exc.user_message))
+        return
+    provision(services, request_id)
+
+
+def open_deny_modal(
+    services: Services, *, request_id: int, admin_id: str, trigger_id: str, channel: str | None
+) -> None:
+    """Check the clicker may decide before showing the reason form; the decision itself happens on submit."""
+    try:
+        with session_scope(services.session_factory) as session:
+            request = approval.load_request(session, request_id)
+            approval.authorize_decision(services.settings, request, admin_id)
+            if request.status != RequestStatus.PENDING:
+                raise AlreadyDecided(_word(request.status), request.decided_by, request.decided_at)
+            view = views.deny_modal(request)
+    except AlreadyDecided as exc:
+        services.notifier.ephemeral(
+            channel, admin_id, views.already_decided_text(exc.status, exc.decided_by, exc.decided_at)
+        )
+        return
+    except DomainError as exc:
+        services.notifier.ephemeral(channel, admin_id, views.escape(exc.user_message))
+        return
+    services.notifier.open_modal(trigger_id, view)
+
+
+def deny(services: Services, *, request_id: int, admin_id: str, reason: str) -> AccessRequest:
+    """The compare-and-set deny; raises AlreadyDecided / NotAuthorized for the modal to show."""
+    with session_scope(services.session_factory) as session:
+        return approval.decide(
+            session,
+            settings=services.settings,
+            request_id=request_id,
+            admin_id=admin_id,
+            approve=False,
+            reason=reason,
+            now=services.clock(),
+        )
+
+
+def announce_denial(services: Services, request_id: int) -> None:
+    with session_scope(services.session_factory) as session:
+        request = approval.load_request(session, request_id)
+        services.notifier.update_approval_cards(session, request)
+        services.notifier.decision(request)
+
+
+def retry(services: Services, *, request_id: int, admin_id: str, channel: str | None) -> None:
+    try:
+        with session_scope(services.session_factory) as session:
+            request = approval.retry(
+                session, settings=services.settings, request_id=request_id, admin_id=admin_id, now=services.clock()
+            )
+            services.notifier.update_approval_cards(
+                session, request, provisioning.progress_of(session, request, services.settings)
+            )
+    except DomainError as exc:
+        services.notifier.ephemeral(channel, admin_id, views.escape(exc.user_message))
+        return
+    provision(services, request_id)
+
+
+# Provisioning ----------------------------------------------------------------------------------------------
+def provision(services: Services, request_id: int) -> provisioning.Outcome:
+    """Run provisioning with the approval cards updated live, then tell the requester how it ended."""
+
+    def show_progress(progress: list[provisioning.StepProgress]) -> None:
+        with session_scope(services.session_factory) as session:
+            request = approval.load_request(session, request_id)
+            services.notifier.update_approval_cards(session, request, progress)
+
+    outcome = provisioning.run(
+        services.session_factory,
+        gateway=services.gateway,
+        settings=services.settings,
+        request_id=request_id,
+        owner=services.owner,
+        clock=services.clock,
+        progress=show_progress,
+    )
+    if outcome.status == "skipped":
+        return outcome
+    with session_scope(services.session_factory) as session:
+        request = approval.load_request(session, request_id)
+        services.notifier.update_approval_cards(
+            session, request, provisioning.progress_of(session, request, services.settings)
+        )
+        if outcome.status == "provisioned" and outcome.grant_id is not None:
+            grant = session.get(KeyGrant, outcome.grant_id)
+            assert grant is not None
+            services.notifier.post_reveal_dm(session, grant, now=services.clock())
+        elif outcome.status == "failed":
+            services.notifier.provisioning_failed(request)
+    return outcome
+
+
+def resume_interrupted(services: Services) -> None:
+    """Finish what a crashed process left: approved requests with no live run, reveals cut off mid-way."""
+    with session_scope(services.session_factory) as session:
+        request_ids = provisioning.resumable_request_ids(session, now=services.clock())
+    for request_id in request_ids:
+        log.info("resuming provisioning of request %s", request_id)
+        provision(services, request_id)
+    for grant_id in reveal.recover_stuck(services.session_factory, gateway=services.gateway, now=services.clock()):
+        log.info("re-armed interrupted reveal %s", grant_id)
+        with session_scope(services.session_factory) as session:
+            grant = reveal.load_grant(session, grant_id)
+            services.notifier.update_reveal_dm(grant, now=services.clock())
+
+
+# Revealing -------------------------------------------------------------------------------------------------
+def reveal_keys(services: Services, *, grant_id: int, user_id: str, trigger_id: str, channel: str | None) -> None:
+    """Claim the grant, open the modal at once, then create the key and show it there, once."""
+    notifier = services.notifier
+    try:
+        with session_scope(services.session_factory) as session:
+            grant = reveal.claim(session, grant_id=grant_id, user_id=user_id, now=services.clock())
+            user_name = grant.iam_user_name
+    except GrantExpired as exc:
+        _refresh_reveal_dm(services, grant_id)
+        notifier.ephemeral(channel, user_id, views.escape(exc.user_message))
+        return
+    except AlreadyRevealed as exc:
+        _refresh_reveal_dm(services, grant_id)
+        key = f" (key `{views.escape(exc.access_key_id)}`)" if exc.access_key_id else ""
+        notifier.ephemeral(
+            channel, user_id, f"{views.escape(exc.user_message)} Revealed on {views.when(exc.revealed_at)}{key}."
+        )
+        return
+    except DomainError as exc:
+        notifier.ephemeral(channel, user_id, views.escape(exc.user_message))
+        return
+
+    view_id = notifier.open_modal(trigger_id, views.reveal_generating_modal())
+    if view_id is None:
+        with session_scope(services.session_factory) as session:
+            reveal.release(session, grant_id=grant_id, now=services.clock(), reason="modal did not open")
+        notifier.ephemeral(channel, user_id, "Slack could not open the key window in time. Press the button again.")
+        return
+
+    def deliver(key: NewAccessKey) -> None:
+        notifier.update_modal(view_id, views.reveal_keys_modal(key, iam_user_name=user_name))
+
+    try:
+        reveal.create_and_deliver(
+            services.session_factory,
+            gateway=services.gateway,
+            grant_id=grant_id,
+            deliver=deliver,
+            clock=services.clock,
+        )
+    except SlackApiError:
+        _try_update_modal(
+            services,
+            view_id,
+            "Slack could not show your key, so it was deleted again. Close this window and press Reveal once more.",
+        )
+        return
+    except DomainError as exc:
+        _try_update_modal(services, view_id, exc.user_message)
+        return
+    _refresh_reveal_dm(services, grant_id)
+
+
+def renew_reveal_window(services: Services, *, grant_id: int, user_id: str, channel: str | None) -> None:
+    try:
+        with session_scope(services.session_factory) as session:
+            reveal.renew_window(
+                session,
+                grant_id=grant_id,
+                user_id=user_id,
+                hours=services.settings.koding_iam_reveal_window_hours,
+                now=services.clock(),
+            )
+    except DomainError as exc:
+        services.notifier.ephemeral(channel, user_id, views.escape(exc.user_message))
+        return
+    _refresh_reveal_dm(services, grant_id)
+
+
+def _refresh_reveal_dm(services: Services, grant_id: int) -> None:
+    with session_scope(services.session_factory) as session:
+        grant = session.get(KeyGrant, grant_id)
+        if grant is not None:
+            services.notifier.update_reveal_dm(grant, now=services.clock())
+
+
+def _try_update_modal(services: Services, view_id: str, message: str) -> None:
+    try:
+        services.notifier.update_modal(view_id, views.reveal_problem_modal(message))
+    except SlackApiError:
+        log.warning("could not update the reveal modal with a problem message")
+
+
+def _word(status: str) -> str:
+    return "denied" if status == RequestStatus.DENIED else "approved"

@@ -1,0 +1,123 @@
+"""Sending and updating Slack messages. With bot/views.py, the only place that knows what Slack looks like.
+
+Message text comes from views.py; this module decides where it goes (approval channel or admin DMs, the
+requester's DM) and remembers where it went, so later updates reach every copy.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot import views
+from bot.config import Settings
+from bot.provisioning import StepProgress, plan_steps
+from models import AccessRequest, ApprovalCard, KeyGrant
+
+log = logging.getLogger(__name__)
+
+
+class Notifier:
+    def __init__(self, client: WebClient, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+
+    # Requester ---------------------------------------------------------------------------------------------
+    def dm(self, user_id: str, text: str, blocks: views.Blocks) -> tuple[str, str] | None:
+        """Post a DM; returns (channel, ts), or None when Slack refused (logged, never raised to the caller)."""
+        try:
+            response = self.client.chat_postMessage(channel=user_id, text=text, blocks=blocks)
+        except SlackApiError as exc:
+            log.warning("could not DM %s: %s", user_id, exc.response.get("error"))
+            return None
+        return str(response["channel"]), str(response["ts"])
+
+    def request_received(self, request: AccessRequest) -> None:
+        self.dm(request.requester_id, *views.request_received_dm(request))
+
+    def decision(self, request: AccessRequest) -> None:
+        builder = views.denied_dm if request.status == "denied" else views.approved_dm
+        self.dm(request.requester_id, *builder(request))
+
+    def provisioning_failed(self, request: AccessRequest) -> None:
+        self.dm(request.requester_id, *views.failed_dm(request))
+
+    def post_reveal_dm(self, session: Session, grant: KeyGrant, *, now: datetime) -> None:
+        posted = self.dm(grant.requester_id, *views.reveal_dm(grant, now=now))
+        if posted:
+            grant.dm_channel, grant.dm_ts = posted
+
+    def update_reveal_dm(self, grant: KeyGrant, *, now: datetime) -> None:
+        if not (grant.dm_channel and grant.dm_ts):
+            return
+        text, blocks = views.reveal_dm(grant, now=now)
+        self._update(grant.dm_channel, grant.dm_ts, text, blocks)
+
+    def ephemeral(self, channel: str | None, user_id: str, text: str) -> None:
+        """A reply only the clicker sees; falls back to a DM where there is no channel (App Home, modals)."""
+        blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+        try:
+            if channel:
+                self.client.chat_postEphemeral(channel=channel, user=user_id, text=text, blocks=blocks)
+                return
+        except SlackApiError as exc:
+            log.info("ephemeral to %s failed (%s); sending a DM", user_id, exc.response.get("error"))
+        self.dm(user_id, text, blocks)
+
+    # Admins -----------------------------------------------------------------------------------------------
+    def post_approval_cards(self, session: Session, request: AccessRequest) -> None:
+        """One card in the approval channel, or one in each admin's DM; each remembered for later updates."""
+        text, blocks = self.approval_card(request)
+        if self.settings.koding_iam_approval_channel:
+            targets: Sequence[str] = [self.settings.koding_iam_approval_channel]
+        else:
+            targets = sorted(self.settings.admins)
+        for target in targets:
+            try:
+                response = self.client.chat_postMessage(channel=target, text=text, blocks=blocks)
+            except SlackApiError as exc:
+                log.warning("could not post approval card to %s: %s", target, exc.response.get("error"))
+                continue
+            session.add(ApprovalCard(request_id=request.id, channel=response["channel"], ts=response["ts"]))
+        session.flush()
+
+    def approval_card(
+        self, request: AccessRequest, progress: Sequence[StepProgress] | None = None
+    ) -> tuple[str, views.Blocks]:
+        calls = [step.label for step in plan_steps(request, self.settings)]
+        calls.append(f"CreateAccessKey for {request.iam_user_name}, when they press Reveal")
+        return views.approval_card(request, calls=calls, progress=progress)
+
+    def update_approval_cards(
+        self, session: Session, request: AccessRequest, progress: Sequence[StepProgress] | None = None
+    ) -> None:
+        text, blocks = self.approval_card(request, progress)
+        cards = session.scalars(select(ApprovalCard).where(ApprovalCard.request_id == request.id)).all()
+        for card in cards:
+            self._update(card.channel, card.ts, text, blocks)
+
+    def _update(self, channel: str, ts: str, text: str, blocks: views.Blocks) -> None:
+        try:
+            self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+        except SlackApiError as exc:
+            log.warning("could not update message %s/%s: %s", channel, ts, exc.response.get("error"))
+
+    # Modals -----------------------------------------------------------------------------------------------
+    def open_modal(self, trigger_id: str, view: dict) -> str | None:
+        """views.open inside the trigger's 3-second life; None when Slack refused (e.g. an expired trigger)."""
+        try:
+            response = self.client.views_open(trigger_id=trigger_id, view=view)
+        except SlackApiError as exc:
+            log.warning("could not open a modal: %s", exc.response.get("error"))
+            return None
+        return str(response["view"]["id"])
+
+    def update_modal(self, view_id: str, view: dict) -> None:
+        """views.update; raises SlackApiError so the reveal can undo a key nobody saw."""
+        self.client.views_update(view_id=view_id, view=view)

@@ -1,0 +1,37 @@
+"""The bundle of collaborators every handler and scheduled job works with, built once per process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.aws_iam import IamGateway
+from bot.config import Settings
+from bot.notify import Notifier
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def instance_id() -> str:
+    """Names this process as a lease holder: host, pid and a random part (pids repeat across restarts)."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    gateway: IamGateway
+    notifier: Notifier
+    clock: Callable[[], datetime] = _utcnow
+    owner: str = field(default_factory=instance_id)

@@ -1,0 +1,391 @@
+"""Every Slack surface koding-iam shows, as pure functions returning Block Kit dicts, and the parsers of view state.
+
+Text a person typed is escaped (`escape`) wherever it lands in mrkdwn, so `<!channel>`, mentions and links
+typed into a form are shown as text and never act.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from bot import ids
+from bot.aws_iam import NewAccessKey
+from bot.config import Profile
+from bot.intake import RequestForm
+from bot.provisioning import StepProgress, StepState
+from models import AccessRequest, KeyGrant, RequestStatus
+
+Blocks = list[dict[str, Any]]
+STATE_MARK = {StepState.DONE: "✓", StepState.FAILED: "✗", StepState.PENDING: "·"}
+KODING_CREDENTIALS_HINT = (
+    "In Koding, open *Team Settings → Credentials*, choose *Add AWS credential* (the AWS credentials tab) "
+    "and paste both values, then build your stack."
+)
+
+
+def escape(text: str) -> str:
+    """Slack's mrkdwn escaping: with &, < and > escaped no mention, broadcast or link can be formed."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def when(at: datetime | None) -> str:
+    """A timestamp every reader sees in their own time zone, with a UTC fallback."""
+    if at is None:
+        return "an unknown time"
+    fallback = at.strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(at.timestamp())}^{{date_short_pretty}} at {{time}}|{fallback}>"
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:3000]}]}
+
+
+def _button(text: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text},
+        "action_id": action_id,
+        "value": value,
+    }
+    if style:
+        button["style"] = style
+    return button
+
+
+def _plain(text: str) -> dict[str, str]:
+    return {"type": "plain_text", "text": text[:75]}
+
+
+# Slash command --------------------------------------------------------------------------------------------
+def help_message(*, problem: str | None = None) -> dict[str, Any]:
+    text = (
+        "*koding-iam* creates a dedicated AWS IAM user for your Koding stacks, after an admin approves, and "
+        "shows you its access keys once.\n"
+        "• `/koding-iam request` — ask for an IAM user\n"
+        "• `/koding-iam help` — this help"
+    )
+    blocks: Blocks = []
+    if problem:
+        blocks.append(_section(f":warning: {escape(problem)}"))
+    blocks.append(_section(text))
+    blocks.append(
+        {"type": "actions", "elements": [_button("Request an IAM user", ids.OPEN_REQUEST, "open", "primary")]}
+    )
+    return {"response_type": "ephemeral", "text": "koding-iam help", "blocks": blocks}
+
+
+def request_modal(*, suggested_name: str, profiles: dict[str, Profile]) -> dict[str, Any]:
+    options = [_profile_option(profile) for profile in profiles.values()]
+    defaults = [_profile_option(profile) for profile in profiles.values() if profile.default]
+    name_input: dict[str, Any] = {"type": "plain_text_input", "action_id": ids.USER_NAME_INPUT, "max_length": 64}
+    if suggested_name:
+        name_input["initial_value"] = suggested_name
+    checkboxes: dict[str, Any] = {"type": "checkboxes", "action_id": ids.PROFILES_INPUT, "options": options}
+    if defaults:
+        checkboxes["initial_options"] = defaults
+    return {
+        "type": "modal",
+        "callback_id": ids.REQUEST_MODAL,
+        "title": _plain("AWS IAM user"),
+        "submit": _plain("Request"),
+        "close": _plain("Cancel"),
+        "blocks": [
+            _section(
+                "koding-iam creates a dedicated IAM user (never the root account) for Koding to build your "
+                "stacks with. An admin approves it first."
+            ),
+            {
+                "type": "input",
+                "block_id": ids.USER_NAME_BLOCK,
+                "label": _plain("IAM user name"),
+                "hint": _plain("Letters, digits and + = , . @ _ - ; up to 64."),
+                "element": name_input,
+            },
+            {
+                "type": "input",
+                "block_id": ids.PROFILES_BLOCK,
+                "label": _plain("Access profile"),
+                "element": checkboxes,
+            },
+            {
+                "type": "input",
+                "block_id": ids.PURPOSE_BLOCK,
+                "label": _plain("Purpose"),
+                "hint": _plain("Which Koding team or stack is it for?"),
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": ids.PURPOSE_INPUT,
+                    "multiline": True,
+                    "max_length": 300,
+                },
+            },
+        ],
+    }
+
+
+def _profile_option(profile: Profile) -> dict[str, Any]:
+    policies = ", ".join(arn.rsplit("/", 1)[-1] for arn in profile.policies)
+    return {
+        "text": _plain(profile.label),
+        "description": {"type": "plain_text", "text": f"Group {profile.group}: {policies}"[:150]},
+        "value": profile.key,
+    }
+
+
+def parse_request_form(view: dict[str, Any]) -> RequestForm:
+    """Pull the three fields out of a view_submission; anything missing reads as empty and fails validation."""
+    values = (view.get("state") or {}).get("values") or {}
+    name = ((values.get(ids.USER_NAME_BLOCK) or {}).get(ids.USER_NAME_INPUT) or {}).get("value") or ""
+    purpose = ((values.get(ids.PURPOSE_BLOCK) or {}).get(ids.PURPOSE_INPUT) or {}).get("value") or ""
+    selected = ((values.get(ids.PROFILES_BLOCK) or {}).get(ids.PROFILES_INPUT) or {}).get("selected_options") or []
+    profiles = [str(option.get("value", "")) for option in selected if isinstance(option, dict)]
+    return RequestForm(iam_user_name=str(name).strip(), profiles=profiles, purpose=str(purpose))
+
+
+FIELD_BLOCKS = {"iam_user_name": ids.USER_NAME_BLOCK, "profiles": ids.PROFILES_BLOCK, "purpose": ids.PURPOSE_BLOCK}
+
+
+def form_errors(errors: dict[str, str]) -> dict[str, str]:
+    """Map service field names to the modal's block ids for `response_action: errors`."""
+    return {FIELD_BLOCKS[field]: message[:150] for field, message in errors.items()}
+
+
+# Request summary, approval card --------------------------------------------------------------------------
+def _summary_fields(request: AccessRequest) -> Blocks:
+    profiles = "\n".join(
+        f"• *{escape(entry['label'])}* — group `{escape(entry['group'])}`: "
+        + ", ".join(escape(arn.rsplit("/", 1)[-1]) for arn in entry["policies"])
+        for entry in request.plan
+    )
+    return [
+        _section(
+            f"*Requested by* <@{request.requester_id}>\n"
+            f"*IAM user* `{escape(request.iam_user_name)}`\n"
+            f"*Access profiles*\n{profiles}"
+        ),
+        _section(f"*Purpose*\n{escape(request.purpose)}"),
+    ]
+
+
+def request_received_dm(request: AccessRequest) -> tuple[str, Blocks]:
+    text = f"Request #{request.id} received: IAM user {request.iam_user_name}. An admin will review it."
+    blocks = [
+        _section(f":inbox_tray: *Request #{request.id} received.* An admin will review it; you will hear back here."),
+        *_summary_fields(request),
+    ]
+    return escape(text), blocks
+
+
+def approval_card(
+    request: AccessRequest,
+    *,
+    calls: Sequence[str],
+    progress: Sequence[StepProgress] | None = None,
+) -> tuple[str, Blocks]:
+    """The admins' card; drawn from the request's state so every copy (channel or DMs) says the same."""
+    status = request.status
+    blocks: Blocks = [
+        {"type": "header", "text": _plain(f"IAM user request #{request.id}")},
+        *_summary_fields(request),
+    ]
+    if status == RequestStatus.PENDING:
+        call_lines = "\n".join(f"• `{escape(call)}`" for call in calls)
+        blocks.append(_section(f"*Approving makes these IAM calls*\n{call_lines}"))
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": f"decide:{request.id}",
+                "elements": [
+                    _button("Approve", ids.APPROVE, str(request.id), "primary"),
+                    _button("Deny", ids.DENY, str(request.id), "danger"),
+                ],
+            }
+        )
+        text = f"IAM user request #{request.id} from <@{request.requester_id}> needs a decision."
+        return text, blocks
+
+    if status == RequestStatus.DENIED:
+        reason = f"\n*Reason:* {escape(request.deny_reason)}" if request.deny_reason else ""
+        blocks.append(_section(f":no_entry: *Denied* by <@{request.decided_by}> on {when(request.decided_at)}{reason}"))
+        return f"Request #{request.id} was denied.", blocks
+
+    blocks.append(_context(f":white_check_mark: Approved by <@{request.decided_by}> on {when(request.decided_at)}"))
+    if progress:
+        lines = "\n".join(f"{STATE_MARK[item.state]} {escape(item.label)}" for item in progress)
+        blocks.append(_section(f"*Provisioning*\n{lines}"))
+    if status == RequestStatus.PROVISIONING:
+        blocks.append(_context(":hourglass_flowing_sand: Provisioning…"))
+        text = f"Request #{request.id} approved; provisioning."
+    elif status == RequestStatus.PROVISIONED:
+        blocks.append(
+            _section(
+                f":tada: *Done.* IAM user `{escape(request.iam_user_name)}` is ready; "
+                f"<@{request.requester_id}> can reveal the keys."
+            )
+        )
+        text = f"Request #{request.id} provisioned."
+    else:
+        blocks.append(_section(f":x: *Provisioning failed.* {escape(request.failure_reason or '')}"))
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": f"retry:{request.id}",
+                "elements": [_button("Retry", ids.RETRY, str(request.id), "primary")],
+            }
+        )
+        text = f"Request #{request.id}: provisioning failed."
+    return text, blocks
+
+
+def deny_modal(request: AccessRequest) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "callback_id": ids.DENY_MODAL,
+        "private_metadata": json.dumps({"request_id": request.id}),
+        "title": _plain("Deny request"),
+        "submit": _plain("Deny"),
+        "close": _plain("Cancel"),
+        "blocks": [
+            _section(
+                f"Deny request #{request.id} from <@{request.requester_id}> for `{escape(request.iam_user_name)}`?"
+            ),
+            {
+                "type": "input",
+                "block_id": ids.DENY_REASON_BLOCK,
+                "optional": True,
+                "label": _plain("Reason (shown to the requester)"),
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": ids.DENY_REASON_INPUT,
+                    "multiline": True,
+                    "max_length": 500,
+                },
+            },
+        ],
+    }
+
+
+def parse_deny_submission(view: dict[str, Any]) -> tuple[int | None, str]:
+    try:
+        request_id = int(json.loads(view.get("private_metadata") or "{}").get("request_id"))
+    except (TypeError, ValueError, AttributeError):
+        request_id = None
+    values = (view.get("state") or {}).get("values") or {}
+    reason = ((values.get(ids.DENY_REASON_BLOCK) or {}).get(ids.DENY_REASON_INPUT) or {}).get("value") or ""
+    return request_id, str(reason)
+
+
+def already_decided_text(status: str, decided_by: str | None, decided_at: datetime | None) -> str:
+    by = f"<@{decided_by}>" if decided_by else "another admin"
+    return f"This request was already {status} by {by} on {when(decided_at)}."
+
+
+# Requester DMs --------------------------------------------------------------------------------------------
+def denied_dm(request: AccessRequest) -> tuple[str, Blocks]:
+    reason = f"\n*Reason:* {escape(request.deny_reason)}" if request.deny_reason else ""
+    return (
+        f"Your request #{request.id} was denied.",
+        [
+            _section(
+                f":no_entry: Your request #{request.id} for `{escape(request.iam_user_name)}` was denied by "
+                f"<@{request.decided_by}>.{reason}"
+            )
+        ],
+    )
+
+
+def approved_dm(request: AccessRequest) -> tuple[str, Blocks]:
+    return (
+        f"Your request #{request.id} was approved.",
+        [
+            _section(
+                f":white_check_mark: Your request #{request.id} was approved by <@{request.decided_by}>. "
+                f"Creating IAM user `{escape(request.iam_user_name)}` now…"
+            )
+        ],
+    )
+
+
+def failed_dm(request: AccessRequest) -> tuple[str, Blocks]:
+    return (
+        f"Creating your IAM user for request #{request.id} failed.",
+        [
+            _section(
+                f":x: Creating IAM user `{escape(request.iam_user_name)}` failed: "
+                f"{escape(request.failure_reason or 'unknown reason')}\nThe admins have been told and can retry."
+            )
+        ],
+    )
+
+
+def reveal_dm(grant: KeyGrant, *, now: datetime) -> tuple[str, Blocks]:
+    """The requester's key DM: a Reveal button while the window is open; what happened once it is not."""
+    name = escape(grant.iam_user_name)
+    if grant.status == "revealed":
+        text = (
+            f":lock: Access keys for `{name}` were revealed on {when(grant.revealed_at)}: key "
+            f"`{escape(grant.access_key_id or '')}`. They are shown only once."
+        )
+        return f"Access keys for {grant.iam_user_name} were revealed.", [_section(text)]
+    if grant.expires_at <= now:
+        text = (
+            f":hourglass: The button to reveal access keys for `{name}` expired on {when(grant.expires_at)}. "
+            "Nothing was created. Ask for a fresh window to reveal them."
+        )
+        actions = [_button("Ask for a fresh window", ids.RENEW_REVEAL, str(grant.id))]
+        return "Your reveal button expired.", [_section(text), {"type": "actions", "elements": actions}]
+    text = (
+        f":key: IAM user `{name}` is ready. Press *Reveal my access keys* to create its access key and see "
+        f"it once, in a private window. The button works until {when(grant.expires_at)}."
+    )
+    actions = [_button("Reveal my access keys", ids.REVEAL, str(grant.id), "primary")]
+    return f"IAM user {grant.iam_user_name} is ready.", [_section(text), {"type": "actions", "elements": actions}]
+
+
+# Reveal modal ----------------------------------------------------------------------------------------------
+def reveal_generating_modal() -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "callback_id": ids.REVEAL_MODAL,
+        "title": _plain("Your AWS access keys"),
+        "close": _plain("Close"),
+        "blocks": [_section(":hourglass_flowing_sand: Generating your access key…")],
+    }
+
+
+def reveal_keys_modal(key: NewAccessKey, *, iam_user_name: str) -> dict[str, Any]:
+    """Shows the secret once. No inputs and no submit: nothing typed here goes anywhere."""
+    snippet = f"[koding]\naws_access_key_id = {key.access_key_id}\naws_secret_access_key = {key.secret_access_key}"
+    return {
+        "type": "modal",
+        "callback_id": ids.REVEAL_MODAL,
+        "title": _plain("Your AWS access keys"),
+        "close": _plain("Done"),
+        "blocks": [
+            _section(
+                f":warning: *Copy these now.* This is the only time the secret is shown; koding-iam does not "
+                f"keep it. IAM user `{escape(iam_user_name)}`."
+            ),
+            _section(f"*Access Key ID*\n`{key.access_key_id}`"),
+            _section(f"*Secret Access Key*\n`{key.secret_access_key}`"),
+            _section(f"*Ready to paste*\n```{snippet}```"),
+            _context(KODING_CREDENTIALS_HINT),
+        ],
+    }
+
+
+def reveal_problem_modal(message: str) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "callback_id": ids.REVEAL_MODAL,
+        "title": _plain("Your AWS access keys"),
+        "close": _plain("Close"),
+        "blocks": [_section(f":warning: {escape(message)}")],
+    }

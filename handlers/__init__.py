@@ -1,0 +1,13 @@
+"""Slack listeners, one module per surface. Each stays thin: acknowledge, parse, authorize, call bot.flows."""
+
+from __future__ import annotations
+
+from slack_bolt import App
+
+from bot.services import Services
+from handlers import actions, commands, events, submissions
+
+
+def register_all(app: App, services: Services) -> None:
+    for module in (commands, actions, submissions, events):
+        module.register(app, services)
