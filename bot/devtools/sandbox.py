@@ -1,0 +1,145 @@
+"""The whole app on one machine with no Slack and no AWS: the real code behind a real HTTP server, a Slack Web
+API stand-in, moto's in-process IAM, and a migrated database. Used by `koding-iam demo` and the tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from bot import db
+from bot.app import create_app, create_services
+from bot.aws_iam import Backoff, IamGateway
+from bot.config import Settings, load_settings
+from bot.devtools.driver import SlackDriver
+from bot.devtools.slack_standin import SlackStandIn
+from bot.server import SLACK_PATH, make_wsgi_app
+from bot.services import Services
+
+SIGNING_SECRET = "sandbox-signing-secret"  # noqa: S105 - a local stand-in's secret, not a credential
+BOT_TOKEN = "xoxb-sandbox-token"  # noqa: S105
+FAKE_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",  # moto's placeholder credentials
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
+}
+
+
+class TrackingExecutor(ThreadPoolExecutor):
+    """Bolt's listener executor, counting unfinished work so a caller can wait until the app is idle."""
+
+    def __init__(self, max_workers: int = 16) -> None:
+        super().__init__(max_workers=max_workers, thread_name_prefix="listener")
+        self._pending = 0
+        self._lock = threading.Condition()
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        with self._lock:
+            self._pending += 1
+        future = super().submit(fn, *args, **kwargs)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, _: Future[Any]) -> None:
+        with self._lock:
+            self._pending -= 1
+            self._lock.notify_all()
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._pending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"{self._pending} listener task(s) still running after {timeout}s")
+                self._lock.wait(remaining)
+
+
+class Sandbox:
+    """Starts everything in `start()`, stops it in `stop()`; `driver` plays Slack users against it."""
+
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        admins: tuple[str, ...] = ("UADMIN1", "UADMIN2"),
+        moto: bool = True,
+        **settings_overrides: Any,
+    ) -> None:
+        self.database_url = database_url
+        self.admins = admins
+        self.use_moto = moto
+        self.settings_overrides = settings_overrides
+        self.standin = SlackStandIn()
+        self._moto: Any = None
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self.executor = TrackingExecutor()
+
+    def start(self) -> Sandbox:
+        if self.use_moto:
+            for key, value in FAKE_AWS_ENV.items():
+                os.environ.setdefault(key, value)
+            from moto import mock_aws
+
+            self._moto = mock_aws()
+            self._moto.start()
+        self.standin.start()
+        db.upgrade(self.database_url)
+        self.settings = self.make_settings()
+        self.services = self.make_services(self.settings)
+        self.app = create_app(self.services, listener_executor=self.executor)
+        from waitress.server import create_server
+
+        self._server = create_server(
+            make_wsgi_app(self.app, self.services.engine), host="127.0.0.1", port=0, threads=16, ident="koding-iam"
+        )
+        self._thread = threading.Thread(target=self._server.run, name="waitress", daemon=True)
+        self._thread.start()
+        self.url = f"http://127.0.0.1:{self._server.effective_port}"
+        self.driver = SlackDriver(self.url + SLACK_PATH, SIGNING_SECRET, self.standin)
+        return self
+
+    def make_settings(self, **extra: Any) -> Settings:
+        values: dict[str, Any] = {
+            "slack_bot_token": BOT_TOKEN,
+            "slack_signing_secret": SIGNING_SECRET,
+            "slack_app_token": "",
+            "slack_api_url": self.standin.base_url,
+            "database_url": self.database_url,
+            "koding_iam_admins": ",".join(self.admins),
+            **self.settings_overrides,
+            **extra,
+        }
+        return load_settings(**values)
+
+    def make_services(self, settings: Settings, **overrides: Any) -> Services:
+        gateway = IamGateway.from_environment(backoff=Backoff(sleep=lambda _: None))
+        return create_services(settings, gateway=gateway, **overrides)
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        self.executor.wait_idle(timeout)
+
+    def stop(self) -> None:
+        with contextlib.suppress(AssertionError):
+            self.executor.wait_idle(30)
+        if self._server is not None:
+            self._server.close()
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        if hasattr(self, "services"):
+            self.services.engine.dispose()
+        self.standin.stop()
+        if self._moto is not None:
+            self._moto.stop()
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
