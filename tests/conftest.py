@@ -1,0 +1,126 @@
+"""Shared fixtures: a migrated database on SQLite and (when TEST_DATABASE_URL is set, always under CI) on
+PostgreSQL, and a sandbox that runs the real app behind HTTP against the Slack stand-in and moto's IAM."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from bot.devtools.sandbox import FAKE_AWS_ENV, Sandbox
+
+for _key, _value in FAKE_AWS_ENV.items():
+    os.environ[_key] = _value
+os.environ.pop("AWS_ENDPOINT_URL", None)
+os.environ.pop("AWS_PROFILE", None)
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+PG_URL = os.environ.get("TEST_DATABASE_URL") or ("postgresql://postgres@127.0.0.1:5432/test" if IN_CI else "")
+
+
+def _pg_base() -> str:
+    from bot.config import normalise_database_url
+
+    return normalise_database_url(PG_URL)
+
+
+@pytest.fixture(scope="session")
+def postgres_available() -> str:
+    """The PostgreSQL URL; a skip outside CI without TEST_DATABASE_URL, a loud failure when it is unreachable."""
+    if not PG_URL:
+        pytest.skip("PostgreSQL tests need TEST_DATABASE_URL (always set under CI)")
+    engine = create_engine(_pg_base())
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:
+        pytest.fail(f"PostgreSQL at TEST_DATABASE_URL is unreachable: {exc}", pytrace=False)
+    finally:
+        engine.dispose()
+    return _pg_base()
+
+
+def _postgres_schema_url() -> Iterator[str]:
+    base = _pg_base()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(base, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{separator}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with engine.connect() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database URL on each backend; each test gets its own file or schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'koding-iam.db'}"
+        return
+    request.getfixturevalue("postgres_available")
+    yield from _postgres_schema_url()
+
+
+@pytest.fixture
+def postgres_url(postgres_available: str) -> Iterator[str]:
+    """A fresh PostgreSQL schema, for tests that are about PostgreSQL alone (several processes, one database)."""
+    yield from _postgres_schema_url()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'koding-iam.db'}"
+
+
+@pytest.fixture
+def sandbox(database_url: str) -> Iterator[Sandbox]:
+    with Sandbox(database_url) as running:
+        yield running
+
+
+@pytest.fixture
+def sqlite_sandbox(sqlite_url: str) -> Iterator[Sandbox]:
+    with Sandbox(sqlite_url) as running:
+        yield running
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def text(self) -> str:
+        parts = []
+        for record in self.records:
+            parts.append(record.getMessage())
+            if record.exc_info:
+                parts.append(logging.Formatter().formatException(record.exc_info))
+        return "\n".join(parts)
+
+
+@pytest.fixture
+def all_logs() -> Iterator[_Capture]:
+    """Every log record at every level, Slack's and botocore's loggers included, while the test runs."""
+    capture = _Capture()
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(capture)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield capture
+    finally:
+        root.removeHandler(capture)
+        root.setLevel(previous)
