@@ -63,7 +63,8 @@ def create_services(
 
 def create_app(services: Services, *, listener_executor: Executor | None = None) -> App:
     """The Bolt app: signatures verified, acknowledgements sent before slow work (process_before_response off)."""
-    logs.pin_slack_loggers()
+    logs.pin_chatty_loggers()
+    logs.install_redaction()
     app = App(
         name="koding-iam",
         client=services.notifier.client,

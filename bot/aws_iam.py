@@ -18,10 +18,18 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 T = TypeVar("T")
 
-# botocore's standard retry mode covers throttling and 5xx; it is set explicitly so it cannot silently change.
-STANDARD_RETRIES = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
-# Used for the quick existence check inside a Slack acknowledgement: fail fast, never hold the ack.
-FAST_CHECK = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=1, read_timeout=1.5)
+
+def standard_retries() -> Config:
+    """botocore's standard retry mode (throttling, 5xx), set explicitly so a default cannot silently change it.
+
+    A fresh Config per client: botocore rewrites a Config's retries dict in place when it builds a client.
+    """
+    return Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
+
+
+def fast_check() -> Config:
+    """For the quick existence check inside a Slack acknowledgement: one attempt, short timeouts."""
+    return Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=1, read_timeout=1.5)
 
 
 class AwsError(Exception):
@@ -155,8 +163,8 @@ class IamGateway:
         """Credentials through boto3's normal chain; AWS_ENDPOINT_URL is honoured by boto3 itself."""
         session = boto3.session.Session()
         region = session.region_name or "us-east-1"
-        client = session.client("iam", region_name=region, config=STANDARD_RETRIES)
-        fast = session.client("iam", region_name=region, config=FAST_CHECK)
+        client = session.client("iam", region_name=region, config=standard_retries())
+        fast = session.client("iam", region_name=region, config=fast_check())
         return cls(client, fast_client=fast, backoff=backoff)
 
     def _call(self, operation: str, *, eventual: bool = False, fast: bool = False, **kwargs: Any) -> Any:

@@ -14,11 +14,12 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
-SLACK_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,20}$")
-IAM_PATH = re.compile(r"^/(?:[\x21-\x7E]{0,510}/)?$")
-IAM_NAME = re.compile(r"^[\w+=,.@-]{1,128}$", re.ASCII)
-POLICY_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(?:aws|\d{12}):policy/[\w+=,.@/-]+$", re.ASCII)
+# All patterns are used with fullmatch: `$` would also accept a trailing newline.
+SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
+SLACK_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,20}")
+IAM_PATH = re.compile(r"/(?:[\x21-\x7E]{0,510}/)?")
+IAM_NAME = re.compile(r"[\w+=,.@-]{1,128}", re.ASCII)
+POLICY_ARN = re.compile(r"arn:aws[a-z-]*:iam::(?:aws|\d{12}):policy/[\w+=,.@/-]+", re.ASCII)
 
 DEFAULT_PROFILES: dict[str, dict[str, Any]] = {
     "ec2": {
@@ -58,7 +59,7 @@ class Profile(BaseModel):
     @field_validator("group")
     @classmethod
     def _group_name(cls, value: str) -> str:
-        if not IAM_NAME.match(value):
+        if not IAM_NAME.fullmatch(value):
             raise ValueError(f"group name {value!r} is not a valid IAM group name")
         return value
 
@@ -66,7 +67,7 @@ class Profile(BaseModel):
     @classmethod
     def _policy_arns(cls, value: list[str]) -> list[str]:
         for arn in value:
-            if not POLICY_ARN.match(arn):
+            if not POLICY_ARN.fullmatch(arn):
                 raise ValueError(f"{arn!r} is not a managed policy ARN")
         return value
 
@@ -134,7 +135,7 @@ class Settings(BaseSettings):
         if not admins:
             raise ValueError("must list at least one Slack member ID (comma-separated, e.g. U0123ABCD)")
         for admin in admins:
-            if not SLACK_USER_ID.match(admin):
+            if not SLACK_USER_ID.fullmatch(admin):
                 raise ValueError(f"{admin!r} is not a Slack member ID (e.g. U0123ABCD)")
         return admins
 
@@ -143,14 +144,14 @@ class Settings(BaseSettings):
     def _channel(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
-        if not SLACK_CHANNEL_ID.match(value.strip()):
+        if not SLACK_CHANNEL_ID.fullmatch(value.strip()):
             raise ValueError(f"{value!r} is not a Slack channel ID (e.g. C0123ABCD)")
         return value.strip()
 
     @field_validator("koding_iam_path")
     @classmethod
     def _path(cls, value: str) -> str:
-        if not IAM_PATH.match(value) or value == "/":
+        if not IAM_PATH.fullmatch(value) or value == "/":
             raise ValueError("must be an IAM path that starts and ends with '/', such as /koding/ (not '/')")
         return value
 
@@ -159,7 +160,7 @@ class Settings(BaseSettings):
     def _boundary(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
-        if not POLICY_ARN.match(value.strip()):
+        if not POLICY_ARN.fullmatch(value.strip()):
             raise ValueError("must be a managed policy ARN")
         return value.strip()
 
@@ -177,10 +178,12 @@ class Settings(BaseSettings):
             raise ValueError("must be a non-empty JSON object of profiles")
         profiles: dict[str, Any] = {}
         for key, spec in value.items():
-            if not re.match(r"^[a-z0-9][a-z0-9_-]{0,31}$", key):
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", key):
                 raise ValueError(f"profile key {key!r} must be lower-case letters, digits, '-' or '_'")
             if isinstance(spec, Profile):
                 spec = spec.model_dump()
+            if not isinstance(spec, dict):
+                raise ValueError(f"profile {key!r} must be an object with label, group and policies")
             profiles[key] = {**spec, "key": key}
         return profiles
 
@@ -231,7 +234,7 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         error = exc.errors()[0]
         variable = str(error["loc"][0]).upper() if error["loc"] else "configuration"
-        if error["type"] == "missing":
+        if error["type"] == "missing" and len(error["loc"]) == 1:
             raise ConfigError(f"{variable} is not set (see the configuration table in README.md)") from None
         message = str(error["msg"]).removeprefix("Value error, ")
         raise ConfigError(f"{variable} is malformed: {message}") from None

@@ -7,7 +7,7 @@ import unicodedata
 
 from bot.config import Profile
 
-IAM_USER_NAME = re.compile(r"^[\w+=,.@-]{1,64}$", re.ASCII)
+IAM_USER_NAME = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)
 PURPOSE_MAX = 300
 SUGGESTION_PREFIX = "koding-"
 
@@ -18,8 +18,8 @@ def iam_user_name_error(name: str) -> str | None:
         return "Enter an IAM user name."
     if len(name) > 64:
         return f"IAM user names are at most 64 characters; this one has {len(name)}."
-    if not IAM_USER_NAME.match(name):
-        bad = sorted({char for char in name if not IAM_USER_NAME.match(char)})
+    if not IAM_USER_NAME.fullmatch(name):
+        bad = sorted({char for char in name if not IAM_USER_NAME.fullmatch(char)})
         shown = ", ".join(repr(char) for char in bad[:5])
         return f"Use only letters, digits and + = , . @ _ - (not {shown})."
     return None

@@ -140,13 +140,23 @@ def _profile_option(profile: Profile) -> dict[str, Any]:
 
 
 def parse_request_form(view: dict[str, Any]) -> RequestForm:
-    """Pull the three fields out of a view_submission; anything missing reads as empty and fails validation."""
-    values = (view.get("state") or {}).get("values") or {}
-    name = ((values.get(ids.USER_NAME_BLOCK) or {}).get(ids.USER_NAME_INPUT) or {}).get("value") or ""
-    purpose = ((values.get(ids.PURPOSE_BLOCK) or {}).get(ids.PURPOSE_INPUT) or {}).get("value") or ""
-    selected = ((values.get(ids.PROFILES_BLOCK) or {}).get(ids.PROFILES_INPUT) or {}).get("selected_options") or []
-    profiles = [str(option.get("value", "")) for option in selected if isinstance(option, dict)]
-    return RequestForm(iam_user_name=str(name).strip(), profiles=profiles, purpose=str(purpose))
+    """Pull the three fields out of a view_submission; anything missing or mistyped reads as empty and fails
+    validation, so a malformed payload gets a field error instead of a crash."""
+    values = _dict(_dict(view.get("state")).get("values"))
+    name = _dict(_dict(values.get(ids.USER_NAME_BLOCK)).get(ids.USER_NAME_INPUT)).get("value")
+    purpose = _dict(_dict(values.get(ids.PURPOSE_BLOCK)).get(ids.PURPOSE_INPUT)).get("value")
+    selected = _dict(_dict(values.get(ids.PROFILES_BLOCK)).get(ids.PROFILES_INPUT)).get("selected_options")
+    options = selected if isinstance(selected, list) else []
+    profiles = [str(option.get("value", "")) for option in options if isinstance(option, dict)]
+    return RequestForm(
+        iam_user_name=name.strip() if isinstance(name, str) else "",
+        profiles=profiles,
+        purpose=purpose if isinstance(purpose, str) else "",
+    )
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 FIELD_BLOCKS = {"iam_user_name": ids.USER_NAME_BLOCK, "profiles": ids.PROFILES_BLOCK, "purpose": ids.PURPOSE_BLOCK}
@@ -274,12 +284,13 @@ def deny_modal(request: AccessRequest) -> dict[str, Any]:
 
 def parse_deny_submission(view: dict[str, Any]) -> tuple[int | None, str]:
     try:
-        request_id = int(json.loads(view.get("private_metadata") or "{}").get("request_id"))
+        raw = json.loads(view.get("private_metadata") or "{}").get("request_id")
+        request_id = raw if isinstance(raw, int) and not isinstance(raw, bool) and 0 < raw < 2**53 else None
     except (TypeError, ValueError, AttributeError):
         request_id = None
-    values = (view.get("state") or {}).get("values") or {}
-    reason = ((values.get(ids.DENY_REASON_BLOCK) or {}).get(ids.DENY_REASON_INPUT) or {}).get("value") or ""
-    return request_id, str(reason)
+    values = _dict(_dict(view.get("state")).get("values"))
+    reason = _dict(_dict(values.get(ids.DENY_REASON_BLOCK)).get(ids.DENY_REASON_INPUT)).get("value")
+    return request_id, reason if isinstance(reason, str) else ""
 
 
 def already_decided_text(status: str, decided_by: str | None, decided_at: datetime | None) -> str:
@@ -333,7 +344,7 @@ def reveal_dm(grant: KeyGrant, *, now: datetime) -> tuple[str, Blocks]:
             f":lock: Access keys for `{name}` were revealed on {when(grant.revealed_at)}: key "
             f"`{escape(grant.access_key_id or '')}`. They are shown only once."
         )
-        return f"Access keys for {grant.iam_user_name} were revealed.", [_section(text)]
+        return f"Access keys for {name} were revealed.", [_section(text)]
     if grant.expires_at <= now:
         text = (
             f":hourglass: The button to reveal access keys for `{name}` expired on {when(grant.expires_at)}. "
@@ -346,7 +357,7 @@ def reveal_dm(grant: KeyGrant, *, now: datetime) -> tuple[str, Blocks]:
         f"it once, in a private window. The button works until {when(grant.expires_at)}."
     )
     actions = [_button("Reveal my access keys", ids.REVEAL, str(grant.id), "primary")]
-    return f"IAM user {grant.iam_user_name} is ready.", [_section(text), {"type": "actions", "elements": actions}]
+    return f"IAM user {name} is ready.", [_section(text), {"type": "actions", "elements": actions}]
 
 
 # Reveal modal ----------------------------------------------------------------------------------------------

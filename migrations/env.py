@@ -15,9 +15,7 @@ target_metadata = Base.metadata
 
 
 def _url() -> str:
-    url = config.get_main_option("sqlalchemy.url") or os.environ.get(
-        "DATABASE_URL", "sqlite:///koding-iam.db"
-    )
+    url = config.get_main_option("sqlalchemy.url") or os.environ.get("DATABASE_URL", "sqlite:///koding-iam.db")
     return normalise_database_url(url)
 
 

@@ -99,8 +99,6 @@ class ProvisioningStep(Base):
 
     __tablename__ = "provisioning_steps"
 
-    request_id: Mapped[int] = mapped_column(
-        ForeignKey("access_requests.id", ondelete="CASCADE"), primary_key=True
-    )
+    request_id: Mapped[int] = mapped_column(ForeignKey("access_requests.id", ondelete="CASCADE"), primary_key=True)
     step: Mapped[str] = mapped_column(String(300), primary_key=True)
     completed_at: Mapped[datetime] = mapped_column(default=utcnow)

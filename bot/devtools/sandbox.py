@@ -98,7 +98,12 @@ class Sandbox:
         from waitress.server import create_server
 
         self._server = create_server(
-            make_wsgi_app(self.app, self.services.engine), host="127.0.0.1", port=0, threads=16, ident="koding-iam"
+            make_wsgi_app(self.app, self.services.engine),
+            host="127.0.0.1",
+            port=0,
+            threads=16,
+            ident="koding-iam",
+            asyncore_loop_timeout=0.05,  # so stop() does not wait a full second for the loop to notice
         )
         self._thread = threading.Thread(target=self._server.run, name="waitress", daemon=True)
         self._thread.start()
@@ -120,23 +125,42 @@ class Sandbox:
         return load_settings(**values)
 
     def make_services(self, settings: Settings, **overrides: Any) -> Services:
-        gateway = IamGateway.from_environment(backoff=Backoff(sleep=lambda _: None))
-        return create_services(settings, gateway=gateway, **overrides)
+        overrides.setdefault("gateway", IamGateway.from_environment(backoff=Backoff(sleep=lambda _: None)))
+        return create_services(settings, **overrides)
 
     def wait_idle(self, timeout: float = 30.0) -> None:
         self.executor.wait_idle(timeout)
 
     def stop(self) -> None:
+        """Let in-flight work finish, then stop waitress, the stand-ins and moto."""
         with contextlib.suppress(AssertionError):
             self.executor.wait_idle(30)
         if self._server is not None:
-            self._server.close()
+            self._stop_waitress()
         self.executor.shutdown(wait=True, cancel_futures=True)
         if hasattr(self, "services"):
             self.services.engine.dispose()
         self.standin.stop()
         if self._moto is not None:
             self._moto.stop()
+
+    def _stop_waitress(self) -> None:
+        """waitress has no clean stop for a server run in a thread: finish its workers first, then close the
+        socket; the loop thread may still die on the closed socket with an OSError, which is expected here."""
+        self._server.task_dispatcher.shutdown(cancel_pending=False, timeout=5)
+        previous = threading.excepthook
+
+        def quiet(args: threading.ExceptHookArgs) -> None:
+            if not (args.thread is self._thread and issubclass(args.exc_type, OSError)):
+                previous(args)
+
+        threading.excepthook = quiet
+        try:
+            self._server.close()
+            if self._thread is not None:
+                self._thread.join(timeout=5)
+        finally:
+            threading.excepthook = previous
 
     def __enter__(self) -> Sandbox:
         return self.start()

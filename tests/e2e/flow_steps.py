@@ -18,15 +18,21 @@ def dumps(value: object) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-
 def open_request_modal(sb: Sandbox, user: str, handle: str | None = None) -> dict[str, Any]:
     response, trigger = sb.driver.command(user, "request", user_name=handle or user.lower())
     assert response.status == 200, response.text
     return sb.driver.view_opened_with(trigger)
 
 
-def submit_request(sb: Sandbox, user: str, *, name: str | None = None, purpose: str = "Staging stack",
-                   profiles: list[str] | None = None, handle: str | None = None) -> Response:
+def submit_request(
+    sb: Sandbox,
+    user: str,
+    *,
+    name: str | None = None,
+    purpose: str = "Staging stack",
+    profiles: list[str] | None = None,
+    handle: str | None = None,
+) -> Response:
     view = open_request_modal(sb, user, handle)
     values: dict[str, Any] = {ids.PURPOSE_BLOCK: purpose}
     if name is not None:
@@ -73,8 +79,12 @@ def only_request(sb: Sandbox) -> AccessRequest:
 
 
 def actions_in(message: dict[str, Any]) -> list[str]:
-    return [el.get("action_id") for b in message.get("blocks", []) if b.get("type") == "actions"
-            for el in b.get("elements", [])]
+    return [
+        el.get("action_id")
+        for b in message.get("blocks", [])
+        if b.get("type") == "actions"
+        for el in b.get("elements", [])
+    ]
 
 
 def ephemeral_texts(sb: Sandbox, user: str) -> str:

@@ -27,7 +27,6 @@ def dumps(value: object) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-
 def test_happy_path_from_command_to_revealed_key(sandbox: Sandbox) -> None:
     sb, gateway = sandbox, sandbox.services.gateway
     response = submit_request(sb, "UALICE", handle="alice", purpose="Web team <!channel> staging")

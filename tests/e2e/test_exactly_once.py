@@ -25,8 +25,7 @@ def test_ten_concurrent_approve_clicks_give_one_user(sandbox: Sandbox) -> None:
     cards = {admin: card(sb, admin) for admin in ("UADMIN1", "UADMIN2")}
     clickers = [("UADMIN1" if n % 2 else "UADMIN2") for n in range(10)]
     with ThreadPoolExecutor(max_workers=10) as pool:
-        responses = list(pool.map(lambda admin: sb.driver.click(admin, ids.APPROVE, message=cards[admin])[0],
-                                  clickers))
+        responses = list(pool.map(lambda admin: sb.driver.click(admin, ids.APPROVE, message=cards[admin])[0], clickers))
     sb.wait_idle()
     assert [r.status for r in responses] == [200] * 10
     request = only_request(sb)

@@ -61,8 +61,9 @@ def test_one_open_request_per_requester(sandbox: Sandbox) -> None:
     assert "You already have request #1" in response.json()["text"]
     # A modal opened earlier (or a forged submission) is refused at submit time too.
     view = {**open_request_modal(sandbox, "UBOB")}
-    errors = errors_of(sandbox.driver.submit("UALICE", view, {ids.USER_NAME_BLOCK: "koding-two",
-                                                              ids.PURPOSE_BLOCK: "x"}))
+    errors = errors_of(
+        sandbox.driver.submit("UALICE", view, {ids.USER_NAME_BLOCK: "koding-two", ids.PURPOSE_BLOCK: "x"})
+    )
     assert "You already have request #1" in errors[ids.USER_NAME_BLOCK]
     assert len(requests(sandbox)) == 1
 

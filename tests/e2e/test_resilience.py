@@ -1,0 +1,196 @@
+"""Interrupted and failed provisioning: resume after a crash, a plain-language failure, an admin Retry."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import boto3
+from sqlalchemy import select, update
+
+from bot import flows, ids
+from bot.db import session_scope
+from bot.devtools.sandbox import Sandbox
+from models import AuditEvent, KeyGrant, ProvisioningStep
+from tests.e2e.flow_steps import actions_in, card, click, only_request, refreshed, reveal_dm, submit_request
+
+
+class Crash(BaseException):
+    """Stands in for the process dying: not an Exception, so nothing in the app catches it."""
+
+
+class CountingGateway:
+    """Wraps the real gateway, counting calls per method, optionally crashing at one of them."""
+
+    def __init__(self, inner: Any, crash_at: str | None = None) -> None:
+        self.inner, self.crash_at, self.counts = inner, crash_at, {}
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            self.counts[name] = self.counts.get(name, 0) + 1
+            if name == self.crash_at:
+                raise Crash(name)
+            return method(*args, **kwargs)
+
+        return wrapped
+
+
+def test_crash_between_steps_resumes_from_the_first_unfinished_step(sandbox: Sandbox) -> None:
+    sb = sandbox
+    real_gateway = sb.services.gateway
+    sb.services.gateway = CountingGateway(real_gateway, crash_at="add_user_to_group")  # type: ignore[assignment]
+    submit_request(sb, "UALICE")
+    approval = card(sb)
+    sb.driver.click("UADMIN1", ids.APPROVE, message=approval)
+    sb.wait_idle()
+
+    request = only_request(sb)
+    assert request.status == "provisioning" and request.lease_owner == sb.services.owner
+    with session_scope(sb.services.session_factory) as session:
+        done = set(session.scalars(select(ProvisioningStep.step)))
+    assert done == {
+        "group:Developers",
+        "policy:Developers:arn:aws:iam::aws:policy/AmazonEC2FullAccess",
+        "policy:Developers:arn:aws:iam::aws:policy/IAMReadOnlyAccess",
+        "user",
+    }
+    assert real_gateway.list_groups_for_user("koding-ualice") == []
+
+    # "Restart": a new process (new lease owner) after the dead one's lease ran out.
+    later = sb.services.clock() + timedelta(seconds=sb.settings.koding_iam_lease_seconds + 1)
+    restarted_gateway = CountingGateway(real_gateway)
+    restarted = sb.make_services(sb.settings, clock=lambda: later, gateway=restarted_gateway)
+    flows.resume_interrupted(restarted)
+
+    assert only_request(sb).status == "provisioned"
+    assert real_gateway.list_groups_for_user("koding-ualice") == ["Developers"]
+    assert restarted_gateway.counts == {"add_user_to_group": 1}  # nothing finished was done again
+    assert actions_in(reveal_dm(sb, "UALICE")) == [ids.REVEAL]
+    assert "Done" in json.dumps(refreshed(sb, approval)["blocks"])
+
+
+def test_resume_leaves_a_live_run_alone(sandbox: Sandbox) -> None:
+    sb = sandbox
+    sb.services.gateway = CountingGateway(sb.services.gateway, crash_at="create_user")  # type: ignore[assignment]
+    submit_request(sb, "UALICE")
+    sb.driver.click("UADMIN1", ids.APPROVE, message=card(sb))
+    sb.wait_idle()
+    other = sb.make_services(sb.settings)  # same moment: the first run's lease is still valid
+    flows.resume_interrupted(other)
+    assert only_request(sb).status == "provisioning"
+
+
+def test_failed_step_is_explained_and_an_admin_retry_finishes_it(sandbox: Sandbox) -> None:
+    sb = sandbox
+    iam = boto3.client("iam", region_name="us-east-1")
+    iam.create_group(GroupName="Developers", Path="/")  # made by hand, outside koding-iam's path
+    submit_request(sb, "UALICE")
+    approval = card(sb)
+    click(sb, "UADMIN1", ids.APPROVE, approval)
+
+    request = only_request(sb)
+    assert request.status == "failed" and "outside koding-iam's path /koding/" in (request.failure_reason or "")
+    failed_card = refreshed(sb, approval)
+    assert actions_in(failed_card) == [ids.RETRY]
+    assert "✗ CreateGroup Developers" in json.dumps(failed_card["blocks"], ensure_ascii=False)
+    told = sb.driver.latest_message("UALICE", containing="failed")
+    assert "outside koding-iam" in json.dumps(told["blocks"])
+    assert sb.services.gateway.get_user("koding-ualice") is None
+
+    click(sb, "UMALLORY", ids.RETRY, failed_card)  # not an admin
+    assert only_request(sb).status == "failed"
+    assert "Only koding-iam admins" in json.dumps(sb.standin.ephemerals("UMALLORY"))
+
+    iam.delete_group(GroupName="Developers")
+    click(sb, "UADMIN2", ids.RETRY, failed_card)
+    assert only_request(sb).status == "provisioned"
+    assert actions_in(refreshed(sb, approval)) == []
+    with session_scope(sb.services.session_factory) as session:
+        retried = session.scalars(select(AuditEvent).where(AuditEvent.action == "provisioning.retried")).one()
+        assert retried.actor == "UADMIN2"
+    # A second Retry click on the stale card does nothing.
+    sb.driver.click("UADMIN1", ids.RETRY, message=failed_card)
+    sb.wait_idle()
+    assert "nothing to retry" in json.dumps(sb.standin.ephemerals("UADMIN1"))
+
+
+def test_access_denied_gives_a_plain_reason(sandbox: Sandbox) -> None:
+    sb = sandbox
+    client = sb.services.gateway._client
+
+    class Denied:
+        status_code = 403
+
+    def deny(**_: Any) -> Any:
+        return Denied(), {
+            "Error": {"Code": "AccessDenied", "Message": "not authorized to perform iam:CreateUser"},
+            "ResponseMetadata": {"HTTPStatusCode": 403},
+        }
+
+    client.meta.events.register("before-call.iam.CreateUser", deny)
+    try:
+        submit_request(sb, "UALICE")
+        click(sb, "UADMIN1", ids.APPROVE, card(sb))
+    finally:
+        client.meta.events.unregister("before-call.iam.CreateUser", deny)
+    request = only_request(sb)
+    assert request.status == "failed"
+    assert request.failure_reason is not None and "may not call CreateUser" in request.failure_reason
+    assert "docs/iam-policy.json" in request.failure_reason
+
+
+def test_expired_reveal_button_offers_a_fresh_window(sandbox: Sandbox) -> None:
+    sb = sandbox
+    submit_request(sb, "UALICE")
+    click(sb, "UADMIN1", ids.APPROVE, card(sb))
+    dm = reveal_dm(sb, "UALICE")
+    with session_scope(sb.services.session_factory) as session:
+        session.execute(update(KeyGrant).values(expires_at=sb.services.clock() - timedelta(minutes=1)))
+
+    click(sb, "UALICE", ids.REVEAL, dm)
+    assert sb.services.gateway.list_access_keys("koding-ualice") == []
+    assert "expired" in json.dumps(sb.standin.ephemerals("UALICE"))
+    expired = refreshed(sb, dm)
+    assert actions_in(expired) == [ids.RENEW_REVEAL]
+
+    click(sb, "UMALLORY", ids.RENEW_REVEAL, expired)
+    assert actions_in(refreshed(sb, dm)) == [ids.RENEW_REVEAL]
+
+    click(sb, "UALICE", ids.RENEW_REVEAL, expired)
+    renewed = refreshed(sb, dm)
+    assert actions_in(renewed) == [ids.REVEAL]
+    with session_scope(sb.services.session_factory) as session:
+        event = session.scalars(select(AuditEvent).where(AuditEvent.action == "reveal.window_renewed")).one()
+        assert event.actor == "UALICE" and event.detail["hours"] == 24
+    click(sb, "UALICE", ids.REVEAL, renewed)
+    assert len(sb.services.gateway.list_access_keys("koding-ualice")) == 1
+
+
+def test_interrupted_reveal_is_undone_on_restart(sandbox: Sandbox) -> None:
+    """A crash after CreateAccessKey, before the modal showed the key: recovery deletes the unseen key."""
+    sb = sandbox
+    submit_request(sb, "UALICE")
+    click(sb, "UADMIN1", ids.APPROVE, card(sb))
+    dm = reveal_dm(sb, "UALICE")
+    real = sb.services.notifier.update_modal
+
+    def crash(*_: Any) -> None:
+        raise Crash("views.update")
+
+    sb.services.notifier.update_modal = crash  # type: ignore[method-assign]
+    sb.driver.click("UALICE", ids.REVEAL, message=dm)
+    sb.wait_idle()
+    sb.services.notifier.update_modal = real  # type: ignore[method-assign]
+    assert len(sb.services.gateway.list_access_keys("koding-ualice")) == 1  # created, never shown
+
+    later = sb.services.clock() + timedelta(minutes=6)
+    flows.resume_interrupted(sb.make_services(sb.settings, clock=lambda: later))
+    assert sb.services.gateway.list_access_keys("koding-ualice") == []
+    with session_scope(sb.services.session_factory) as session:
+        grant = session.scalars(select(KeyGrant)).one()
+        assert (grant.status, grant.access_key_id) == ("available", None)
+    click(sb, "UALICE", ids.REVEAL, refreshed(sb, dm))
+    assert len(sb.services.gateway.list_access_keys("koding-ualice")) == 1
