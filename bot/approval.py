@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from bot import audit
 from bot.config import Settings
 from bot.errors import AlreadyDecided, InvalidState, NotAuthorized, NotFound
-from models import AccessRequest, RequestStatus
+from models import AccessRequest, ApprovalCard, RequestStatus
 
 DENY_REASON_MAX = 500
 
@@ -104,3 +104,39 @@ def retry(session: Session, *, settings: Settings, request_id: int, admin_id: st
 
 def _decided_word(status: str) -> str:
     return "denied" if status == RequestStatus.DENIED else "approved"
+
+
+# A claim to post the approval cards older than this, with no card posted, was interrupted and is taken again.
+ANNOUNCE_STALE_AFTER = timedelta(minutes=2)
+
+
+def claim_announcement(session: Session, *, request_id: int, now: datetime) -> bool:
+    """Take on posting a pending request's approval cards; False if another process holds a fresh claim."""
+    result = session.execute(
+        update(AccessRequest)
+        .where(
+            AccessRequest.id == request_id,
+            AccessRequest.status == RequestStatus.PENDING,
+            or_(AccessRequest.announced_at.is_(None), AccessRequest.announced_at < now - ANNOUNCE_STALE_AFTER),
+        )
+        .values(announced_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def unannounced_request_ids(session: Session, *, now: datetime) -> list[int]:
+    """Pending requests no admin has a card for, whose announcement was never claimed or was cut off."""
+    has_card = select(ApprovalCard.id).where(ApprovalCard.request_id == AccessRequest.id).exists()
+    return list(
+        session.scalars(
+            select(AccessRequest.id)
+            .where(
+                AccessRequest.status == RequestStatus.PENDING,
+                ~has_card,
+                AccessRequest.created_at < now - ANNOUNCE_STALE_AFTER,
+                or_(AccessRequest.announced_at.is_(None), AccessRequest.announced_at < now - ANNOUNCE_STALE_AFTER),
+            )
+            .order_by(AccessRequest.id)
+        ).all()
+    )

@@ -29,7 +29,7 @@ def standard_retries() -> Config:
 
 def fast_check() -> Config:
     """For the quick existence check inside a Slack acknowledgement: one attempt, short timeouts."""
-    return Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=1, read_timeout=1.5)
+    return Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=0.5, read_timeout=1.0)
 
 
 class AwsError(Exception):

@@ -68,7 +68,10 @@ def cmd_serve(_: argparse.Namespace) -> int:
             SocketModeHandler(app, settings.slack_app_token.get_secret_value()).start()
         else:
             print(f"koding-iam: serving on port {settings.port} (POST /slack/events, GET /healthz)", flush=True)
-            serve_http(make_wsgi_app(app, services.engine), port=settings.port)
+            serve_http(
+                make_wsgi_app(app, services.engine, signing_secret=settings.slack_signing_secret.get_secret_value()),
+                port=settings.port,
+            )
     finally:
         scheduler.shutdown(wait=False)
     return 0

@@ -11,7 +11,8 @@ import re
 from functools import lru_cache
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # All patterns are used with fullmatch: `$` would also accept a trailing newline.
@@ -78,7 +79,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
 
     slack_bot_token: SecretStr
-    slack_signing_secret: SecretStr
+    # Required in HTTP mode to verify every request; Socket Mode connections are authenticated by the app token.
+    slack_signing_secret: SecretStr = SecretStr("")
     slack_app_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
     database_url: str = "sqlite:///koding-iam.db"
@@ -108,12 +110,13 @@ class Settings(BaseSettings):
             raise ValueError("must be an app-level token starting with xapp-")
         return value
 
-    @field_validator("slack_signing_secret")
-    @classmethod
-    def _signing_secret(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError("must not be empty")
-        return value
+    @model_validator(mode="after")
+    def _signing_secret_for_http(self) -> Settings:
+        if self.slack_app_token is None and not self.slack_signing_secret.get_secret_value().strip():
+            raise PydanticCustomError(
+                "missing", "SLACK_SIGNING_SECRET is not set", {"variable": "slack_signing_secret"}
+            )
+        return self
 
     @field_validator("slack_api_url")
     @classmethod
@@ -233,8 +236,12 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         error = exc.errors()[0]
-        variable = str(error["loc"][0]).upper() if error["loc"] else "configuration"
-        if error["type"] == "missing" and len(error["loc"]) == 1:
+        context = error.get("ctx") or {}
+        if context.get("variable"):
+            variable = str(context["variable"]).upper()
+        else:
+            variable = str(error["loc"][0]).upper() if error["loc"] else "configuration"
+        if error["type"] == "missing" and len(error["loc"]) <= 1:
             raise ConfigError(f"{variable} is not set (see the configuration table in README.md)") from None
         message = str(error["msg"]).removeprefix("Value error, ")
         raise ConfigError(f"{variable} is malformed: {message}") from None

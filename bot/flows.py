@@ -48,11 +48,19 @@ def submit_request(services: Services, *, user_id: str, team_id: str | None, for
         return request.id
 
 
-def announce_request(services: Services, request_id: int) -> None:
-    """After the modal closed: tell the requester, and put the approval card in front of the admins."""
+def announce_request(services: Services, request_id: int, *, requester_dm: bool = True) -> None:
+    """After the modal closed: tell the requester, and put the approval card in front of the admins.
+
+    The announcement is claimed first, so a scheduler re-announcing a request whose announcer died never
+    posts a second set of cards beside a live one.
+    """
+    with session_scope(services.session_factory) as session:
+        if not approval.claim_announcement(session, request_id=request_id, now=services.clock()):
+            return
     with session_scope(services.session_factory) as session:
         request = approval.load_request(session, request_id)
-        services.notifier.request_received(request)
+        if requester_dm:
+            services.notifier.request_received(request)
         services.notifier.post_approval_cards(session, request)
 
 
@@ -164,19 +172,36 @@ def provision(services: Services, request_id: int) -> provisioning.Outcome:
         services.notifier.update_approval_cards(
             session, request, provisioning.progress_of(session, request, services.settings)
         )
-        if outcome.status == "provisioned" and outcome.grant_id is not None:
-            grant = session.get(KeyGrant, outcome.grant_id)
-            assert grant is not None
-            services.notifier.post_reveal_dm(session, grant, now=services.clock())
-        elif outcome.status == "failed":
+        if outcome.status == "failed":
             services.notifier.provisioning_failed(request)
+    if outcome.status == "provisioned" and outcome.grant_id is not None:
+        deliver_reveal_dm(services, outcome.grant_id)
     return outcome
 
 
-def resume_interrupted(services: Services) -> None:
-    """Finish what a crashed process left: approved requests with no live run, reveals cut off mid-way."""
+def deliver_reveal_dm(services: Services, grant_id: int) -> None:
+    """Post the requester's Reveal button once; a claim keeps a resuming scheduler from posting it twice."""
     with session_scope(services.session_factory) as session:
+        if not reveal.claim_dm(session, grant_id=grant_id, now=services.clock()):
+            return
+    with session_scope(services.session_factory) as session:
+        grant = reveal.load_grant(session, grant_id)
+        services.notifier.post_reveal_dm(session, grant, now=services.clock())
+
+
+def resume_interrupted(services: Services) -> None:
+    """Finish what a crashed process (or an outage) left: requests no admin was shown, approved requests with
+    no live run, Reveal buttons never delivered, reveals cut off mid-way."""
+    with session_scope(services.session_factory) as session:
+        unannounced = approval.unannounced_request_ids(session, now=services.clock())
         request_ids = provisioning.resumable_request_ids(session, now=services.clock())
+        undelivered = reveal.undelivered_grant_ids(session, now=services.clock())
+    for request_id in unannounced:
+        log.info("posting the approval cards of request %s again", request_id)
+        announce_request(services, request_id, requester_dm=False)
+    for grant_id in undelivered:
+        log.info("posting the reveal DM of grant %s again", grant_id)
+        deliver_reveal_dm(services, grant_id)
     for request_id in request_ids:
         log.info("resuming provisioning of request %s", request_id)
         provision(services, request_id)

@@ -1,13 +1,19 @@
-"""HTTP serving: a small WSGI router in front of Bolt (POST /slack/events) with GET /healthz, run by waitress."""
+"""HTTP serving: a small WSGI router in front of Bolt (POST /slack/events) with GET /healthz, run by waitress.
+
+The router checks the Slack signature itself before handing the request to Bolt: Bolt checks it too, but
+answers a non-numeric timestamp or an unparsable payload with a 500, where a 401 or 400 is the right answer.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any
 
-from slack_bolt import App
-from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_bolt import App, BoltRequest
+from slack_bolt.adapter.wsgi.http_request import WsgiHttpRequest
+from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import Engine
 
 from bot.db import ping
@@ -18,8 +24,10 @@ MAX_BODY = 1_000_000  # Slack payloads are far smaller; anything larger is refus
 StartResponse = Callable[..., Any]
 
 
-def make_wsgi_app(app: App, engine: Engine) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
-    slack = SlackRequestHandler(app, path=SLACK_PATH)
+def make_wsgi_app(
+    app: App, engine: Engine, *, signing_secret: str
+) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+    verifier = SignatureVerifier(signing_secret)
 
     def wsgi(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -27,28 +35,46 @@ def make_wsgi_app(app: App, engine: Engine) -> Callable[[dict[str, Any], StartRe
         if path == "/healthz" and method in ("GET", "HEAD"):
             healthy = ping(engine)
             body = json.dumps({"ok": healthy, "database": "reachable" if healthy else "unreachable"}).encode()
-            start_response("200 OK" if healthy else "503 Service Unavailable", _json_headers(body))
-            return [body]
-        if path == SLACK_PATH and method == "POST":
-            try:
-                length = int(environ.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                length = -1
-            if length < 0 or length > MAX_BODY:
-                return _plain(start_response, "413 Payload Too Large", "payload too large")
-            return slack(environ, start_response)
-        return _plain(start_response, "404 Not Found", "not found")
+            return _answer(start_response, 200 if healthy else 503, body, "application/json")
+        if path != SLACK_PATH or method != "POST":
+            return _answer(start_response, 404, b"not found")
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > MAX_BODY:
+            return _answer(start_response, 413, b"payload too large")
+        request = WsgiHttpRequest(environ)
+        try:
+            body = request.get_body()
+        except UnicodeDecodeError:
+            return _answer(start_response, 400, b"body is not UTF-8")
+        headers = request.get_headers()
+        if not _signed(verifier, body, headers):
+            return _answer(start_response, 401, b"invalid signature")
+        try:
+            bolt_request = BoltRequest(body=body, query=request.query_string, headers=headers)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return _answer(start_response, 400, b"malformed payload")
+        response = app.dispatch(bolt_request)
+        content_type = response.headers.get("content-type", ["text/plain; charset=utf-8"])[0]
+        return _answer(start_response, response.status, response.body.encode(), content_type)
 
     return wsgi
 
 
-def _json_headers(body: bytes) -> list[tuple[str, str]]:
-    return [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+def _signed(verifier: SignatureVerifier, body: str, headers: dict[str, Any]) -> bool:
+    timestamp, signature = headers.get("x-slack-request-timestamp"), headers.get("x-slack-signature")
+    if not isinstance(timestamp, str) or not timestamp.isascii() or not timestamp.isdigit():
+        return False
+    return isinstance(signature, str) and verifier.is_valid(body=body, timestamp=timestamp, signature=signature)
 
 
-def _plain(start_response: StartResponse, status: str, text: str) -> list[bytes]:
-    body = text.encode()
-    start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))])
+def _answer(
+    start_response: StartResponse, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8"
+) -> list[bytes]:
+    reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+    start_response(f"{status} {reason}", [("Content-Type", content_type), ("Content-Length", str(len(body)))])
     return [body]
 
 

@@ -34,6 +34,8 @@ class KeyGrant(Base):
     expires_at: Mapped[datetime]
     dm_channel: Mapped[str | None] = mapped_column(String(32))
     dm_ts: Mapped[str | None] = mapped_column(String(32))
+    # When a process took on posting the reveal DM; a stale claim with no DM posted is retried.
+    dm_claimed_at: Mapped[datetime | None]
     claimed_at: Mapped[datetime | None]
     revealed_at: Mapped[datetime | None]
     access_key_id: Mapped[str | None] = mapped_column(String(128))

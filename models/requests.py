@@ -49,6 +49,8 @@ class AccessRequest(Base):
     decided_at: Mapped[datetime | None]
     deny_reason: Mapped[str | None] = mapped_column(String(500))
     failure_reason: Mapped[str | None] = mapped_column(Text)
+    # When a process took on posting the approval cards; a stale claim with no card posted is retried.
+    announced_at: Mapped[datetime | None]
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -98,7 +98,7 @@ class Sandbox:
         from waitress.server import create_server
 
         self._server = create_server(
-            make_wsgi_app(self.app, self.services.engine),
+            make_wsgi_app(self.app, self.services.engine, signing_secret=SIGNING_SECRET),
             host="127.0.0.1",
             port=0,
             threads=16,

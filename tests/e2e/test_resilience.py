@@ -194,3 +194,48 @@ def test_interrupted_reveal_is_undone_on_restart(sandbox: Sandbox) -> None:
         assert (grant.status, grant.access_key_id) == ("available", None)
     click(sb, "UALICE", ids.REVEAL, refreshed(sb, dm))
     assert len(sb.services.gateway.list_access_keys("koding-ualice")) == 1
+
+
+def test_cards_lost_to_a_crash_after_the_ack_are_posted_by_the_scheduler(sandbox: Sandbox) -> None:
+    sb = sandbox
+    real = sb.services.notifier.post_approval_cards
+
+    def crash(*_: Any) -> None:
+        raise Crash("post_approval_cards")
+
+    sb.services.notifier.post_approval_cards = crash  # type: ignore[method-assign]
+    submit_request(sb, "UALICE")
+    sb.services.notifier.post_approval_cards = real  # type: ignore[method-assign]
+    assert not [m for m in sb.standin.messages() if "IAM user request #" in json.dumps(m)]
+
+    # Right away nothing is re-posted (the announcer may still be alive); after the claim went stale it is.
+    flows.resume_interrupted(sb.make_services(sb.settings))
+    assert not [m for m in sb.standin.messages() if "IAM user request #" in json.dumps(m)]
+    later = sb.services.clock() + timedelta(minutes=3)
+    for _ in range(2):  # two ticks (or two schedulers) post the cards once
+        flows.resume_interrupted(sb.make_services(sb.settings, clock=lambda: later))
+    cards = [m for m in sb.standin.messages() if "IAM user request #1" in json.dumps(m)]
+    assert sorted(m["channel"] for m in cards) == [sb.standin.dm_channel("UADMIN1"), sb.standin.dm_channel("UADMIN2")]
+    received = [m for m in sb.standin.messages(sb.standin.dm_channel("UALICE")) if "received" in json.dumps(m)]
+    assert len(received) == 1
+    click(sb, "UADMIN1", ids.APPROVE, card(sb))
+    assert only_request(sb).status == "provisioned"
+
+
+def test_reveal_dm_that_slack_refused_is_delivered_later(sandbox: Sandbox) -> None:
+    sb = sandbox
+    submit_request(sb, "UALICE")
+    approval = card(sb)
+    posts_before = len(sb.standin.calls_to("chat.postMessage"))
+    sb.standin.fail_next("chat.postMessage", error="fatal_error", times=2)  # the "approved" DM and the reveal DM
+    click(sb, "UADMIN1", ids.APPROVE, approval)
+    assert len(sb.standin.calls_to("chat.postMessage")) == posts_before + 2
+    assert not [m for m in sb.standin.messages() if "Reveal my access keys" in json.dumps(m)]
+
+    later = sb.services.clock() + timedelta(minutes=3)
+    for _ in range(2):
+        flows.resume_interrupted(sb.make_services(sb.settings, clock=lambda: later))
+    dms = [m for m in sb.standin.messages() if "Reveal my access keys" in json.dumps(m)]
+    assert len(dms) == 1
+    click(sb, "UALICE", ids.REVEAL, dms[0])
+    assert len(sb.services.gateway.list_access_keys("koding-ualice")) == 1

@@ -83,7 +83,6 @@ def test_bot_token_from_the_environment_is_read(monkeypatch: pytest.MonkeyPatch)
     [
         ("slack_bot_token", "xoxp-user-token", "SLACK_BOT_TOKEN"),
         ("slack_bot_token", "bottoken", "SLACK_BOT_TOKEN"),
-        ("slack_signing_secret", "   ", "SLACK_SIGNING_SECRET"),
         ("slack_app_token", "xoxb-not-an-app-token", "SLACK_APP_TOKEN"),
         ("slack_api_url", "slack.com/api", "SLACK_API_URL"),
         ("koding_iam_admins", "alice,bob", "KODING_IAM_ADMINS"),
@@ -293,3 +292,12 @@ def test_defaults_for_path_and_port() -> None:
     assert settings.port == 3000
     assert load(koding_iam_path="/koding/teams/", port="8080").koding_iam_path == "/koding/teams/"
     assert load(port="8080").port == 8080
+
+
+def test_blank_signing_secret_counts_as_not_set_in_http_mode() -> None:
+    assert config_error(slack_signing_secret="   ").startswith("SLACK_SIGNING_SECRET is not set")
+
+
+def test_socket_mode_needs_no_signing_secret() -> None:
+    settings = load(slack_signing_secret=None, slack_app_token=APP_TOKEN)
+    assert settings.socket_mode

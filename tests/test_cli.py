@@ -1,0 +1,85 @@
+"""The `koding-iam` command line: configuration errors are one line, migrations are checked before serving."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot import cli, db
+from bot.config import load_settings
+
+
+def run(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "KODING_IAM_", "DATABASE_URL"))}
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({}, "koding-iam: SLACK_BOT_TOKEN is not set"),
+        ({"SLACK_BOT_TOKEN": "xoxb-1"}, "koding-iam: KODING_IAM_ADMINS is not set"),
+        ({"SLACK_BOT_TOKEN": "xoxb-1", "KODING_IAM_ADMINS": "U1AAA"}, "koding-iam: SLACK_SIGNING_SECRET is not set"),
+        (
+            {"SLACK_BOT_TOKEN": "xoxb-1", "KODING_IAM_ADMINS": "alice", "SLACK_SIGNING_SECRET": "s"},
+            "koding-iam: KODING_IAM_ADMINS is malformed",
+        ),
+        (
+            {"SLACK_BOT_TOKEN": "xoxb-1", "KODING_IAM_ADMINS": "U1AAA", "SLACK_SIGNING_SECRET": "s", "PORT": "http"},
+            "koding-iam: PORT is malformed",
+        ),
+    ],
+)
+def test_serve_stops_with_one_line_naming_the_variable(tmp_path: Path, extra: dict[str, str], expected: str) -> None:
+    result = run("serve", env={**clean_env(), **extra}, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(expected), result.stderr
+    assert not list(tmp_path.iterdir())  # nothing was created
+
+
+def test_db_current_and_upgrade(tmp_path: Path) -> None:
+    env = {**clean_env(), "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
+    behind = run("db", "current", env=env, cwd=tmp_path)
+    assert behind.returncode == 1 and "current: none" in behind.stdout
+    assert run("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
+    current = run("db", "current", env=env, cwd=tmp_path)
+    assert current.returncode == 0 and current.stdout.splitlines()[0] != "current: none"
+
+
+def test_default_sqlite_database_upgrades_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    settings = load_settings(slack_bot_token="xoxb-1", slack_signing_secret="s", koding_iam_admins="U1AAA")
+    assert settings.database_is_default
+    assert cli.ensure_migrated(settings) is None
+    engine = db.make_engine(settings.database_url)
+    current, head = db.migration_state(engine)
+    engine.dispose()
+    assert current == head and (tmp_path / "koding-iam.db").exists()
+
+
+def test_other_databases_behind_are_refused(tmp_path: Path) -> None:
+    settings = load_settings(
+        slack_bot_token="xoxb-1",
+        slack_signing_secret="s",
+        koding_iam_admins="U1AAA",
+        database_url=f"sqlite:///{tmp_path / 'prod.db'}",
+    )
+    message = cli.ensure_migrated(settings)
+    assert message is not None and "run `koding-iam db upgrade`" in message
