@@ -78,13 +78,8 @@ def approve(services: Services, *, request_id: int, admin_id: str, channel: str 
             )
             services.notifier.update_approval_cards(session, request)
             services.notifier.decision(request)
-    except AlreadyDecided as exc:
-        services.notifier.ephemeral(
-            channel, admin_id, views.already_decided_text(exc.status, exc.decided_by, exc.decided_at)
-        )
-        return
     except DomainError as exc:
-        services.notifier.ephemeral(channel, admin_id, views.escape(exc.user_message))
+        _refuse(services, channel, admin_id, exc)
         return
     provision(services, request_id)
 
@@ -100,13 +95,8 @@ def open_deny_modal(
             if request.status != RequestStatus.PENDING:
                 raise AlreadyDecided(_word(request.status), request.decided_by, request.decided_at)
             view = views.deny_modal(request)
-    except AlreadyDecided as exc:
-        services.notifier.ephemeral(
-            channel, admin_id, views.already_decided_text(exc.status, exc.decided_by, exc.decided_at)
-        )
-        return
     except DomainError as exc:
-        services.notifier.ephemeral(channel, admin_id, views.escape(exc.user_message))
+        _refuse(services, channel, admin_id, exc)
         return
     services.notifier.open_modal(trigger_id, view)
 
@@ -142,7 +132,7 @@ def retry(services: Services, *, request_id: int, admin_id: str, channel: str | 
                 session, request, provisioning.progress_of(session, request, services.settings)
             )
     except DomainError as exc:
-        services.notifier.ephemeral(channel, admin_id, views.escape(exc.user_message))
+        _refuse(services, channel, admin_id, exc)
         return
     provision(services, request_id)
 
@@ -232,7 +222,7 @@ def reveal_keys(services: Services, *, grant_id: int, user_id: str, trigger_id: 
         )
         return
     except DomainError as exc:
-        notifier.ephemeral(channel, user_id, views.escape(exc.user_message))
+        _refuse(services, channel, user_id, exc)
         return
 
     view_id = notifier.open_modal(trigger_id, views.reveal_generating_modal())
@@ -277,7 +267,7 @@ def renew_reveal_window(services: Services, *, grant_id: int, user_id: str, chan
                 now=services.clock(),
             )
     except DomainError as exc:
-        services.notifier.ephemeral(channel, user_id, views.escape(exc.user_message))
+        _refuse(services, channel, user_id, exc)
         return
     _refresh_reveal_dm(services, grant_id)
 
@@ -294,6 +284,15 @@ def _try_update_modal(services: Services, view_id: str, message: str) -> None:
         services.notifier.update_modal(view_id, views.reveal_problem_modal(message))
     except SlackApiError:
         log.warning("could not update the reveal modal with a problem message")
+
+
+def _refuse(services: Services, channel: str | None, user_id: str, exc: DomainError) -> None:
+    """Tell the person who clicked why nothing happened; a lost race names the winner and the time."""
+    if isinstance(exc, AlreadyDecided):
+        text = views.already_decided_text(exc.status, exc.decided_by, exc.decided_at)
+    else:
+        text = views.escape(exc.user_message)
+    services.notifier.ephemeral(channel, user_id, text)
 
 
 def _word(status: str) -> str:

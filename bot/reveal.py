@@ -149,20 +149,25 @@ def _undo(factory: sessionmaker[Session], *, gateway: IamGateway, grant_id: int,
         key_id = grant.access_key_id
     if key_id:
         gateway.delete_access_key(user_name, key_id)
+    _rearm(
+        factory,
+        grant_id=grant_id,
+        now=now,
+        action="reveal.undone",
+        access_key_id=key_id,
+        reason="the key could not be shown, so it was deleted",
+    )
+
+
+def _rearm(factory: sessionmaker[Session], *, grant_id: int, now: datetime, action: str, **detail: object) -> None:
+    """revealing → available, forgetting the deleted key, so the requester can press Reveal again."""
     with session_scope(factory) as session:
         session.execute(
             update(KeyGrant)
             .where(KeyGrant.id == grant_id, KeyGrant.status == GrantStatus.REVEALING)
             .values(status=GrantStatus.AVAILABLE, claimed_at=None, access_key_id=None)
         )
-        audit.record(
-            session,
-            action="reveal.undone",
-            grant_id=grant_id,
-            at=now,
-            access_key_id=key_id,
-            reason="the key could not be shown, so it was deleted",
-        )
+        audit.record(session, action=action, grant_id=grant_id, at=now, **detail)
 
 
 def renew_window(session: Session, *, grant_id: int, user_id: str, hours: int, now: datetime) -> KeyGrant:
@@ -206,19 +211,13 @@ def recover_stuck(factory: sessionmaker[Session], *, gateway: IamGateway, now: d
         for key in gateway.list_access_keys(user_name):
             if key.access_key_id not in known:
                 gateway.delete_access_key(user_name, key.access_key_id)
-        with session_scope(factory) as session:
-            session.execute(
-                update(KeyGrant)
-                .where(KeyGrant.id == grant_id, KeyGrant.status == GrantStatus.REVEALING)
-                .values(status=GrantStatus.AVAILABLE, claimed_at=None, access_key_id=None)
-            )
-            audit.record(
-                session,
-                action="reveal.recovered",
-                grant_id=grant_id,
-                at=now,
-                reason="an interrupted reveal was undone; any unseen key was deleted",
-            )
+        _rearm(
+            factory,
+            grant_id=grant_id,
+            now=now,
+            action="reveal.recovered",
+            reason="an interrupted reveal was undone; any unseen key was deleted",
+        )
         recovered.append(grant_id)
     return recovered
 

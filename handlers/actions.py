@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App
@@ -15,6 +16,18 @@ BROKEN_BUTTON = "This button does not point to anything koding-iam knows. Nothin
 
 def register(app: App, services: Services) -> None:
     notifier = services.notifier
+
+    def on_button(action_id: str, run: Callable[[int, str, str | None, dict[str, Any]], None]) -> None:
+        """Acknowledge at once, then read the id the button carries; a value that is not one is refused."""
+
+        @app.action(action_id)
+        def listener(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+            ack()
+            target, user_id, channel = button_id(action), user_of(body), channel_of(body)
+            if target is None:
+                notifier.ephemeral(channel, user_id, BROKEN_BUTTON)
+                return
+            run(target, user_id, channel, body)
 
     @app.action(ids.OPEN_REQUEST)
     def on_open_request(ack: Ack, body: dict[str, Any]) -> None:
@@ -31,49 +44,33 @@ def register(app: App, services: Services) -> None:
             trigger_id=body["trigger_id"],
         )
 
-    @app.action(ids.APPROVE)
-    def on_approve(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
-        ack()
-        request_id, user_id, channel = button_id(action), user_of(body), channel_of(body)
-        if request_id is None:
-            notifier.ephemeral(channel, user_id, BROKEN_BUTTON)
-            return
-        flows.approve(services, request_id=request_id, admin_id=user_id, channel=channel)
-
-    @app.action(ids.DENY)
-    def on_deny(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
-        ack()
-        request_id, user_id, channel = button_id(action), user_of(body), channel_of(body)
-        if request_id is None:
-            notifier.ephemeral(channel, user_id, BROKEN_BUTTON)
-            return
-        flows.open_deny_modal(
+    on_button(
+        ids.APPROVE,
+        lambda request_id, user_id, channel, _: flows.approve(
+            services, request_id=request_id, admin_id=user_id, channel=channel
+        ),
+    )
+    on_button(
+        ids.DENY,
+        lambda request_id, user_id, channel, body: flows.open_deny_modal(
             services, request_id=request_id, admin_id=user_id, trigger_id=body["trigger_id"], channel=channel
-        )
-
-    @app.action(ids.RETRY)
-    def on_retry(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
-        ack()
-        request_id, user_id, channel = button_id(action), user_of(body), channel_of(body)
-        if request_id is None:
-            notifier.ephemeral(channel, user_id, BROKEN_BUTTON)
-            return
-        flows.retry(services, request_id=request_id, admin_id=user_id, channel=channel)
-
-    @app.action(ids.REVEAL)
-    def on_reveal(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
-        ack()
-        grant_id, user_id, channel = button_id(action), user_of(body), channel_of(body)
-        if grant_id is None:
-            notifier.ephemeral(channel, user_id, BROKEN_BUTTON)
-            return
-        flows.reveal_keys(services, grant_id=grant_id, user_id=user_id, trigger_id=body["trigger_id"], channel=channel)
-
-    @app.action(ids.RENEW_REVEAL)
-    def on_renew(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
-        ack()
-        grant_id, user_id, channel = button_id(action), user_of(body), channel_of(body)
-        if grant_id is None:
-            notifier.ephemeral(channel, user_id, BROKEN_BUTTON)
-            return
-        flows.renew_reveal_window(services, grant_id=grant_id, user_id=user_id, channel=channel)
+        ),
+    )
+    on_button(
+        ids.RETRY,
+        lambda request_id, user_id, channel, _: flows.retry(
+            services, request_id=request_id, admin_id=user_id, channel=channel
+        ),
+    )
+    on_button(
+        ids.REVEAL,
+        lambda grant_id, user_id, channel, body: flows.reveal_keys(
+            services, grant_id=grant_id, user_id=user_id, trigger_id=body["trigger_id"], channel=channel
+        ),
+    )
+    on_button(
+        ids.RENEW_REVEAL,
+        lambda grant_id, user_id, channel, _: flows.renew_reveal_window(
+            services, grant_id=grant_id, user_id=user_id, channel=channel
+        ),
+    )

@@ -203,3 +203,17 @@ def test_help_button_opens_the_request_modal(sandbox: Sandbox) -> None:
     _, trigger = sandbox.driver.click("UALICE", ids.OPEN_REQUEST, message=help_message)
     sandbox.wait_idle()
     assert sandbox.driver.view_opened_with(trigger)["callback_id"] == ids.REQUEST_MODAL
+
+
+def test_forged_button_values_change_nothing(sandbox: Sandbox) -> None:
+    sb = sandbox
+    submit_request(sb, "UALICE")
+    approval = card(sb)
+    for value in ("abc", "0", "-1", "1 OR 1=1", "99999"):
+        response, _ = sb.driver.click("UADMIN1", ids.APPROVE, message=approval, value=value)
+        assert response.status == 200
+    sb.wait_idle()
+    assert only_request(sb).status == "pending"
+    told = ephemeral_texts(sb, "UADMIN1")
+    assert told.count("does not point to anything koding-iam knows") == 4
+    assert "Request #99999 does not exist" in told
