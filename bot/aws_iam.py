@@ -241,6 +241,14 @@ class IamGateway:
         keys = self._call("ListAccessKeys", UserName=user)["AccessKeyMetadata"]
         return [AccessKeyInfo(k["AccessKeyId"], k["Status"], k["CreateDate"]) for k in keys]
 
+    def set_access_key_status(self, user: str, access_key_id: str, *, active: bool) -> None:
+        self._call(
+            "UpdateAccessKey", UserName=user, AccessKeyId=access_key_id, Status="Active" if active else "Inactive"
+        )
+
+    def access_key_last_used(self, access_key_id: str) -> KeyLastUsed:
+        return _last_used(self._call("GetAccessKeyLastUsed", AccessKeyId=access_key_id))
+
     def delete_access_key(self, user: str, access_key_id: str) -> None:
         try:
             self._call("DeleteAccessKey", UserName=user, AccessKeyId=access_key_id)
@@ -255,3 +263,23 @@ def _snake(operation: str) -> str:
             out.append("_")
         out.append(char.lower())
     return "".join(out)
+
+
+@dataclass(frozen=True)
+class KeyLastUsed:
+    """GetAccessKeyLastUsed's answer; `used_at` None means the key was never used."""
+
+    used_at: datetime | None
+    service: str | None
+    region: str | None
+
+
+def _last_used(response: dict[str, Any]) -> KeyLastUsed:
+    info = response.get("AccessKeyLastUsed") or {}
+    service = info.get("ServiceName")
+    region = info.get("Region")
+    return KeyLastUsed(
+        used_at=info.get("LastUsedDate"),
+        service=None if service in (None, "N/A") else str(service),
+        region=None if region in (None, "N/A") else str(region),
+    )

@@ -6,8 +6,13 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from bot.config import ConfigError, Settings, load_settings, normalise_database_url
+
+if TYPE_CHECKING:
+    from bot.services import Services
 
 
 def _fail(message: str, code: int = 2) -> int:
@@ -59,7 +64,7 @@ def cmd_serve(_: argparse.Namespace) -> int:
 
     services = create_services(settings)
     app = create_app(services)
-    scheduler = start_scheduler(services)
+    scheduler = start_scheduler(services) if settings.koding_iam_run_scheduler else None
     try:
         if settings.socket_mode:
             from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -73,8 +78,78 @@ def cmd_serve(_: argparse.Namespace) -> int:
                 port=settings.port,
             )
     finally:
-        scheduler.shutdown(wait=False)
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
     return 0
+
+
+def _services_for_jobs() -> Services:
+    from bot import logs
+
+    logs.configure(os.environ.get("LOG_LEVEL", "INFO"))
+    settings = load_settings()
+    if problem := ensure_migrated(settings):
+        raise ConfigError(problem)
+    from bot.app import create_services
+
+    return create_services(settings)
+
+
+def cmd_scheduler(_: argparse.Namespace) -> int:
+    from bot.scheduler import run_scheduler
+
+    run_scheduler(_services_for_jobs())
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from bot.rotation_flows import sweep
+
+    services = _services_for_jobs()
+    now = args.as_of or services.clock()
+    report = sweep(services, now=now, dry_run=args.dry_run)
+    print(f"rotation sweep as of {now.isoformat()}{' (dry run: nothing sent or changed)' if args.dry_run else ''}")
+    print(format_sweep_table(report.actions, now))
+    if not args.dry_run:
+        print(f"sent {report.sent}, skipped {report.skipped}, failed {report.failed}")
+    return 1 if report.failed else 0
+
+
+def format_sweep_table(actions: list[Any], now: datetime) -> str:
+    """A plain-text table of sweep actions: what would be (or was) sent and changed, per key."""
+    if not actions:
+        return "nothing to do"
+    rows = [("key", "iam user", "owner", "age", "told", "now", "action")]
+    for action in actions:
+        key = action.key
+        what = {
+            "remind": "DM owner" + (" + admins" if action.tell_admins else "") + (" (repeat)" if action.repeat else ""),
+            "deactivate": "deactivate key, DM owner + admins",
+            "delete": "delete key, DM owner",
+        }[action.kind]
+        rows.append(
+            (
+                key.access_key_id,
+                key.iam_user_name,
+                key.owner_id,
+                f"{(now - key.created_at).days}d",
+                key.reminder_stage,
+                str(action.stage),
+                what,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+
+
+def _as_of(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an ISO-8601 time, e.g. 2027-03-01T09:00:00Z") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -108,10 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
     db_parser.add_argument("action", choices=["upgrade", "current"])
     demo = sub.add_parser("demo", help="play the whole flow offline against local Slack and IAM stand-ins")
     demo.add_argument("--keep", action="store_true", help="keep the demo's temporary database")
+    sweep = sub.add_parser("sweep", help="run one key-rotation sweep now")
+    sweep.add_argument("--as-of", type=_as_of, help="sweep as if it were this time (ISO-8601)")
+    sweep.add_argument("--dry-run", action="store_true", help="print what would be sent and changed; do nothing")
+    sub.add_parser("scheduler", help="run the scheduled jobs alone (rotation sweep, resuming interrupted work)")
     return parser
 
 
-COMMANDS = {"serve": cmd_serve, "db": cmd_db, "demo": cmd_demo}
+COMMANDS = {"serve": cmd_serve, "db": cmd_db, "demo": cmd_demo, "sweep": cmd_sweep, "scheduler": cmd_scheduler}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

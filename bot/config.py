@@ -92,7 +92,22 @@ class Settings(BaseSettings):
     koding_iam_reveal_window_hours: int = Field(default=24, ge=1, le=24 * 30)
     koding_iam_lease_seconds: int = Field(default=120, ge=1, le=3600)
     koding_iam_resume_interval_seconds: int = Field(default=60, ge=1, le=3600)
+    # Key rotation policy (days), after the AWS Config rule access-keys-rotated and the CIS default of 90.
+    koding_iam_rotate_after_days: int = Field(default=90, ge=1, le=3650)
+    koding_iam_remind_before_days: int = Field(default=7, ge=0, le=365)
+    koding_iam_remind_every_days: int = Field(default=3, ge=1, le=365)
+    koding_iam_overdue_grace_days: int = Field(default=3, ge=0, le=365)
+    koding_iam_auto_deactivate_after_days: int | None = Field(default=None, ge=0, le=3650)
+    koding_iam_delete_after_days: int = Field(default=7, ge=1, le=365)
+    koding_iam_sweep_interval_minutes: int = Field(default=5, ge=1, le=1440)
+    # False on web processes when a separate `koding-iam scheduler` process runs the scheduled jobs.
+    koding_iam_run_scheduler: bool = True
     port: int = Field(default=3000, ge=1, le=65535)
+
+    @field_validator("koding_iam_auto_deactivate_after_days", mode="before")
+    @classmethod
+    def _optional_days(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and value.strip().lower() in ("", "off", "none") else value
 
     @field_validator("slack_bot_token")
     @classmethod

@@ -203,7 +203,9 @@ def resume_interrupted(services: Services) -> None:
 
 
 # Revealing -------------------------------------------------------------------------------------------------
-def reveal_keys(services: Services, *, grant_id: int, user_id: str, trigger_id: str, channel: str | None) -> None:
+def reveal_keys(
+    services: Services, *, grant_id: int, user_id: str, trigger_id: str, channel: str | None
+) -> reveal.Revealed | None:
     """Claim the grant, open the modal at once, then create the key and show it there, once."""
     notifier = services.notifier
     try:
@@ -213,30 +215,30 @@ def reveal_keys(services: Services, *, grant_id: int, user_id: str, trigger_id: 
     except GrantExpired as exc:
         _refresh_reveal_dm(services, grant_id)
         notifier.ephemeral(channel, user_id, views.escape(exc.user_message))
-        return
+        return None
     except AlreadyRevealed as exc:
         _refresh_reveal_dm(services, grant_id)
         key = f" (key `{views.escape(exc.access_key_id)}`)" if exc.access_key_id else ""
         notifier.ephemeral(
             channel, user_id, f"{views.escape(exc.user_message)} Revealed on {views.when(exc.revealed_at)}{key}."
         )
-        return
+        return None
     except DomainError as exc:
         _refuse(services, channel, user_id, exc)
-        return
+        return None
 
     view_id = notifier.open_modal(trigger_id, views.reveal_generating_modal())
     if view_id is None:
         with session_scope(services.session_factory) as session:
             reveal.release(session, grant_id=grant_id, now=services.clock(), reason="modal did not open")
         notifier.ephemeral(channel, user_id, "Slack could not open the key window in time. Press the button again.")
-        return
+        return None
 
     def deliver(key: NewAccessKey) -> None:
         notifier.update_modal(view_id, views.reveal_keys_modal(key, iam_user_name=user_name))
 
     try:
-        reveal.create_and_deliver(
+        revealed = reveal.create_and_deliver(
             services.session_factory,
             gateway=services.gateway,
             grant_id=grant_id,
@@ -249,11 +251,12 @@ def reveal_keys(services: Services, *, grant_id: int, user_id: str, trigger_id: 
             view_id,
             "Slack could not show your key, so it was deleted again. Close this window and press Reveal once more.",
         )
-        return
+        return None
     except DomainError as exc:
         _try_update_modal(services, view_id, exc.user_message)
-        return
+        return None
     _refresh_reveal_dm(services, grant_id)
+    return revealed
 
 
 def renew_reveal_window(services: Services, *, grant_id: int, user_id: str, channel: str | None) -> None:

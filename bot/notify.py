@@ -30,11 +30,12 @@ class Notifier:
 
     # Requester ---------------------------------------------------------------------------------------------
     def dm(self, user_id: str, text: str, blocks: views.Blocks) -> tuple[str, str] | None:
-        """Post a DM; returns (channel, ts), or None when Slack refused (logged, never raised to the caller)."""
+        """Post a DM (or, given a channel id, a channel message); returns (channel, ts), or None when Slack
+        refused (logged, never raised to the caller)."""
         try:
             response = self.client.chat_postMessage(channel=user_id, text=text, blocks=blocks)
         except SlackApiError as exc:
-            log.warning("could not DM %s: %s", user_id, exc.response.get("error"))
+            log.warning("could not post to %s: %s", user_id, exc.response.get("error"))
             return None
         return str(response["channel"]), str(response["ts"])
 
@@ -59,9 +60,9 @@ class Notifier:
         text, blocks = views.reveal_dm(grant, now=now)
         self._update(grant.dm_channel, grant.dm_ts, text, blocks)
 
-    def ephemeral(self, channel: str | None, user_id: str, text: str) -> None:
+    def ephemeral(self, channel: str | None, user_id: str, text: str, blocks: views.Blocks | None = None) -> None:
         """A reply only the clicker sees; falls back to a DM where there is no channel (App Home, modals)."""
-        blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+        blocks = blocks or [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
         try:
             if channel:
                 self.client.chat_postEphemeral(channel=channel, user=user_id, text=text, blocks=blocks)
@@ -70,15 +71,20 @@ class Notifier:
             log.info("ephemeral to %s failed (%s); sending a DM", user_id, exc.response.get("error"))
         self.dm(user_id, text, blocks)
 
+    def update_message(self, channel: str, ts: str, text: str, blocks: views.Blocks) -> bool:
+        return self._update(channel, ts, text, blocks)
+
     # Admins -----------------------------------------------------------------------------------------------
+    def admin_targets(self) -> list[str]:
+        """The approval channel, or each admin's DM."""
+        if self.settings.koding_iam_approval_channel:
+            return [self.settings.koding_iam_approval_channel]
+        return sorted(self.settings.admins)
+
     def post_approval_cards(self, session: Session, request: AccessRequest) -> None:
         """One card in the approval channel, or one in each admin's DM; each remembered for later updates."""
         text, blocks = self.approval_card(request)
-        if self.settings.koding_iam_approval_channel:
-            targets: Sequence[str] = [self.settings.koding_iam_approval_channel]
-        else:
-            targets = sorted(self.settings.admins)
-        for target in targets:
+        for target in self.admin_targets():
             try:
                 response = self.client.chat_postMessage(channel=target, text=text, blocks=blocks)
             except SlackApiError as exc:
@@ -86,6 +92,10 @@ class Notifier:
                 continue
             session.add(ApprovalCard(request_id=request.id, channel=response["channel"], ts=response["ts"]))
         session.flush()
+
+    def admin_notice(self, text: str, blocks: views.Blocks) -> bool:
+        """Tell the admins something; True only if every copy was posted."""
+        return all(self.dm(target, text, blocks) is not None for target in self.admin_targets())
 
     def approval_card(
         self, request: AccessRequest, progress: Sequence[StepProgress] | None = None
@@ -102,11 +112,13 @@ class Notifier:
         for card in cards:
             self._update(card.channel, card.ts, text, blocks)
 
-    def _update(self, channel: str, ts: str, text: str, blocks: views.Blocks) -> None:
+    def _update(self, channel: str, ts: str, text: str, blocks: views.Blocks) -> bool:
         try:
             self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
         except SlackApiError as exc:
             log.warning("could not update message %s/%s: %s", channel, ts, exc.response.get("error"))
+            return False
+        return True
 
     # Modals -----------------------------------------------------------------------------------------------
     def open_modal(self, trigger_id: str, view: dict) -> str | None:

@@ -1,37 +1,83 @@
-"""Scheduled work inside the serving process (APScheduler 3.x). Each job is a thin call into bot.flows."""
+"""Scheduled work (APScheduler 3.x): resume interrupted work, and the key-rotation sweep.
+
+Runs inside `koding-iam serve`, or alone as `koding-iam scheduler` for deployments that want one scheduler
+beside many web processes (set KODING_IAM_RUN_SCHEDULER=false on the web processes then). Each job is a thin
+call into the flows; the database claims make two schedulers safe anyway.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
 
-from bot import flows
+from bot import flows, rotation_flows
 from bot.services import Services
 
 log = logging.getLogger(__name__)
 
 
-def _resume(services: Services) -> None:
-    try:
-        flows.resume_interrupted(services)
-    except Exception as exc:  # a failed tick must not kill the scheduler; the next tick tries again
-        log.error("resuming interrupted work failed: %s: %s", type(exc).__name__, exc)
+def _guarded(name: str, job: Callable[[Services], object]) -> Callable[[Services], None]:
+    def run(services: Services) -> None:
+        try:
+            job(services)
+        except Exception as exc:  # a failed tick must not kill the scheduler; the next tick tries again
+            log.error("%s failed: %s: %s", name, type(exc).__name__, exc)
+
+    return run
 
 
-def start_scheduler(services: Services) -> BackgroundScheduler:
-    """Resume interrupted provisioning and reveals now, then every KODING_IAM_RESUME_INTERVAL_SECONDS."""
-    scheduler = BackgroundScheduler(timezone=UTC)
+def _sweep(services: Services) -> None:
+    report = rotation_flows.sweep(services, now=services.clock())
+    if report.actions:
+        log.info(
+            "rotation sweep: %d actions, %d sent, %d skipped, %d failed",
+            len(report.actions),
+            report.sent,
+            report.skipped,
+            report.failed,
+        )
+
+
+def add_jobs(scheduler: BaseScheduler, services: Services) -> None:
+    settings = services.settings
+    now = datetime.now(UTC)
     scheduler.add_job(
-        _resume,
+        _guarded("resuming interrupted work", flows.resume_interrupted),
         "interval",
-        seconds=services.settings.koding_iam_resume_interval_seconds,
+        seconds=settings.koding_iam_resume_interval_seconds,
         args=[services],
         id="resume-interrupted",
-        next_run_time=datetime.now(UTC),
+        next_run_time=now,
         max_instances=1,
         coalesce=True,
     )
+    scheduler.add_job(
+        _guarded("rotation sweep", _sweep),
+        "interval",
+        minutes=settings.koding_iam_sweep_interval_minutes,
+        args=[services],
+        id="rotation-sweep",
+        next_run_time=now,
+        max_instances=1,
+        coalesce=True,
+    )
+
+
+def start_scheduler(services: Services) -> BackgroundScheduler:
+    """In the serving process: jobs run on a background thread."""
+    scheduler = BackgroundScheduler(timezone=UTC)
+    add_jobs(scheduler, services)
     scheduler.start()
     return scheduler
+
+
+def run_scheduler(services: Services) -> None:
+    """`koding-iam scheduler`: the jobs alone, in the foreground."""
+    scheduler = BlockingScheduler(timezone=UTC)
+    add_jobs(scheduler, services)
+    scheduler.start()

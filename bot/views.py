@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from bot import ids
-from bot.aws_iam import NewAccessKey
+from bot.aws_iam import KeyLastUsed, NewAccessKey
 from bot.config import Profile
 from bot.intake import RequestForm
 from bot.provisioning import StepProgress, StepState
@@ -69,7 +69,9 @@ def help_message(*, problem: str | None = None) -> dict[str, Any]:
         "*koding-iam* creates a dedicated AWS IAM user for your Koding stacks, after an admin approves, and "
         "shows you its access keys once.\n"
         "• `/koding-iam request` — ask for an IAM user\n"
-        "• `/koding-iam help` — this help"
+        "• `/koding-iam rotate` — replace your access key with a new one\n"
+        "• `/koding-iam help` — this help\n"
+        "Admins: `/koding-iam exempt <iam-user> <YYYY-MM-DD> <reason>` pauses rotation reminders for a user."
     )
     blocks: Blocks = []
     if problem:
@@ -400,3 +402,163 @@ def reveal_problem_modal(message: str) -> dict[str, Any]:
         "close": _plain("Close"),
         "blocks": [_section(f":warning: {escape(message)}")],
     }
+
+
+# Rotation ---------------------------------------------------------------------------------------------------
+def _age(created_at: datetime, now: datetime) -> str:
+    days = max(0, (now - created_at).days)
+    return f"{days} day{'s' if days != 1 else ''}"
+
+
+def last_used_text(last_used: KeyLastUsed | None) -> str:
+    if last_used is None:
+        return "unknown (AWS did not answer)"
+    if last_used.used_at is None:
+        return "never used"
+    where = ", ".join(part for part in (last_used.service, last_used.region) if part)
+    return f"{when(last_used.used_at)}" + (f" ({escape(where)})" if where else "")
+
+
+REMINDER_HEADLINES = {
+    "upcoming": ":hourglass: Your AWS access key is due for rotation in {left}.",
+    "due": ":arrows_counterclockwise: Your AWS access key is due for rotation.",
+    "overdue": ":rotating_light: Your AWS access key is overdue for rotation; the admins have been told.",
+}
+
+
+def key_reminder_dm(
+    *,
+    key_row_id: int,
+    access_key_id: str,
+    iam_user_name: str,
+    created_at: datetime,
+    stage: str,
+    last_used: KeyLastUsed | None,
+    due_at: datetime,
+    now: datetime,
+) -> tuple[str, Blocks]:
+    left = _age(now, due_at) if due_at > now else "0 days"
+    headline = REMINDER_HEADLINES.get(stage, REMINDER_HEADLINES["due"]).format(left=left)
+    details = (
+        f"*Key* `{escape(access_key_id)}` of IAM user `{escape(iam_user_name)}`\n"
+        f"*Age* {_age(created_at, now)} (rotation due {when(due_at)})\n"
+        f"*Last used* {last_used_text(last_used)}"
+    )
+    actions = {"type": "actions", "elements": [_button("Rotate now", ids.ROTATE, str(key_row_id), "primary")]}
+    how = _context(
+        "Rotate now creates a second key and shows it once. Paste it into Koding's AWS credentials "
+        "tab, then deactivate the old key. `/koding-iam rotate` does the same."
+    )
+    return f"Access key {access_key_id} is {stage} for rotation.", [_section(headline), _section(details), actions, how]
+
+
+def admin_overdue_card(
+    *,
+    key_row_id: int,
+    access_key_id: str,
+    iam_user_name: str,
+    owner_id: str,
+    created_at: datetime,
+    last_used: KeyLastUsed | None,
+    now: datetime,
+    deactivated: bool = False,
+) -> tuple[str, Blocks]:
+    text = (
+        f":rotating_light: *Overdue key* `{escape(access_key_id)}` of IAM user `{escape(iam_user_name)}` "
+        f"(owner <@{owner_id}>) is {_age(created_at, now)} old.\n*Last used* {last_used_text(last_used)}"
+    )
+    blocks: Blocks = [_section(text)]
+    if deactivated:
+        blocks.append(_context(f":no_entry_sign: Deactivated on {when(now)}."))
+    else:
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [_button("Deactivate now", ids.ADMIN_DEACTIVATE, str(key_row_id), "danger")],
+            }
+        )
+        blocks.append(_context("Deactivating stops every stack that still uses this key until the owner rotates."))
+    return f"Access key {access_key_id} of {iam_user_name} is overdue for rotation.", blocks
+
+
+def rotated_dm(
+    *,
+    old_key_row_id: int,
+    old_access_key_id: str,
+    new_access_key_id: str,
+    old_last_used: KeyLastUsed | None,
+) -> tuple[str, Blocks]:
+    text = (
+        f":white_check_mark: New key `{escape(new_access_key_id)}` is ready. Paste it into Koding's AWS "
+        f"credentials tab, then press *Deactivate old key*.\n"
+        f"*Old key* `{escape(old_access_key_id)}` last used: {last_used_text(old_last_used)}"
+    )
+    actions = {
+        "type": "actions",
+        "elements": [_button("Deactivate old key", ids.DEACTIVATE_OLD, str(old_key_row_id), "danger")],
+    }
+    return f"New key {new_access_key_id} is ready; deactivate {old_access_key_id} next.", [
+        _section(text),
+        actions,
+        _context(KODING_CREDENTIALS_HINT),
+    ]
+
+
+def key_deactivated_dm(
+    *,
+    key_row_id: int,
+    access_key_id: str,
+    deactivated_at: datetime,
+    delete_at: datetime,
+    by: str | None,
+    now: datetime,
+) -> tuple[str, Blocks]:
+    who = "" if not by or by == "koding-iam" else f" by <@{by}>"
+    text = (
+        f":no_entry_sign: Key `{escape(access_key_id)}` was deactivated{who} on {when(deactivated_at)}. It will "
+        f"be deleted on {when(delete_at)} unless it is reactivated."
+    )
+    blocks: Blocks = [_section(text)]
+    if now < delete_at:
+        blocks.append({"type": "actions", "elements": [_button("Reactivate", ids.REACTIVATE, str(key_row_id))]})
+        blocks.append(_context("Reactivate if something still needed this key; then rotate again."))
+    return f"Key {access_key_id} was deactivated.", blocks
+
+
+def key_reactivated_dm(*, access_key_id: str, at: datetime) -> tuple[str, Blocks]:
+    return f"Key {access_key_id} is active again.", [
+        _section(f":arrows_counterclockwise: Key `{escape(access_key_id)}` is active again since {when(at)}.")
+    ]
+
+
+def key_deleted_dm(*, access_key_id: str, at: datetime) -> tuple[str, Blocks]:
+    return f"Key {access_key_id} was deleted.", [
+        _section(
+            f":wastebasket: Key `{escape(access_key_id)}` was deleted on {when(at)}, after its recovery "
+            "window. Your current key is not affected."
+        )
+    ]
+
+
+def notice_rotated(*, access_key_id: str, new_access_key_id: str | None) -> tuple[str, Blocks]:
+    replaced = f" by `{escape(new_access_key_id)}`" if new_access_key_id else ""
+    return f"Key {access_key_id} was rotated.", [
+        _section(f":white_check_mark: Key `{escape(access_key_id)}` was rotated{replaced}.")
+    ]
+
+
+def too_many_keys_blocks(message: str, inactive_key_row_id: int | None) -> Blocks:
+    blocks: Blocks = [_section(f":warning: {escape(message)}")]
+    if inactive_key_row_id is not None:
+        blocks.append(_section("One of them is inactive. Delete it to make room for the new key?"))
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [
+                    _button("Delete the inactive key", ids.DELETE_INACTIVE, str(inactive_key_row_id), "danger")
+                ],
+            }
+        )
+    else:
+        blocks.append(_context("Both keys are active: deactivate the one you no longer use, or ask an admin."))
+    return blocks

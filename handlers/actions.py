@@ -7,9 +7,9 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
-from bot import flows, ids
+from bot import flows, ids, rotation_flows
 from bot.services import Services
-from handlers.parsing import button_id, channel_of, user_of
+from handlers.parsing import button_id, channel_of, message_of, user_of
 
 BROKEN_BUTTON = "This button does not point to anything koding-iam knows. Nothing was changed."
 
@@ -72,5 +72,35 @@ def register(app: App, services: Services) -> None:
         ids.RENEW_REVEAL,
         lambda grant_id, user_id, channel, _: flows.renew_reveal_window(
             services, grant_id=grant_id, user_id=user_id, channel=channel
+        ),
+    )
+    on_button(
+        ids.ROTATE,
+        lambda key_id, user_id, channel, body: rotation_flows.rotate(
+            services, key_row_id=key_id, user_id=user_id, trigger_id=body["trigger_id"], channel=channel
+        ),
+    )
+    on_button(
+        ids.DEACTIVATE_OLD,
+        lambda key_id, user_id, channel, body: rotation_flows.deactivate_old(
+            services, key_row_id=key_id, user_id=user_id, channel=channel, message=message_of(body)
+        ),
+    )
+    on_button(
+        ids.ADMIN_DEACTIVATE,
+        lambda key_id, user_id, channel, body: rotation_flows.deactivate_old(
+            services, key_row_id=key_id, user_id=user_id, channel=channel, message=message_of(body), by_admin=True
+        ),
+    )
+    on_button(
+        ids.REACTIVATE,
+        lambda key_id, user_id, channel, body: rotation_flows.reactivate(
+            services, key_row_id=key_id, user_id=user_id, channel=channel, message=message_of(body)
+        ),
+    )
+    on_button(
+        ids.DELETE_INACTIVE,
+        lambda key_id, user_id, channel, _: rotation_flows.delete_inactive(
+            services, key_row_id=key_id, user_id=user_id, channel=channel
         ),
     )

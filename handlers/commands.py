@@ -6,7 +6,7 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
-from bot import flows, ids, views
+from bot import flows, ids, rotation_flows, views
 from bot.services import Services
 
 
@@ -17,6 +17,23 @@ def register(app: App, services: Services) -> None:
         subcommand = words[0].lower() if words else "help"
         if subcommand == "help":
             ack(**views.help_message())
+            return
+        if subcommand == "rotate":
+            ack()
+            problem = rotation_flows.rotate_command(
+                services,
+                user_id=command["user_id"],
+                trigger_id=command["trigger_id"],
+                channel=command.get("channel_id"),
+            )
+            if problem:
+                services.notifier.ephemeral(command.get("channel_id"), command["user_id"], problem)
+            return
+        if subcommand == "exempt":
+            ack(
+                response_type="ephemeral",
+                text=rotation_flows.exempt_command(services, admin_id=command["user_id"], words=words[1:]),
+            )
             return
         if subcommand != "request":
             shown = subcommand if len(subcommand) <= 30 else subcommand[:30] + "…"

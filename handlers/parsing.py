@@ -28,3 +28,12 @@ def channel_of(body: dict[str, Any]) -> str | None:
 def user_of(body: dict[str, Any]) -> str:
     user = body.get("user") or {}
     return str(user.get("id") or body.get("user_id") or "")
+
+
+def message_of(body: dict[str, Any]) -> tuple[str, str] | None:
+    """(channel, ts) of the message whose button was clicked, so it can be updated in place."""
+    container = body.get("container") or {}
+    if not isinstance(container, dict) or container.get("type") != "message" or container.get("is_ephemeral"):
+        return None
+    channel, ts = container.get("channel_id"), container.get("message_ts")
+    return (str(channel), str(ts)) if channel and ts else None

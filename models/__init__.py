@@ -2,6 +2,7 @@
 
 from models.audit import AuditEvent
 from models.base import Base
+from models.exemptions import Exemption
 from models.keys import AccessKey, GrantStatus, KeyGrant, KeyStatus
 from models.requests import OPEN_STATUSES, AccessRequest, ApprovalCard, ProvisioningStep, RequestStatus
 
@@ -12,6 +13,7 @@ __all__ = [
     "ApprovalCard",
     "AuditEvent",
     "Base",
+    "Exemption",
     "GrantStatus",
     "KeyGrant",
     "KeyStatus",

@@ -40,8 +40,14 @@ class KeyGrant(Base):
     revealed_at: Mapped[datetime | None]
     access_key_id: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A rotation grant names the key it replaces; unique, so two Rotate clicks share one grant (one new key).
+    replaces_access_key_id: Mapped[str | None] = mapped_column(String(128), unique=True)
 
     __table_args__ = (Index("ix_key_grants_status", "status"),)
+
+    @property
+    def is_rotation(self) -> bool:
+        return self.replaces_access_key_id is not None
 
 
 class KeyStatus(StrEnum):
@@ -63,5 +69,21 @@ class AccessKey(Base):
     status: Mapped[str] = mapped_column(String(16), default=KeyStatus.ACTIVE)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revealed_at: Mapped[datetime | None]
+    # Rotation reminders: the last stage the owner was told about, and when. A claim (stage + time) is taken
+    # before a message is sent, so two schedulers never send the same stage twice.
+    reminder_stage: Mapped[str] = mapped_column(String(16), default="fresh", server_default="fresh")
+    reminded_at: Mapped[datetime | None]
+    claim_stage: Mapped[str | None] = mapped_column(String(16))
+    claimed_at: Mapped[datetime | None]
+    deactivated_at: Mapped[datetime | None]
+    deactivated_by: Mapped[str | None] = mapped_column(String(32))
+    deleted_at: Mapped[datetime | None]
+    # The owner's latest reminder DM, updated when the key is rotated so an old Rotate button disappears.
+    notice_channel: Mapped[str | None] = mapped_column(String(32))
+    notice_ts: Mapped[str | None] = mapped_column(String(32))
 
-    __table_args__ = (Index("ix_access_keys_owner_id", "owner_id"),)
+    __table_args__ = (
+        Index("ix_access_keys_owner_id", "owner_id"),
+        # The sweep reads keys by status and age, in id order, a batch at a time.
+        Index("ix_access_keys_status_created_at", "status", "created_at"),
+    )

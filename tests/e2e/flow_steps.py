@@ -98,3 +98,12 @@ def provision_for(sb: Sandbox, user: str = "UALICE", **kwargs: Any) -> tuple[dic
     approval = card(sb)
     click(sb, "UADMIN1", ids.APPROVE, approval)
     return refreshed(sb, approval), reveal_dm(sb, user)
+
+
+def reveal_first_key(sb: Sandbox, user: str = "UALICE") -> str:
+    """Request, approve and reveal; returns the access key id the requester saw."""
+    _, dm = provision_for(sb, user)
+    click(sb, user, ids.REVEAL, dm)
+    keys = sb.services.gateway.list_access_keys(f"koding-{user.lower()}")
+    assert len(keys) == 1
+    return keys[0].access_key_id

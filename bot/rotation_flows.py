@@ -1,0 +1,346 @@
+"""Key rotation with Slack: the scheduled sweep that reminds, escalates, deactivates and deletes, and the
+owner's guided rotate → deactivate → delete flow. The decisions are in bot/rotation.py; this module sends."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+
+from bot import flows, rotation, views
+from bot.aws_iam import AwsError, KeyLastUsed
+from bot.db import session_scope
+from bot.errors import DomainError, NotAuthorized
+from bot.rotation import ActionKind, Policy, Stage, SweepAction
+from bot.services import Services
+from models import AccessKey, KeyGrant
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepReport:
+    """What a sweep did (or, dry, would do): one line per action, and how many messages went out."""
+
+    actions: list[SweepAction]
+    sent: int = 0
+    skipped: int = 0  # claimed by another scheduler, or the key moved on since it was read
+    failed: int = 0  # left for the next sweep
+
+
+def sweep(services: Services, *, now: datetime, dry_run: bool = False) -> SweepReport:
+    """One pass over the keys as of `now`. Dry: decide and report, send and change nothing."""
+    policy = Policy.from_settings(services.settings)
+    report = SweepReport(actions=[])
+    for action in rotation.plan(services.session_factory, policy, now):
+        report.actions.append(action)
+        if dry_run:
+            continue
+        try:
+            outcome = _execute(services, action, policy, now)
+        except Exception as exc:  # one key's trouble must not stop the sweep; the next sweep retries it
+            log.error("sweep action on key %s failed: %s: %s", action.key.id, type(exc).__name__, exc)
+            outcome = "failed"
+        setattr(report, outcome, getattr(report, outcome) + 1)
+    return report
+
+
+def _execute(services: Services, action: SweepAction, policy: Policy, now: datetime) -> str:
+    key = action.key
+    if action.kind == ActionKind.DEACTIVATE:
+        try:
+            rotation.deactivate(
+                services.session_factory,
+                services.gateway,
+                key_row_id=key.id,
+                actor="koding-iam",
+                now=now,
+                owner_told=False,
+            )
+        except DomainError:
+            return "skipped"  # another scheduler got there first, or AWS refused (the row was restored)
+        return _notify(services, _refetched(services, key.id, Stage.DEACTIVATED, tell_admins=True), policy, now)
+    if action.kind == ActionKind.DELETE:
+        try:
+            rotation.delete(
+                services.session_factory,
+                services.gateway,
+                key_row_id=key.id,
+                actor="koding-iam",
+                now=now,
+                owner_told=False,
+            )
+        except DomainError:
+            return "skipped"
+        return _notify(services, _refetched(services, key.id, Stage.DELETED), policy, now)
+    return _notify(services, action, policy, now)
+
+
+def _refetched(services: Services, key_row_id: int, stage: Stage, *, tell_admins: bool = False) -> SweepAction:
+    with session_scope(services.session_factory) as session:
+        key = rotation.KeyState.of(rotation.load_key(session, key_row_id))
+    return SweepAction(key, ActionKind.REMIND, stage, tell_admins=tell_admins)
+
+
+def _notify(services: Services, action: SweepAction, policy: Policy, now: datetime) -> str:
+    """Claim, send, confirm; a failed send releases the claim so the next sweep sends it."""
+    with session_scope(services.session_factory) as session:
+        if not rotation.claim(session, action, now):
+            return "skipped"
+    key = action.key
+    last_used = _last_used(services, key.access_key_id) if action.stage not in (Stage.DELETED,) else None
+    text, blocks = _owner_message(action, policy, now, last_used)
+    posted = services.notifier.dm(key.owner_id, text, blocks)
+    admins_ok = True
+    if posted and action.tell_admins:
+        admin_text, admin_blocks = views.admin_overdue_card(
+            key_row_id=key.id,
+            access_key_id=key.access_key_id,
+            iam_user_name=key.iam_user_name,
+            owner_id=key.owner_id,
+            created_at=key.created_at,
+            last_used=last_used,
+            now=now,
+            deactivated=action.stage == Stage.DEACTIVATED,
+        )
+        admins_ok = services.notifier.admin_notice(admin_text, admin_blocks)
+    with session_scope(services.session_factory) as session:
+        if posted and admins_ok:
+            rotation.confirm(session, action, now, notice=posted)
+            return "sent"
+        rotation.release(session, action)
+    return "failed"
+
+
+def _owner_message(
+    action: SweepAction, policy: Policy, now: datetime, last_used: KeyLastUsed | None
+) -> tuple[str, views.Blocks]:
+    key = action.key
+    if action.stage == Stage.DELETED:
+        return views.key_deleted_dm(access_key_id=key.access_key_id, at=now)
+    if action.stage == Stage.DEACTIVATED:
+        deactivated_at = key.deactivated_at or now
+        return views.key_deactivated_dm(
+            key_row_id=key.id,
+            access_key_id=key.access_key_id,
+            deactivated_at=deactivated_at,
+            delete_at=deactivated_at + policy.delete_after,
+            by=None,
+            now=now,
+        )
+    return views.key_reminder_dm(
+        key_row_id=key.id,
+        access_key_id=key.access_key_id,
+        iam_user_name=key.iam_user_name,
+        created_at=key.created_at,
+        stage=action.stage,
+        last_used=last_used,
+        due_at=key.created_at + policy.rotate_after,
+        now=now,
+    )
+
+
+def _last_used(services: Services, access_key_id: str) -> KeyLastUsed | None:
+    try:
+        return services.gateway.access_key_last_used(access_key_id)
+    except AwsError as exc:
+        log.info("GetAccessKeyLastUsed for %s failed: %s", access_key_id, exc.code)
+        return None
+
+
+# The owner's flow ------------------------------------------------------------------------------------------
+def rotate(services: Services, *, key_row_id: int, user_id: str, trigger_id: str, channel: str | None) -> None:
+    """Rotate now: one rotation grant per key, revealed through the same one-time modal as the first key."""
+    now = services.clock()
+    try:
+        grant_id = rotation.start(
+            services.session_factory,
+            services.gateway,
+            key_row_id=key_row_id,
+            user_id=user_id,
+            now=now,
+            window_hours=services.settings.koding_iam_reveal_window_hours,
+        )
+    except rotation.TooManyKeys as exc:
+        services.notifier.ephemeral(
+            channel, user_id, exc.user_message, views.too_many_keys_blocks(exc.user_message, exc.inactive_key_row_id)
+        )
+        return
+    except rotation.AlreadyRotated as exc:
+        new = f" Its replacement is `{views.escape(exc.new_access_key_id)}`." if exc.new_access_key_id else ""
+        services.notifier.ephemeral(channel, user_id, views.escape(exc.user_message) + new)
+        return
+    except DomainError as exc:
+        services.notifier.ephemeral(channel, user_id, views.escape(exc.user_message))
+        return
+    revealed = flows.reveal_keys(services, grant_id=grant_id, user_id=user_id, trigger_id=trigger_id, channel=channel)
+    if revealed is not None:
+        after_rotation(services, grant_id)
+
+
+def after_rotation(services: Services, grant_id: int) -> None:
+    """The new key was shown: retire the old key's reminders and guide the owner to deactivate it."""
+    with session_scope(services.session_factory) as session:
+        grant = session.get(KeyGrant, grant_id)
+        assert grant is not None and grant.replaces_access_key_id is not None
+        old = session.scalars(select(AccessKey).where(AccessKey.access_key_id == grant.replaces_access_key_id)).one()
+        old_id, old_key_id, new_key_id = old.id, old.access_key_id, grant.access_key_id or ""
+        notice = (old.notice_channel, old.notice_ts)
+    if notice[0] and notice[1]:
+        services.notifier.update_message(
+            notice[0], notice[1], *views.notice_rotated(access_key_id=old_key_id, new_access_key_id=new_key_id)
+        )
+    services.notifier.dm(
+        grant.requester_id,
+        *views.rotated_dm(
+            old_key_row_id=old_id,
+            old_access_key_id=old_key_id,
+            new_access_key_id=new_key_id,
+            old_last_used=_last_used(services, old_key_id),
+        ),
+    )
+
+
+def rotate_command(services: Services, *, user_id: str, trigger_id: str, channel: str | None) -> str | None:
+    """`/koding-iam rotate`: rotate the caller's newest active key; a message when there is none."""
+    with session_scope(services.session_factory) as session:
+        key = rotation.key_for_owner(session, user_id)
+        key_row_id = key.id if key else None
+    if key_row_id is None:
+        return "You have no active access key issued by koding-iam. `/koding-iam request` asks for one."
+    rotate(services, key_row_id=key_row_id, user_id=user_id, trigger_id=trigger_id, channel=channel)
+    return None
+
+
+def deactivate_old(
+    services: Services,
+    *,
+    key_row_id: int,
+    user_id: str,
+    channel: str | None,
+    message: tuple[str, str] | None,
+    by_admin: bool = False,
+) -> None:
+    """Deactivate a key from a button (the owner after rotating, or an admin on an overdue card)."""
+    now = services.clock()
+    try:
+        with session_scope(services.session_factory) as session:
+            key = rotation.load_key(session, key_row_id)
+            if by_admin and user_id not in services.settings.admins:
+                raise NotAuthorized("Only koding-iam admins can deactivate someone's key.")
+            rotation.authorize_owner_or_admin(key, user_id, services.settings.admins)
+        key = rotation.deactivate(
+            services.session_factory,
+            services.gateway,
+            key_row_id=key_row_id,
+            actor=user_id,
+            now=now,
+            owner_told=not by_admin,
+        )
+    except DomainError as exc:
+        services.notifier.ephemeral(channel, user_id, views.escape(exc.user_message))
+        return
+    policy = Policy.from_settings(services.settings)
+    owner_view = views.key_deactivated_dm(
+        key_row_id=key.id,
+        access_key_id=key.access_key_id,
+        deactivated_at=now,
+        delete_at=now + policy.delete_after,
+        by=user_id if by_admin else None,
+        now=now,
+    )
+    if by_admin:
+        if message:
+            services.notifier.update_message(
+                *message,
+                *views.admin_overdue_card(
+                    key_row_id=key.id,
+                    access_key_id=key.access_key_id,
+                    iam_user_name=key.iam_user_name,
+                    owner_id=key.owner_id,
+                    created_at=key.created_at,
+                    last_used=None,
+                    now=now,
+                    deactivated=True,
+                ),
+            )
+        posted = services.notifier.dm(key.owner_id, *owner_view)
+        if posted:
+            with session_scope(services.session_factory) as session:
+                rotation.confirm(
+                    session,
+                    SweepAction(rotation.KeyState.of(key), ActionKind.REMIND, Stage.DEACTIVATED),
+                    now,
+                    notice=posted,
+                )
+    elif message:
+        services.notifier.update_message(*message, *owner_view)
+
+
+def reactivate(
+    services: Services, *, key_row_id: int, user_id: str, channel: str | None, message: tuple[str, str] | None
+) -> None:
+    now = services.clock()
+    try:
+        with session_scope(services.session_factory) as session:
+            rotation.authorize_owner_or_admin(rotation.load_key(session, key_row_id), user_id, services.settings.admins)
+        key = rotation.reactivate(
+            services.session_factory,
+            services.gateway,
+            key_row_id=key_row_id,
+            actor=user_id,
+            now=now,
+            policy=Policy.from_settings(services.settings),
+        )
+    except DomainError as exc:
+        services.notifier.ephemeral(channel, user_id, views.escape(exc.user_message))
+        return
+    if message:
+        services.notifier.update_message(*message, *views.key_reactivated_dm(access_key_id=key.access_key_id, at=now))
+
+
+def delete_inactive(services: Services, *, key_row_id: int, user_id: str, channel: str | None) -> None:
+    """Make room for a rotation: delete an inactive key the owner (or an admin) chose."""
+    now = services.clock()
+    try:
+        with session_scope(services.session_factory) as session:
+            rotation.authorize_owner_or_admin(rotation.load_key(session, key_row_id), user_id, services.settings.admins)
+        key = rotation.delete(
+            services.session_factory, services.gateway, key_row_id=key_row_id, actor=user_id, now=now, owner_told=True
+        )
+    except DomainError as exc:
+        services.notifier.ephemeral(channel, user_id, views.escape(exc.user_message))
+        return
+    services.notifier.ephemeral(
+        channel,
+        user_id,
+        f"Deleted the inactive key `{views.escape(key.access_key_id)}`. Press Rotate now again to make the new key.",
+    )
+
+
+def exempt_command(services: Services, *, admin_id: str, words: list[str]) -> str:
+    """`/koding-iam exempt <iam-user> <YYYY-MM-DD> <reason…>` (admins)."""
+    usage = "Usage: `/koding-iam exempt <iam-user-name> <YYYY-MM-DD> <reason>`"
+    if len(words) < 3:
+        return usage
+    name, day, reason = words[0], words[1], " ".join(words[2:])
+    try:
+        until = datetime.fromisoformat(day).replace(tzinfo=services.clock().tzinfo)
+    except ValueError:
+        return f"“{views.escape(day[:20])}” is not a date. {usage}"
+    try:
+        with session_scope(services.session_factory) as session:
+            rotation.exempt(
+                session,
+                iam_user_name=name,
+                until=until,
+                reason=reason,
+                admin_id=admin_id,
+                now=services.clock(),
+                admins=services.settings.admins,
+            )
+    except DomainError as exc:
+        return views.escape(exc.user_message)
+    return f"`{views.escape(name)}` is exempt from rotation reminders until {views.when(until)}."
