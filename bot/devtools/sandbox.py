@@ -5,9 +5,11 @@ API stand-in, moto's in-process IAM, and a migrated database. Used by `koding-ia
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -27,8 +29,41 @@ FAKE_AWS_ENV = {
     "AWS_SECRET_ACCESS_KEY": "testing",  # moto's placeholder credentials
     "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
-    "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
 }
+MOTO_ACCOUNT_ID = "123456789012"
+_managed_policy_data: dict[str, Any] | None = None
+
+
+def install_managed_policies(arns: Iterable[str]) -> None:
+    """Give moto's IAM the AWS managed policies the profiles name.
+
+    moto can load all of AWS's ~1,300 managed policies (MOTO_IAM_LOAD_MANAGED_POLICIES), but that costs about
+    a second at every mock start and reset; the few that koding-iam attaches are taken from the same data.
+    Works for the in-process mock and for a moto server running in this process (they share the backends).
+    """
+    global _managed_policy_data
+    from moto.iam.aws_managed_policies import aws_managed_policies_data
+    from moto.iam.models import AWSManagedPolicy, iam_backends
+
+    if _managed_policy_data is None:
+        _managed_policy_data = json.loads(aws_managed_policies_data)
+    backend = iam_backends[MOTO_ACCOUNT_ID]["global"]
+    for arn in arns:
+        name = arn.rsplit("/", 1)[-1]
+        if arn in backend.managed_policies or name not in _managed_policy_data or ":aws:policy/" not in arn:
+            continue
+        policy = AWSManagedPolicy.from_data(name, MOTO_ACCOUNT_ID, backend.region_name, _managed_policy_data[name])
+        backend.managed_policies[policy.arn] = policy
+        backend.aws_managed_policies.append(policy)
+
+
+def profile_policy_arns(settings: Settings | None = None) -> set[str]:
+    """The managed policies the configured (or, without settings, the default) profiles attach."""
+    if settings is not None:
+        return {arn for profile in settings.profiles.values() for arn in profile.policies}
+    from bot.config import DEFAULT_PROFILES
+
+    return {arn for spec in DEFAULT_PROFILES.values() for arn in spec["policies"]}
 
 
 class TrackingExecutor(ThreadPoolExecutor):
@@ -93,6 +128,8 @@ class Sandbox:
         self.standin.start()
         db.upgrade(self.database_url)
         self.settings = self.make_settings()
+        if self.use_moto:
+            install_managed_policies(profile_policy_arns(self.settings))
         self.services = self.make_services(self.settings)
         self.app = create_app(self.services, listener_executor=self.executor)
         from waitress.server import create_server

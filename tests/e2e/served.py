@@ -16,7 +16,7 @@ from typing import Any
 from moto.server import ThreadedMotoServer
 
 from bot.devtools.driver import SlackDriver
-from bot.devtools.sandbox import FAKE_AWS_ENV, SIGNING_SECRET
+from bot.devtools.sandbox import FAKE_AWS_ENV, SIGNING_SECRET, install_managed_policies, profile_policy_arns
 from bot.devtools.slack_standin import SlackStandIn
 
 BOT_TOKEN = "xoxb-served-process"
@@ -36,6 +36,7 @@ def moto_server() -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     # moto keeps its state per Python process, not per server: start every test from an empty account.
     urllib.request.urlopen(urllib.request.Request(url + "/moto-api/reset", method="POST"), timeout=10).close()  # noqa: S310
+    install_managed_policies(profile_policy_arns())
     try:
         yield url
     finally:
