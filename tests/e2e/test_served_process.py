@@ -4,8 +4,10 @@ driven only by what the bot posts. Also two serving processes deciding the same 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -107,3 +109,51 @@ def _message_with(slack: SlackStandIn, user: str, text: str) -> dict[str, Any] |
         if text in json.dumps(message.get("blocks")) + message.get("text", ""):
             return message
     return None
+
+
+def test_sweep_command_beside_a_serving_process(sqlite_url: str, tmp_path: Path) -> None:
+    """Rotation's Done-when: with the app serving, `koding-iam sweep --as-of` reminds once, escalates at 95
+    days, and Rotate → reveal → Deactivate leaves two keys, the old one inactive, later only the new one."""
+    with SlackStandIn() as slack, moto_server() as aws:
+        env = serve_env(
+            database_url=sqlite_url, slack=slack, aws_endpoint=aws, port=free_port(), KODING_IAM_RUN_SCHEDULER="false"
+        )
+        assert cli("db", "upgrade", env=env).returncode == 0
+        with serve(env, slack, str(tmp_path / "serve.log")) as app:
+            driver = app.driver
+            _, trigger = driver.command("UALICE", "request", user_name="alice")
+            driver.submit("UALICE", driver.view_opened_with(trigger), {ids.PURPOSE_BLOCK: "Rotation"})
+            driver.click("UADMIN1", ids.APPROVE, message=driver.latest_message("UADMIN1", containing="request #1"))
+            dm = wait_for(lambda: _message_with(slack, "UALICE", "Reveal my access keys"))
+            driver.click("UALICE", ids.REVEAL, message=dm)
+            wait_for(lambda: _message_with(slack, "UALICE", "were revealed"))
+            iam = iam_client(aws)
+            old = iam.list_access_keys(UserName="koding-alice")["AccessKeyMetadata"][0]
+            born = old["CreateDate"]
+
+            def sweep(days: int) -> subprocess.CompletedProcess[str]:
+                result = cli("sweep", "--as-of", (born + timedelta(days=days)).isoformat(), env=env)
+                assert result.returncode == 0, result.stderr
+                return result
+
+            assert "sent 1" in sweep(85).stdout
+            reminder = _message_with(slack, "UALICE", "due for rotation")
+            assert reminder is not None and old["AccessKeyId"] in json.dumps(reminder)
+            assert "nothing to do" in sweep(85).stdout
+            assert "sent 1" in sweep(95).stdout
+            assert _message_with(slack, "UADMIN1", "Overdue key") and _message_with(slack, "UADMIN2", "Overdue key")
+
+            driver.click("UALICE", ids.ROTATE, message=reminder)
+            guide = wait_for(lambda: _message_with(slack, "UALICE", "Deactivate old key"))
+            driver.click("UALICE", ids.DEACTIVATE_OLD, message=guide)
+            wait_for(lambda: "Reactivate" in json.dumps(slack.message(guide["channel"], guide["ts"])))
+            keys = {
+                k["AccessKeyId"]: k["Status"]
+                for k in iam.list_access_keys(UserName="koding-alice")["AccessKeyMetadata"]
+            }
+            assert len(keys) == 2 and keys[old["AccessKeyId"]] == "Inactive"
+
+            later = cli("sweep", "--as-of", (datetime.now(UTC) + timedelta(days=8)).isoformat(), env=env)
+            assert "delete key" in later.stdout
+            remaining = iam.list_access_keys(UserName="koding-alice")["AccessKeyMetadata"]
+            assert [k["AccessKeyId"] for k in remaining] == [k for k in keys if k != old["AccessKeyId"]]

@@ -114,3 +114,28 @@ def test_deleted_key_is_told_once() -> None:
     action = decide(deleted, POLICY, at(200))
     assert action is not None and action.stage == Stage.DELETED
     assert decide(replace(deleted, reminder_stage="deleted"), POLICY, at(300)) is None
+
+
+def test_reminder_dm_names_the_key_its_age_and_last_use() -> None:
+    from bot import ids, views
+    from bot.aws_iam import KeyLastUsed
+
+    used = KeyLastUsed(used_at=at(80), service="ec2", region="eu-west-1")
+    text, blocks = views.key_reminder_dm(
+        key_row_id=7,
+        access_key_id="AKIAEXAMPLE",
+        iam_user_name="koding-alice",
+        created_at=T0,
+        stage="upcoming",
+        last_used=used,
+        due_at=at(90),
+        now=at(85),
+    )
+    rendered = str(blocks)
+    assert "AKIAEXAMPLE" in rendered and "85 days" in rendered and "5 days" in rendered
+    assert "(ec2, eu-west-1)" in rendered and "2026-03-22" in rendered
+    buttons = [e for b in blocks if b["type"] == "actions" for e in b["elements"]]
+    assert [(b["action_id"], b["value"]) for b in buttons] == [(ids.ROTATE, "7")]
+    assert "upcoming" in text
+    assert views.last_used_text(KeyLastUsed(None, None, None)) == "never used"
+    assert views.last_used_text(None).startswith("unknown")
