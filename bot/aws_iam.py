@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import boto3
+from botocore import xform_name
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -152,9 +153,17 @@ def _translate(exc: Exception, operation: str) -> AwsError:
 class IamGateway:
     """IAM operations koding-iam needs, each translating errors; no decisions are made here."""
 
-    def __init__(self, client: Any, *, fast_client: Any | None = None, backoff: Backoff | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        fast_client: Any | None = None,
+        sts_client: Any | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
         self._client = client
         self._fast_client = fast_client or client
+        self._sts = sts_client
         self.backoff = backoff or Backoff()
         self.calls: int = 0
 
@@ -165,7 +174,8 @@ class IamGateway:
         region = session.region_name or "us-east-1"
         client = session.client("iam", region_name=region, config=standard_retries())
         fast = session.client("iam", region_name=region, config=fast_check())
-        return cls(client, fast_client=fast, backoff=backoff)
+        sts = session.client("sts", region_name=region, config=standard_retries())
+        return cls(client, fast_client=fast, sts_client=sts, backoff=backoff)
 
     def _call(self, operation: str, *, eventual: bool = False, fast: bool = False, **kwargs: Any) -> Any:
         """Call one IAM operation. `eventual` retries NoSuchEntity briefly: the entity may be brand new."""
@@ -208,6 +218,89 @@ class IamGateway:
 
     def add_user_to_group(self, user: str, group: str) -> None:
         self._call("AddUserToGroup", eventual=True, UserName=user, GroupName=group)
+
+    def list_users(self, *, path_prefix: str) -> list[IamUser]:
+        """Every user under the path (paginated); tags are read per user only where the caller needs them."""
+        users: list[IamUser] = []
+        marker: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"PathPrefix": path_prefix, "MaxItems": 1000}
+            if marker:
+                kwargs["Marker"] = marker
+            page = self._call("ListUsers", **kwargs)
+            users.extend(IamUser(u["UserName"], u["Arn"], u["Path"], {}) for u in page["Users"])
+            if not page.get("IsTruncated"):
+                return users
+            marker = page["Marker"]
+
+    def user_tags(self, name: str) -> dict[str, str]:
+        return {tag["Key"]: tag["Value"] for tag in self._call("ListUserTags", UserName=name)["Tags"]}
+
+    def remove_user_from_group(self, user: str, group: str) -> None:
+        try:
+            self._call("RemoveUserFromGroup", UserName=user, GroupName=group)
+        except NoSuchEntity:
+            return
+
+    def delete_login_profile(self, user: str) -> bool:
+        """True when a console password existed and was removed."""
+        try:
+            self._call("DeleteLoginProfile", UserName=user)
+        except NoSuchEntity:
+            return False
+        return True
+
+    def list_mfa_devices(self, user: str) -> list[str]:
+        return [d["SerialNumber"] for d in self._call("ListMFADevices", UserName=user)["MFADevices"]]
+
+    def deactivate_mfa_device(self, user: str, serial: str) -> None:
+        try:
+            self._call("DeactivateMFADevice", UserName=user, SerialNumber=serial)
+        except NoSuchEntity:
+            return
+
+    def list_user_policies(self, user: str) -> list[str]:
+        return list(self._call("ListUserPolicies", UserName=user)["PolicyNames"])
+
+    def delete_user_policy(self, user: str, name: str) -> None:
+        try:
+            self._call("DeleteUserPolicy", UserName=user, PolicyName=name)
+        except NoSuchEntity:
+            return
+
+    def list_attached_user_policies(self, user: str) -> list[str]:
+        return [p["PolicyArn"] for p in self._call("ListAttachedUserPolicies", UserName=user)["AttachedPolicies"]]
+
+    def detach_user_policy(self, user: str, policy_arn: str) -> None:
+        try:
+            self._call("DetachUserPolicy", UserName=user, PolicyArn=policy_arn)
+        except NoSuchEntity:
+            return
+
+    def delete_user(self, user: str) -> bool:
+        """True when the user existed and was deleted."""
+        try:
+            self._call("DeleteUser", UserName=user)
+        except NoSuchEntity:
+            return False
+        return True
+
+    # The bot's own identity (koding-iam doctor) ---------------------------------------------------------------
+    def caller_arn(self) -> str:
+        """sts:GetCallerIdentity: who the bot's credentials are."""
+        if self._sts is None:
+            raise AwsError("NoSTSClient", "no STS client configured", "GetCallerIdentity")
+        try:
+            return str(self._sts.get_caller_identity()["Arn"])
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, "GetCallerIdentity") from None
+
+    def simulate(self, principal_arn: str, actions: list[str], resources: list[str]) -> dict[str, str]:
+        """iam:SimulatePrincipalPolicy: the decision ('allowed', 'implicitDeny', ...) for each action."""
+        response = self._call(
+            "SimulatePrincipalPolicy", PolicySourceArn=principal_arn, ActionNames=actions, ResourceArns=resources
+        )
+        return {result["EvalActionName"]: result["EvalDecision"] for result in response["EvaluationResults"]}
 
     # Groups ----------------------------------------------------------------------------------------------
     def get_group(self, name: str) -> IamGroup | None:
@@ -257,12 +350,8 @@ class IamGateway:
 
 
 def _snake(operation: str) -> str:
-    out = []
-    for index, char in enumerate(operation):
-        if char.isupper() and index:
-            out.append("_")
-        out.append(char.lower())
-    return "".join(out)
+    """boto3's method name for an API operation (botocore's own rule: ListMFADevices → list_mfa_devices)."""
+    return xform_name(operation)
 
 
 @dataclass(frozen=True)
