@@ -92,9 +92,14 @@ def _notify(services: Services, action: SweepAction, policy: Policy, now: dateti
     key = action.key
     last_used = _last_used(services, key.access_key_id) if action.stage not in (Stage.DELETED,) else None
     text, blocks = _owner_message(action, policy, now, last_used)
-    posted = services.notifier.dm(key.owner_id, text, blocks)
+    if key.owner_id:
+        posted = services.notifier.dm(key.owner_id, text, blocks)
+        owner_ok = posted is not None
+    else:  # a key imported by sync with no known Slack owner: the admins get its reminders
+        posted = None
+        owner_ok = services.notifier.admin_notice(text, blocks)
     admins_ok = True
-    if posted and action.tell_admins:
+    if owner_ok and action.tell_admins:
         admin_text, admin_blocks = views.admin_overdue_card(
             key_row_id=key.id,
             access_key_id=key.access_key_id,
@@ -107,7 +112,7 @@ def _notify(services: Services, action: SweepAction, policy: Policy, now: dateti
         )
         admins_ok = services.notifier.admin_notice(admin_text, admin_blocks)
     with session_scope(services.session_factory) as session:
-        if posted and admins_ok:
+        if owner_ok and admins_ok:
             rotation.confirm(session, action, now, notice=posted)
             return "sent"
         rotation.release(session, action)

@@ -18,6 +18,9 @@ class RequestStatus(StrEnum):
     PROVISIONED = "provisioned"
     FAILED = "failed"
     DENIED = "denied"
+    EXPIRED = "expired"  # pending too long with no decision
+    REVOKING = "revoking"  # offboarding under way (resumable, like provisioning)
+    REVOKED = "revoked"
 
 
 # A request in one of these states holds its IAM user name and blocks its requester from asking again.
@@ -26,8 +29,9 @@ OPEN_STATUSES = (
     RequestStatus.PROVISIONING,
     RequestStatus.PROVISIONED,
     RequestStatus.FAILED,
+    RequestStatus.REVOKING,
 )
-_OPEN_SQL = text("status IN ('pending', 'provisioning', 'provisioned', 'failed')")
+_OPEN_SQL = text("status IN ('pending', 'provisioning', 'provisioned', 'failed', 'revoking')")
 
 
 class AccessRequest(Base):
@@ -51,6 +55,8 @@ class AccessRequest(Base):
     failure_reason: Mapped[str | None] = mapped_column(Text)
     # When a process took on posting the approval cards; a stale claim with no card posted is retried.
     announced_at: Mapped[datetime | None]
+    # When the admins were reminded of a request still pending at half its expiry time.
+    expiry_reminded_at: Mapped[datetime | None]
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
