@@ -242,6 +242,13 @@ class IamGateway:
         except NoSuchEntity:
             return
 
+    def has_login_profile(self, user: str) -> bool:
+        try:
+            self._call("GetLoginProfile", UserName=user)
+        except NoSuchEntity:
+            return False
+        return True
+
     def delete_login_profile(self, user: str) -> bool:
         """True when a console password existed and was removed."""
         try:

@@ -1,4 +1,4 @@
-"""The `koding-iam` command: serve, db upgrade/current, demo."""
+"""The `koding-iam` command: serve, db upgrade/current, demo, sweep, scheduler, sync, doctor."""
 
 from __future__ import annotations
 
@@ -169,6 +169,51 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0 if current == head else 1
 
 
+def cmd_sync(args: argparse.Namespace) -> int:
+    from bot import db, sync
+    from bot.aws_iam import AwsError
+
+    services = _services_for_jobs()
+    now = services.clock()
+    factory, gateway, settings = services.session_factory, services.gateway, services.settings
+    try:
+        report = sync.scan(factory, gateway, settings, now)
+    except AwsError as exc:
+        return _fail(f"could not read IAM: {exc}")
+    print(f"sync as of {now.isoformat()}: {report.users_seen} IAM user(s) at {settings.koding_iam_path}")
+    if report.imported:
+        print(
+            f"imported {len(report.imported_keys)} access key(s) of {len(report.imported)} user(s) koding-iam did not "
+            "know, so rotation covers them (koding-iam's records only; nothing in AWS changed):"
+        )
+        print("\n".join(f"  {line}" for line in report.imported_keys))
+    for name in report.untracked:
+        print(f"  {name}: not created by koding-iam and has no access key; nothing to record")
+    remaining = report.findings
+    if args.fix and report.fixable:
+        print("fixing (koding-iam's records only; nothing in AWS changes):")
+        print("\n".join(f"  - {sync.describe_fix(finding)}" for finding in report.fixable))
+        done = sync.fix(factory, gateway, settings, report, now, actor="koding-iam sync --fix")
+        print(f"fixed {len(done)}:" if done else "fixed nothing: the state changed since the scan")
+        print("\n".join(f"  - {line}" for line in done))
+        with db.session_scope(factory) as session:
+            remaining = [sync.Finding.of(row) for row in sync.open_findings(session)]
+    print(sync.format_findings(remaining))
+    fixable = sum(1 for finding in remaining if finding.fixable)
+    if remaining:
+        hint = " (run `koding-iam sync --fix`; it changes only koding-iam's records)" if fixable else ""
+        print(f"{len(remaining)} finding(s): {fixable} fixable{hint}, {len(remaining) - fixable} to fix by hand")
+    return 1 if remaining else 0
+
+
+def cmd_doctor(_: argparse.Namespace) -> int:
+    from bot import doctor
+
+    results = doctor.run_checks()
+    print(doctor.format_results(results))
+    return doctor.exit_status(results)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
@@ -187,10 +232,21 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--as-of", type=_as_of, help="sweep as if it were this time (ISO-8601)")
     sweep.add_argument("--dry-run", action="store_true", help="print what would be sent and changed; do nothing")
     sub.add_parser("scheduler", help="run the scheduled jobs alone (rotation sweep, resuming interrupted work)")
+    sync_parser = sub.add_parser("sync", help="import IAM users made before koding-iam and report drift")
+    sync_parser.add_argument("--fix", action="store_true", help="fix the safe findings (koding-iam's records only)")
+    sub.add_parser("doctor", help="check configuration, database, Slack, AWS identity and IAM permissions")
     return parser
 
 
-COMMANDS = {"serve": cmd_serve, "db": cmd_db, "demo": cmd_demo, "sweep": cmd_sweep, "scheduler": cmd_scheduler}
+COMMANDS = {
+    "serve": cmd_serve,
+    "db": cmd_db,
+    "demo": cmd_demo,
+    "sweep": cmd_sweep,
+    "scheduler": cmd_scheduler,
+    "sync": cmd_sync,
+    "doctor": cmd_doctor,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

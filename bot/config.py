@@ -90,6 +90,7 @@ class Settings(BaseSettings):
     koding_iam_permissions_boundary: str | None = None
     koding_iam_profiles: Annotated[dict[str, Profile], NoDecode] = Field(default_factory=dict)
     koding_iam_reveal_window_hours: int = Field(default=24, ge=1, le=24 * 30)
+    koding_iam_request_expiry_hours: int = Field(default=72, ge=1, le=24 * 90)
     koding_iam_lease_seconds: int = Field(default=120, ge=1, le=3600)
     koding_iam_resume_interval_seconds: int = Field(default=60, ge=1, le=3600)
     # Key rotation policy (days), after the AWS Config rule access-keys-rotated and the CIS default of 90.

@@ -10,7 +10,7 @@ import logging
 
 from slack_sdk.errors import SlackApiError
 
-from bot import approval, intake, provisioning, reveal, views
+from bot import approval, home, intake, provisioning, reveal, views
 from bot.aws_iam import NewAccessKey
 from bot.db import session_scope
 from bot.errors import AlreadyDecided, AlreadyRevealed, DomainError, GrantExpired
@@ -62,6 +62,8 @@ def announce_request(services: Services, request_id: int, *, requester_dm: bool 
         if requester_dm:
             services.notifier.request_received(request)
         services.notifier.post_approval_cards(session, request)
+        requester = request.requester_id
+    home.refresh(services, requester, admins=True)
 
 
 # Deciding --------------------------------------------------------------------------------------------------
@@ -120,6 +122,7 @@ def announce_denial(services: Services, request_id: int) -> None:
         request = approval.load_request(session, request_id)
         services.notifier.update_approval_cards(session, request)
         services.notifier.decision(request)
+    home.refresh(services, request.requester_id, admins=True)
 
 
 def retry(services: Services, *, request_id: int, admin_id: str, channel: str | None) -> None:
@@ -166,6 +169,7 @@ def provision(services: Services, request_id: int) -> provisioning.Outcome:
             services.notifier.provisioning_failed(request)
     if outcome.status == "provisioned" and outcome.grant_id is not None:
         deliver_reveal_dm(services, outcome.grant_id)
+    home.refresh(services, request.requester_id, admins=True)
     return outcome
 
 
@@ -195,6 +199,9 @@ def resume_interrupted(services: Services) -> None:
     for request_id in request_ids:
         log.info("resuming provisioning of request %s", request_id)
         provision(services, request_id)
+    from bot.admin_flows import resume_revokes  # offboarding resumes like provisioning
+
+    resume_revokes(services)
     for grant_id in reveal.recover_stuck(services.session_factory, gateway=services.gateway, now=services.clock()):
         log.info("re-armed interrupted reveal %s", grant_id)
         with session_scope(services.session_factory) as session:
@@ -256,6 +263,7 @@ def reveal_keys(
         _try_update_modal(services, view_id, exc.user_message)
         return None
     _refresh_reveal_dm(services, grant_id)
+    home.refresh(services, user_id)
     return revealed
 
 

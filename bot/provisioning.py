@@ -102,13 +102,22 @@ def progress_of(session: Session, request: AccessRequest, settings: Settings) ->
     return states
 
 
-def acquire_lease(session: Session, *, request_id: int, owner: str, now: datetime, seconds: int) -> bool:
-    """Take or renew the run's lease; False when another live process holds it or the request moved on."""
+def acquire_lease(
+    session: Session,
+    *,
+    request_id: int,
+    owner: str,
+    now: datetime,
+    seconds: int,
+    status: str = RequestStatus.PROVISIONING,
+) -> bool:
+    """Take or renew a run's lease (provisioning, or offboarding with status=revoking); False when another live
+    process holds it or the request moved on."""
     result = session.execute(
         update(AccessRequest)
         .where(
             AccessRequest.id == request_id,
-            AccessRequest.status == RequestStatus.PROVISIONING,
+            AccessRequest.status == status,
             or_(
                 AccessRequest.lease_owner.is_(None),
                 AccessRequest.lease_owner == owner,
@@ -121,13 +130,13 @@ def acquire_lease(session: Session, *, request_id: int, owner: str, now: datetim
     return result.rowcount == 1
 
 
-def resumable_request_ids(session: Session, *, now: datetime) -> list[int]:
-    """Approved requests whose run is not held by a live lease: interrupted by a crash, or never started."""
+def resumable_request_ids(session: Session, *, now: datetime, status: str = RequestStatus.PROVISIONING) -> list[int]:
+    """Runs (provisioning, or offboarding) not held by a live lease: interrupted by a crash, or never started."""
     return list(
         session.scalars(
             select(AccessRequest.id)
             .where(
-                AccessRequest.status == RequestStatus.PROVISIONING,
+                AccessRequest.status == status,
                 or_(AccessRequest.lease_until.is_(None), AccessRequest.lease_until < now),
             )
             .order_by(AccessRequest.id)

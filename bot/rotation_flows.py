@@ -9,7 +9,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from bot import flows, rotation, views
+from bot import flows, home, rotation, views
 from bot.aws_iam import AwsError, KeyLastUsed
 from bot.db import session_scope
 from bot.errors import DomainError, NotAuthorized
@@ -183,6 +183,7 @@ def rotate(services: Services, *, key_row_id: int, user_id: str, trigger_id: str
     revealed = flows.reveal_keys(services, grant_id=grant_id, user_id=user_id, trigger_id=trigger_id, channel=channel)
     if revealed is not None:
         after_rotation(services, grant_id)
+        home.refresh(services, user_id)
 
 
 def after_rotation(services: Services, grant_id: int) -> None:
@@ -282,6 +283,7 @@ def deactivate_old(
                 )
     elif message:
         services.notifier.update_message(*message, *owner_view)
+    home.refresh(services, key.owner_id, user_id)
 
 
 def reactivate(
@@ -304,6 +306,7 @@ def reactivate(
         return
     if message:
         services.notifier.update_message(*message, *views.key_reactivated_dm(access_key_id=key.access_key_id, at=now))
+    home.refresh(services, key.owner_id)
 
 
 def delete_inactive(services: Services, *, key_row_id: int, user_id: str, channel: str | None) -> None:

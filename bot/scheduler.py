@@ -1,4 +1,4 @@
-"""Scheduled work (APScheduler 3.x): resume interrupted work, and the key-rotation sweep.
+"""Scheduled work (APScheduler 3.x): resume interrupted work, the key-rotation sweep, and a daily sync scan.
 
 Runs inside `koding-iam serve`, or alone as `koding-iam scheduler` for deployments that want one scheduler
 beside many web processes (set KODING_IAM_RUN_SCHEDULER=false on the web processes then). Each job is a thin
@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from bot import flows, rotation_flows
+from bot import flows, rotation_flows, sync
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,19 @@ def _sweep(services: Services) -> None:
         )
 
 
+def _sync(services: Services) -> None:
+    """The daily scan: imports unknown users' keys and refreshes the findings; fixes nothing."""
+    report = sync.scan(services.session_factory, services.gateway, services.settings, services.clock())
+    if report.imported or report.findings:
+        log.info(
+            "sync: imported %d key(s) of %d user(s); %d finding(s), %d fixable with `koding-iam sync --fix`",
+            len(report.imported_keys),
+            len(report.imported),
+            len(report.findings),
+            len(report.fixable),
+        )
+
+
 def add_jobs(scheduler: BaseScheduler, services: Services) -> None:
     settings = services.settings
     now = datetime.now(UTC)
@@ -63,6 +76,16 @@ def add_jobs(scheduler: BaseScheduler, services: Services) -> None:
         args=[services],
         id="rotation-sweep",
         next_run_time=now,
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(
+        _guarded("sync scan", _sync),
+        "interval",
+        days=1,
+        args=[services],
+        id="sync-scan",
+        next_run_time=now + timedelta(minutes=10),
         max_instances=1,
         coalesce=True,
     )

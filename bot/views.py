@@ -69,9 +69,10 @@ def help_message(*, problem: str | None = None) -> dict[str, Any]:
         "*koding-iam* creates a dedicated AWS IAM user for your Koding stacks, after an admin approves, and "
         "shows you its access keys once.\n"
         "• `/koding-iam request` — ask for an IAM user\n"
+        "• `/koding-iam status` — your IAM user and keys\n"
         "• `/koding-iam rotate` — replace your access key with a new one\n"
         "• `/koding-iam help` — this help\n"
-        "Admins: `/koding-iam exempt <iam-user> <YYYY-MM-DD> <reason>` pauses rotation reminders for a user."
+        "Admins: `list` · `revoke @member` · `audit [@member]` · `exempt <iam-user> <YYYY-MM-DD> <reason>`"
     )
     blocks: Blocks = []
     if problem:
@@ -228,6 +229,15 @@ def approval_card(
         blocks.append(_section(f":no_entry: *Denied* by <@{request.decided_by}> on {when(request.decided_at)}{reason}"))
         return f"Request #{request.id} was denied.", blocks
 
+    if status == RequestStatus.EXPIRED:
+        blocks.append(
+            _section(
+                f":hourglass: *Expired* on {when(request.updated_at)}: no admin decided in time. "
+                f"<@{request.requester_id}> can ask again."
+            )
+        )
+        return f"Request #{request.id} expired.", blocks
+
     blocks.append(_context(f":white_check_mark: Approved by <@{request.decided_by}> on {when(request.decided_at)}"))
     if progress:
         lines = "\n".join(f"{STATE_MARK[item.state]} {escape(item.label)}" for item in progress)
@@ -243,6 +253,10 @@ def approval_card(
             )
         )
         text = f"Request #{request.id} provisioned."
+    elif status in (RequestStatus.REVOKING, RequestStatus.REVOKED):
+        word = "Being revoked" if status == RequestStatus.REVOKING else "Revoked"
+        blocks.append(_section(f":wastebasket: *{word}.* IAM user `{escape(request.iam_user_name)}`."))
+        text = f"Request #{request.id}: user {word.lower()}."
     else:
         blocks.append(_section(f":x: *Provisioning failed.* {escape(request.failure_reason or '')}"))
         blocks.append(
@@ -562,3 +576,133 @@ def too_many_keys_blocks(message: str, inactive_key_row_id: int | None) -> Block
     else:
         blocks.append(_context("Both keys are active: deactivate the one you no longer use, or ask an admin."))
     return blocks
+
+
+# Admin and lifecycle ---------------------------------------------------------------------------------------
+def expiry_reminder_notice(request: AccessRequest, *, expires_at: datetime) -> tuple[str, Blocks]:
+    return f"Request #{request.id} is still waiting for a decision.", [
+        _section(
+            f":alarm_clock: Request #{request.id} from <@{request.requester_id}> for "
+            f"`{escape(request.iam_user_name)}` is still waiting for a decision. It expires on "
+            f"{when(expires_at)}; its card has the Approve and Deny buttons."
+        )
+    ]
+
+
+def expired_dm(request: AccessRequest) -> tuple[str, Blocks]:
+    return f"Your request #{request.id} expired.", [
+        _section(
+            f":hourglass: Your request #{request.id} for `{escape(request.iam_user_name)}` expired: no admin "
+            "decided in time. Nothing was created. `/koding-iam request` asks again."
+        )
+    ]
+
+
+def revoke_checking_modal(iam_user_name: str) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "callback_id": ids.REVOKE_MODAL,
+        "title": _plain("Revoke IAM user"),
+        "close": _plain("Cancel"),
+        "blocks": [_section(f":mag: Listing everything `{escape(iam_user_name)}` has in IAM…")],
+    }
+
+
+def revoke_confirm_modal(request: AccessRequest, inventory: Any) -> dict[str, Any]:
+    """Names everything that will be removed, in the order DeleteUser requires."""
+
+    def items(values: list[str]) -> str:
+        return ", ".join(f"`{escape(v)}`" for v in values) if values else "none"
+
+    lines = [
+        f"*Access keys* {items(inventory.access_keys)}",
+        f"*Console password* {'yes' if inventory.login_profile else 'none'}",
+        f"*MFA devices* {items(inventory.mfa_devices)}",
+        f"*Inline policies* {items(inventory.inline_policies)}",
+        f"*Attached policies* {items([a.rsplit('/', 1)[-1] for a in inventory.attached_policies])}",
+        f"*Groups* {items(inventory.groups)}",
+    ]
+    head = (
+        f":warning: Revoke IAM user `{escape(request.iam_user_name)}` of <@{request.requester_id}>? "
+        "This deletes, in order:"
+        if inventory.exists
+        else f"IAM user `{escape(request.iam_user_name)}` no longer exists in AWS; revoking closes its record."
+    )
+    return {
+        "type": "modal",
+        "callback_id": ids.REVOKE_MODAL,
+        "title": _plain("Revoke IAM user"),
+        "submit": _plain("Revoke"),
+        "close": _plain("Cancel"),
+        "private_metadata": json.dumps({"request_id": request.id}),
+        "blocks": [
+            _section(head),
+            _section("\n".join(lines)),
+            _context("Every stack that uses these keys stops working. The user is told."),
+        ],
+    }
+
+
+def parse_revoke_submission(view: dict[str, Any]) -> int | None:
+    try:
+        raw = json.loads(view.get("private_metadata") or "{}").get("request_id")
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return raw if isinstance(raw, int) and not isinstance(raw, bool) and 0 < raw < 2**53 else None
+
+
+def revoke_result_notice(
+    request: AccessRequest,
+    *,
+    admin_id: str | None,
+    progress: Sequence[StepProgress],
+    outcome: str,
+    reason: str | None = None,
+) -> tuple[str, Blocks]:
+    lines = "\n".join(f"{STATE_MARK[item.state]} {escape(item.label)}" for item in progress)
+    by = f" by <@{admin_id}>" if admin_id else ""
+    if outcome == "revoked":
+        head = f":wastebasket: IAM user `{escape(request.iam_user_name)}` was revoked{by}."
+    elif outcome == "failed":
+        head = (
+            f":x: Revoking `{escape(request.iam_user_name)}` stopped: {escape(reason or '')} "
+            "It resumes by itself once the cause is fixed."
+        )
+    else:
+        head = f":hourglass_flowing_sand: Revoking `{escape(request.iam_user_name)}`{by}…"
+    return f"Revoking {request.iam_user_name}: {outcome}.", [_section(head), _section(lines or "·")]
+
+
+def revoked_dm(iam_user_name: str) -> tuple[str, Blocks]:
+    return f"Your IAM user {iam_user_name} was revoked.", [
+        _section(
+            f":wastebasket: Your IAM user `{escape(iam_user_name)}` and its access keys were deleted by a "
+            "koding-iam admin. Koding stacks that used them stop working."
+        )
+    ]
+
+
+def member_left_notice(
+    *, slack_user_id: str, iam_user_name: str | None, request_id: int | None, deactivated: list[str]
+) -> tuple[str, Blocks]:
+    keys = ", ".join(f"`{escape(k)}`" for k in deactivated) or "none were active"
+    text = f":door: <@{slack_user_id}> was deactivated in Slack. Their access keys were deactivated at once ({keys})."
+    blocks: Blocks = [_section(text)]
+    if request_id is not None and iam_user_name:
+        blocks.append(_section(f"Revoke IAM user `{escape(iam_user_name)}` completely?"))
+        blocks.append(
+            {"type": "actions", "elements": [_button("Revoke…", ids.REVOKE_START, str(request_id), "danger")]}
+        )
+    return f"A Slack member with koding-iam keys left: {slack_user_id}.", blocks
+
+
+def table_section(title: str, rows: list[str], *, empty: str) -> list[dict[str, Any]]:
+    """A titled list that stays inside Slack's 3,000-character section limit."""
+    body, shown = "", 0
+    for row in rows:
+        if len(body) + len(row) > 2700:
+            break
+        body += row + "\n"
+        shown += 1
+    more = f"\n…and {len(rows) - shown} more" if shown < len(rows) else ""
+    return [_section(f"*{title}*\n{body.rstrip() or empty}{more}")]

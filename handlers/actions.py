@@ -7,7 +7,7 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
-from bot import flows, ids, rotation_flows
+from bot import admin_flows, flows, ids, rotation_flows
 from bot.services import Services
 from handlers.parsing import button_id, channel_of, message_of, user_of
 
@@ -102,5 +102,11 @@ def register(app: App, services: Services) -> None:
         ids.DELETE_INACTIVE,
         lambda key_id, user_id, channel, _: rotation_flows.delete_inactive(
             services, key_row_id=key_id, user_id=user_id, channel=channel
+        ),
+    )
+    on_button(
+        ids.REVOKE_START,
+        lambda request_id, user_id, channel, body: admin_flows.open_revoke_for_request(
+            services, admin_id=user_id, request_id=request_id, trigger_id=body["trigger_id"], channel=channel
         ),
     )

@@ -1,4 +1,7 @@
-"""`/koding-iam`: help (also for unknown subcommands) and `request`, which opens the request modal."""
+"""`/koding-iam`: help, request, status, rotate for everyone; list, revoke, audit, exempt for admins.
+
+Unknown subcommands and bad arguments get the help text with what was wrong; answers are ephemeral.
+"""
 
 from __future__ import annotations
 
@@ -6,44 +9,64 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
-from bot import flows, ids, rotation_flows, views
+from bot import admin_flows, flows, home, ids, rotation_flows, views
 from bot.services import Services
+
+ADMIN_ONLY = {"list", "revoke", "audit", "exempt"}
 
 
 def register(app: App, services: Services) -> None:
+    notifier = services.notifier
+
     @app.command(ids.COMMAND)
     def on_command(ack: Ack, command: dict[str, Any]) -> None:
         words = str(command.get("text") or "").split()
         subcommand = words[0].lower() if words else "help"
+        user_id, channel = command["user_id"], command.get("channel_id")
+        if subcommand in ADMIN_ONLY and user_id not in services.settings.admins:
+            ack(**views.help_message(problem=f"`{subcommand}` is for koding-iam admins."))
+            return
         if subcommand == "help":
             ack(**views.help_message())
-            return
-        if subcommand == "rotate":
+        elif subcommand == "status":
+            ack(response_type="ephemeral", text="Your koding-iam status", blocks=home.status_blocks(services, user_id))
+        elif subcommand == "list":
+            ack(response_type="ephemeral", text="koding-iam users", blocks=home.list_blocks(services))
+        elif subcommand == "audit":
+            target, _ = admin_flows.parse_target(" ".join(words[1:])) if len(words) > 1 else (None, None)
+            if len(words) > 1 and target is None:
+                ack(**views.help_message(problem="`audit` takes a @mention of a member, or nothing."))
+                return
+            ack(response_type="ephemeral", text="koding-iam audit", blocks=home.audit_blocks(services, target))
+        elif subcommand == "revoke":
+            if len(words) != 2:
+                ack(**views.help_message(problem="`revoke` takes one @member or IAM user name."))
+                return
+            ack()
+            admin_flows.open_revoke(
+                services, admin_id=user_id, target=words[1], trigger_id=command["trigger_id"], channel=channel
+            )
+        elif subcommand == "rotate":
             ack()
             problem = rotation_flows.rotate_command(
-                services,
-                user_id=command["user_id"],
-                trigger_id=command["trigger_id"],
-                channel=command.get("channel_id"),
+                services, user_id=user_id, trigger_id=command["trigger_id"], channel=channel
             )
             if problem:
-                services.notifier.ephemeral(command.get("channel_id"), command["user_id"], problem)
-            return
-        if subcommand == "exempt":
+                notifier.ephemeral(channel, user_id, problem)
+        elif subcommand == "exempt":
             ack(
                 response_type="ephemeral",
-                text=rotation_flows.exempt_command(services, admin_id=command["user_id"], words=words[1:]),
+                text=rotation_flows.exempt_command(services, admin_id=user_id, words=words[1:]),
             )
-            return
-        if subcommand != "request":
+        elif subcommand == "request":
+            blocker = flows.request_blocker(services, user_id)
+            if blocker:
+                ack(response_type="ephemeral", text=views.escape(blocker))
+                return
+            ack()
+            flows.open_request_modal(
+                services, user_id=user_id, user_name=command.get("user_name"), trigger_id=command["trigger_id"]
+            )
+        else:
             shown = subcommand if len(subcommand) <= 30 else subcommand[:30] + "…"
             ack(**views.help_message(problem=f"Unknown subcommand “{shown}”."))
-            return
-        blocker = flows.request_blocker(services, command["user_id"])
-        if blocker:
-            ack(response_type="ephemeral", text=views.escape(blocker))
-            return
-        ack()
-        flows.open_request_modal(
-            services, user_id=command["user_id"], user_name=command.get("user_name"), trigger_id=command["trigger_id"]
-        )

@@ -6,7 +6,7 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
-from bot import flows, ids, views
+from bot import admin_flows, flows, ids, views
 from bot.errors import AlreadyDecided, DomainError, ValidationFailed
 from bot.services import Services
 from handlers.parsing import user_of
@@ -44,3 +44,18 @@ def register(app: App, services: Services) -> None:
             return
         ack()
         flows.announce_denial(services, request_id)
+
+    @app.view(ids.REVOKE_MODAL)
+    def on_revoke(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        request_id = views.parse_revoke_submission(view)
+        admin_id = user_of(body)
+        if request_id is None:
+            ack(response_action="update", view=views.reveal_problem_modal("This form is broken; nothing was changed."))
+            return
+        try:
+            admin_flows.confirm_revoke(services, request_id=request_id, admin_id=admin_id)
+        except DomainError as exc:
+            ack(response_action="update", view=views.reveal_problem_modal(exc.user_message))
+            return
+        ack()
+        admin_flows.run_revoke(services, request_id, admin_id=admin_id)

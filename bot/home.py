@@ -1,0 +1,268 @@
+"""The App Home tab and the `/koding-iam status | list | audit` answers: read-only views of the records.
+
+Everyone sees their IAM user, its groups and policies, each key with its age, last use and rotation stage, and
+the buttons that apply. Admins also see pending requests, failed provisionings, keys due or overdue, drift
+found by sync and the latest audit events. The tab is published again after each change its viewer cares about.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from bot import ids, rotation, views
+from bot.aws_iam import AwsError
+from bot.db import session_scope
+from bot.services import Services
+from bot.views import _button, _section
+from models import AccessKey, AccessRequest, AuditEvent, GrantStatus, KeyGrant, KeyStatus, RequestStatus
+
+log = logging.getLogger(__name__)
+MAX_LISTED = 10
+
+
+def latest_request(session: Session, user_id: str) -> AccessRequest | None:
+    return session.scalars(
+        select(AccessRequest).where(AccessRequest.requester_id == user_id).order_by(AccessRequest.id.desc())
+    ).first()
+
+
+def user_blocks(services: Services, session: Session, user_id: str, *, now: datetime) -> list[dict[str, Any]]:
+    """What a person sees about themselves: their user, its access, their keys and what they can do next."""
+    policy = rotation.Policy.from_settings(services.settings)
+    request = latest_request(session, user_id)
+    blocks: list[dict[str, Any]] = []
+    if request is None or request.status in (RequestStatus.DENIED, RequestStatus.EXPIRED, RequestStatus.REVOKED):
+        note = f" (your last request, #{request.id}, was {request.status})" if request else ""
+        blocks.append(_section(f"You have no IAM user from koding-iam{note}."))
+        blocks.append(
+            {"type": "actions", "elements": [_button("Request an IAM user", ids.OPEN_REQUEST, "open", "primary")]}
+        )
+        return blocks
+    access = "\n".join(
+        f"• *{views.escape(entry['label'])}*: group `{views.escape(entry['group'])}` — "
+        + ", ".join(views.escape(arn.rsplit("/", 1)[-1]) for arn in entry["policies"])
+        for entry in request.plan
+    )
+    blocks.append(
+        _section(
+            f"*IAM user* `{views.escape(request.iam_user_name)}` — request #{request.id}, *{request.status}*\n{access}"
+        )
+    )
+    grant = session.scalars(
+        select(KeyGrant).where(
+            KeyGrant.request_id == request.id,
+            KeyGrant.status == GrantStatus.AVAILABLE,
+            KeyGrant.replaces_access_key_id.is_(None),
+        )
+    ).first()
+    if grant is not None and grant.expires_at > now:
+        blocks.append(
+            {"type": "actions", "elements": [_button("Reveal my access keys", ids.REVEAL, str(grant.id), "primary")]}
+        )
+    keys = session.scalars(
+        select(AccessKey)
+        .where(AccessKey.owner_id == user_id, AccessKey.status != KeyStatus.DELETED)
+        .order_by(AccessKey.created_at.desc())
+    ).all()
+    active = [key for key in keys if key.status == KeyStatus.ACTIVE]
+    for key in keys:
+        stage = rotation.stage_of(rotation.KeyState.of(key), policy, now)
+        try:
+            used = views.last_used_text(services.gateway.access_key_last_used(key.access_key_id))
+        except AwsError:
+            used = views.last_used_text(None)
+        blocks.append(
+            _section(
+                f"*Key* `{views.escape(key.access_key_id)}` — {key.status}, {(now - key.created_at).days} days old, "
+                f"rotation: *{stage}*\nLast used: {used}"
+            )
+        )
+        buttons = []
+        if key.status == KeyStatus.ACTIVE and key is active[0]:
+            buttons.append(_button("Rotate now", ids.ROTATE, str(key.id)))
+        elif key.status == KeyStatus.ACTIVE:
+            buttons.append(_button("Deactivate old key", ids.DEACTIVATE_OLD, str(key.id), "danger"))
+        elif key.deactivated_at and now < key.deactivated_at + policy.delete_after:
+            buttons.append(_button("Reactivate", ids.REACTIVATE, str(key.id)))
+        if buttons:
+            blocks.append({"type": "actions", "elements": buttons})
+    return blocks
+
+
+def admin_blocks(services: Services, session: Session, *, now: datetime) -> list[dict[str, Any]]:
+    policy = rotation.Policy.from_settings(services.settings)
+    blocks: list[dict[str, Any]] = [
+        {"type": "divider"},
+        {"type": "header", "text": {"type": "plain_text", "text": "Admin"}},
+    ]
+    pending = session.scalars(
+        select(AccessRequest)
+        .where(AccessRequest.status == RequestStatus.PENDING)
+        .order_by(AccessRequest.id)
+        .limit(MAX_LISTED)
+    ).all()
+    blocks.append(
+        _section(
+            f"*Pending requests* ({len(pending)}{'+' if len(pending) == MAX_LISTED else ''})"
+            if pending
+            else "*Pending requests*\nnone"
+        )
+    )
+    for request in pending:
+        blocks.append(
+            _section(
+                f"#{request.id} <@{request.requester_id}> → `{views.escape(request.iam_user_name)}`"
+                f" ({', '.join(views.escape(e['label']) for e in request.plan)}): "
+                f"{views.escape(request.purpose)}"
+            )
+        )
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [
+                    _button("Approve", ids.APPROVE, str(request.id), "primary"),
+                    _button("Deny", ids.DENY, str(request.id), "danger"),
+                ],
+            }
+        )
+    failed = session.scalars(
+        select(AccessRequest)
+        .where(AccessRequest.status == RequestStatus.FAILED)
+        .order_by(AccessRequest.id)
+        .limit(MAX_LISTED)
+    ).all()
+    blocks.append(_section("*Failed provisionings*" + ("" if failed else "\nnone")))
+    for request in failed:
+        blocks.append(
+            _section(
+                f"#{request.id} `{views.escape(request.iam_user_name)}`: {views.escape(request.failure_reason or '')}"
+            )
+        )
+        blocks.append({"type": "actions", "elements": [_button("Retry", ids.RETRY, str(request.id), "primary")]})
+    due_before = now - (policy.rotate_after - policy.remind_before)
+    due = session.scalars(
+        select(AccessKey)
+        .where(AccessKey.status == KeyStatus.ACTIVE, AccessKey.created_at <= due_before)
+        .order_by(AccessKey.created_at)
+        .limit(50)
+    ).all()
+    rows = [
+        f"`{views.escape(k.access_key_id)}` {views.escape(k.iam_user_name)} "
+        f"({'<@' + k.owner_id + '>' if k.owner_id else 'no owner'}) — {(now - k.created_at).days} days, "
+        f"{rotation.stage_of(rotation.KeyState.of(k), policy, now)}"
+        for k in due
+    ]
+    blocks.extend(views.table_section("Keys due or overdue", rows, empty="none"))
+    blocks.extend(views.table_section("Drift found by sync", drift_rows(session), empty="none found"))
+    events = session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(20)).all()
+    blocks.extend(views.table_section("Latest audit events", [audit_row(e) for e in events], empty="none"))
+    return blocks
+
+
+def drift_rows(session: Session) -> list[str]:
+    """Open findings of the last `koding-iam sync`, when that feature's table exists."""
+    try:
+        from bot import sync
+    except ImportError:
+        return []
+    return [
+        f"{views.escape(f.kind)}: `{views.escape(f.iam_user_name)}` — {views.escape(f.detail)}"
+        for f in sync.open_findings(session)
+    ]
+
+
+def audit_row(event: AuditEvent) -> str:
+    actor = f"<@{event.actor}>" if event.actor and event.actor[:1] in "UW" else views.escape(event.actor)
+    subject = f" #{event.request_id}" if event.request_id else ""
+    detail = ", ".join(
+        f"{k}={views.escape(str(v))[:60]}"
+        for k, v in sorted(event.detail.items())
+        if k in ("iam_user_name", "access_key_id", "reason", "step", "until")
+    )
+    return f"{views.when(event.at)} {actor} *{views.escape(event.action)}*{subject} {detail}".rstrip()
+
+
+def home_view(services: Services, user_id: str) -> dict[str, Any]:
+    now = services.clock()
+    with session_scope(services.session_factory) as session:
+        blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": "koding-iam"}}]
+        blocks += user_blocks(services, session, user_id, now=now)
+        if user_id in services.settings.admins:
+            blocks += admin_blocks(services, session, now=now)
+    return {"type": "home", "blocks": blocks[:100]}
+
+
+def publish(services: Services, user_id: str) -> None:
+    try:
+        services.notifier.client.views_publish(user_id=user_id, view=home_view(services, user_id))
+    except SlackApiError as exc:
+        log.info("could not publish App Home for %s: %s", user_id, exc.response.get("error"))
+
+
+def refresh(services: Services, *user_ids: str, admins: bool = False) -> None:
+    """Publish the tab again for the people a change concerns (best effort: it is rebuilt on open anyway)."""
+    targets = {u for u in user_ids if u} | (set(services.settings.admins) if admins else set())
+    for user_id in sorted(targets):
+        publish(services, user_id)
+
+
+def status_blocks(services: Services, user_id: str) -> list[dict[str, Any]]:
+    with session_scope(services.session_factory) as session:
+        return user_blocks(services, session, user_id, now=services.clock())
+
+
+def list_blocks(services: Services) -> list[dict[str, Any]]:
+    """`/koding-iam list` (admins): every open request and user, with its keys."""
+    now = services.clock()
+    with session_scope(services.session_factory) as session:
+        requests = session.scalars(
+            select(AccessRequest)
+            .where(
+                AccessRequest.status.in_(
+                    [
+                        RequestStatus.PENDING,
+                        RequestStatus.PROVISIONING,
+                        RequestStatus.PROVISIONED,
+                        RequestStatus.FAILED,
+                        RequestStatus.REVOKING,
+                    ]
+                )
+            )
+            .order_by(AccessRequest.id)
+        ).all()
+        keys = session.scalars(select(AccessKey).where(AccessKey.status != KeyStatus.DELETED)).all()
+        by_user: dict[str, list[AccessKey]] = {}
+        for key in keys:
+            by_user.setdefault(key.iam_user_name.lower(), []).append(key)
+        rows = []
+        for request in requests:
+            own = by_user.pop(request.iam_user_name_key, [])
+            key_text = ", ".join(f"`{k.access_key_id}` {k.status} {(now - k.created_at).days}d" for k in own)
+            rows.append(
+                f"#{request.id} `{views.escape(request.iam_user_name)}` <@{request.requester_id}> "
+                f"*{request.status}*" + (f" — {key_text}" if key_text else "")
+            )
+        for name, own in sorted(by_user.items()):
+            rows.append(
+                f"`{views.escape(name)}` (imported) — "
+                + ", ".join(f"`{k.access_key_id}` {k.status} {(now - k.created_at).days}d" for k in own)
+            )
+    return views.table_section("koding-iam users", rows, empty="none yet")
+
+
+def audit_blocks(services: Services, target: str | None) -> list[dict[str, Any]]:
+    """`/koding-iam audit [@user]` (admins): the 20 latest events, or those about one person."""
+    with session_scope(services.session_factory) as session:
+        query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(20)
+        if target:
+            request_ids = select(AccessRequest.id).where(AccessRequest.requester_id == target)
+            query = query.where(or_(AuditEvent.actor == target, AuditEvent.request_id.in_(request_ids)))
+        rows = [audit_row(event) for event in session.scalars(query).all()]
+    title = f"Audit events for <@{target}>" if target else "Latest audit events"
+    return views.table_section(title, rows, empty="none")
