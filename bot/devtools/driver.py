@@ -209,6 +209,19 @@ class SlackDriver:
         }
         return self.post_payload(payload)
 
+    def event(self, event: dict[str, Any], *, headers: dict[str, str] | None = None) -> Response:
+        """An Events API callback, as Slack posts it (JSON body)."""
+        body = {
+            "token": "unused",
+            "team_id": self.team_id,
+            "api_app_id": self.app_id,
+            "type": "event_callback",
+            "event_id": f"Ev{next(_counter):08d}",
+            "event_time": int(time.time()),
+            "event": event,
+        }
+        return self.post(json.dumps(body), content_type="application/json", headers=headers)
+
     # Reading what the bot showed ----------------------------------------------------------------------------
     def view_opened_with(self, trigger_id: str, timeout: float = 10.0) -> dict[str, Any]:
         """The current state of the modal the bot opened with this trigger."""
