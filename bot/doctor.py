@@ -323,14 +323,18 @@ def check_aws_identity(gateway: IamGateway) -> tuple[CheckResult, str | None]:
     try:
         caller = gateway.caller_arn()
     except AwsError as exc:
-        return (
-            CheckResult(
-                "AWS identity",
-                Status.FAIL,
-                f"sts:GetCallerIdentity failed: {exc.code}: {exc.message}",
+        if exc.transient and "Credentials" not in exc.code:
+            fix = (
+                "AWS did not answer: check network access to AWS (and AWS_ENDPOINT_URL and AWS_DEFAULT_REGION if "
+                "set), then run doctor again"
+            )
+        else:
+            fix = (
                 "give the bot AWS credentials through boto3's chain (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-                "AWS_PROFILE, or an instance/task role) and check they are current",
-            ),
+                "AWS_PROFILE, or an instance/task role) and check they are current"
+            )
+        return (
+            CheckResult("AWS identity", Status.FAIL, f"sts:GetCallerIdentity failed: {exc.code}: {exc.message}", fix),
             None,
         )
     if caller.endswith(":root"):

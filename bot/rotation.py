@@ -304,18 +304,8 @@ def deactivate(
     owner_told: bool,
 ) -> AccessKey:
     """Active → Inactive. `owner_told` marks the deactivated stage as told (the owner pressed the button)."""
-    values: dict[str, object] = {"deactivated_at": now, "deactivated_by": actor}
-    if owner_told:
-        values.update(reminder_stage=Stage.DEACTIVATED, reminded_at=now)
-    return _set_status(
-        factory,
-        gateway,
-        key_row_id=key_row_id,
-        from_status=KeyStatus.ACTIVE,
-        to_status=KeyStatus.INACTIVE,
-        now=now,
-        actor=actor,
-        **values,
+    return _retire(
+        factory, gateway, key_row_id=key_row_id, actor=actor, now=now, owner_told=owner_told, stage=Stage.DEACTIVATED
     )
 
 
@@ -364,15 +354,35 @@ def delete(
     owner_told: bool,
 ) -> AccessKey:
     """Inactive → deleted in IAM; the row stays as history."""
-    values: dict[str, object] = {"deleted_at": now}
+    return _retire(
+        factory, gateway, key_row_id=key_row_id, actor=actor, now=now, owner_told=owner_told, stage=Stage.DELETED
+    )
+
+
+def _retire(
+    factory: sessionmaker[Session],
+    gateway: IamGateway,
+    *,
+    key_row_id: int,
+    actor: str,
+    now: datetime,
+    owner_told: bool,
+    stage: Stage,
+) -> AccessKey:
+    if stage == Stage.DEACTIVATED:
+        from_status, to_status = KeyStatus.ACTIVE, KeyStatus.INACTIVE
+        values: dict[str, object] = {"deactivated_at": now, "deactivated_by": actor}
+    else:
+        from_status, to_status = KeyStatus.INACTIVE, KeyStatus.DELETED
+        values = {"deleted_at": now}
     if owner_told:
-        values.update(reminder_stage=Stage.DELETED, reminded_at=now)
+        values.update(reminder_stage=stage, reminded_at=now)
     return _set_status(
         factory,
         gateway,
         key_row_id=key_row_id,
-        from_status=KeyStatus.INACTIVE,
-        to_status=KeyStatus.DELETED,
+        from_status=from_status,
+        to_status=to_status,
         now=now,
         actor=actor,
         **values,

@@ -48,34 +48,24 @@ def sweep(services: Services, *, now: datetime, dry_run: bool = False) -> SweepR
 
 
 def _execute(services: Services, action: SweepAction, policy: Policy, now: datetime) -> str:
-    key = action.key
-    if action.kind == ActionKind.DEACTIVATE:
-        try:
-            rotation.deactivate(
-                services.session_factory,
-                services.gateway,
-                key_row_id=key.id,
-                actor="koding-iam",
-                now=now,
-                owner_told=False,
-            )
-        except DomainError:
-            return "skipped"  # another scheduler got there first, or AWS refused (the row was restored)
-        return _notify(services, _refetched(services, key.id, Stage.DEACTIVATED, tell_admins=True), policy, now)
-    if action.kind == ActionKind.DELETE:
-        try:
-            rotation.delete(
-                services.session_factory,
-                services.gateway,
-                key_row_id=key.id,
-                actor="koding-iam",
-                now=now,
-                owner_told=False,
-            )
-        except DomainError:
-            return "skipped"
-        return _notify(services, _refetched(services, key.id, Stage.DELETED), policy, now)
-    return _notify(services, action, policy, now)
+    """Deactivation and deletion change the key first (a compare-and-set: one scheduler wins), then tell."""
+    change = {ActionKind.DEACTIVATE: rotation.deactivate, ActionKind.DELETE: rotation.delete}.get(action.kind)
+    if change is None:
+        return _notify(services, action, policy, now)
+    try:
+        change(
+            services.session_factory,
+            services.gateway,
+            key_row_id=action.key.id,
+            actor="koding-iam",
+            now=now,
+            owner_told=False,
+        )
+    except DomainError:
+        return "skipped"  # another scheduler got there first, or AWS refused (the row was restored)
+    return _notify(
+        services, _refetched(services, action.key.id, action.stage, tell_admins=action.tell_admins), policy, now
+    )
 
 
 def _refetched(services: Services, key_row_id: int, stage: Stage, *, tell_admins: bool = False) -> SweepAction:
