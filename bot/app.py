@@ -7,6 +7,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 from slack_bolt import App
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
@@ -61,10 +62,20 @@ def create_services(
     )
 
 
+class _KnownClientWarning(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN itself and warns that our client (which carries that same token) wins."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
 def create_app(services: Services, *, listener_executor: Executor | None = None) -> App:
     """The Bolt app: signatures verified, acknowledgements sent before slow work (process_before_response off)."""
     logs.pin_chatty_loggers()
     logs.install_redaction()
+    bolt_logger = logging.getLogger("slack_bolt.App")
+    if not any(isinstance(f, _KnownClientWarning) for f in bolt_logger.filters):
+        bolt_logger.addFilter(_KnownClientWarning())
     app = App(
         name="koding-iam",
         client=services.notifier.client,
