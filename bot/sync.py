@@ -376,7 +376,7 @@ def _records_without_user(gateway: IamGateway, records: _Records, listed: set[st
                     name,
                     f"Request #{request_id} is provisioned, but the IAM user was deleted outside koding-iam.",
                     False,
-                    f"an admin closes the request with `/koding-iam revoke {name}`",
+                    "an admin finds out who deleted it (CloudTrail: DeleteUser); sync never changes requests",
                 )
             )
         for row in records.keys_of(name):

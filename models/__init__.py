@@ -5,6 +5,7 @@ from models.base import Base
 from models.exemptions import Exemption
 from models.keys import AccessKey, GrantStatus, KeyGrant, KeyStatus
 from models.requests import OPEN_STATUSES, AccessRequest, ApprovalCard, ProvisioningStep, RequestStatus
+from models.sync import SyncFinding
 
 __all__ = [
     "OPEN_STATUSES",
@@ -19,4 +20,5 @@ __all__ = [
     "KeyStatus",
     "ProvisioningStep",
     "RequestStatus",
+    "SyncFinding",
 ]
