@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import App
@@ -24,6 +24,7 @@ from bot.errors import DomainError
 from bot.notify import Notifier
 from bot.services import Services
 from handlers import register_all
+from handlers.parsing import user_of
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,15 @@ class _KnownClientWarning(logging.Filter):
 
 
 def create_app(services: Services, *, listener_executor: Executor | None = None) -> App:
-    """The Bolt app: signatures verified, acknowledgements sent before slow work (process_before_response off)."""
+    """The Bolt app: signatures verified, acknowledgements sent before slow work (process_before_response off).
+
+    Bolt runs each listener, and the work after its ack(), on `listener_executor`; its default pool has five
+    threads, so a few provisionings could hold up every other acknowledgement past Slack's 3 seconds.
+    """
+    if listener_executor is None:
+        listener_executor = ThreadPoolExecutor(
+            max_workers=services.settings.koding_iam_listener_threads, thread_name_prefix="listener"
+        )
     logs.pin_chatty_loggers()
     logs.install_redaction()
     bolt_logger = logging.getLogger("slack_bolt.App")
@@ -88,7 +97,7 @@ def create_app(services: Services, *, listener_executor: Executor | None = None)
     @app.error
     def on_error(error: Exception, body: dict[str, Any]) -> None:
         """Last resort: log the failure (never the payload) and tell the person something went wrong."""
-        user = (body.get("user") or {}).get("id") or body.get("user_id")
+        user = user_of(body) if isinstance(body, dict) else None
         if isinstance(error, DomainError) and user:
             services.notifier.ephemeral(None, str(user), error.user_message)
             return

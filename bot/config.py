@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr = SecretStr("")
     slack_app_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
+    # The app's id (A…, on the app's Basic Information page); when set, requests for other apps are refused.
+    koding_iam_app_id: str | None = None
     database_url: str = "sqlite:///koding-iam.db"
     koding_iam_admins: Annotated[tuple[str, ...], NoDecode]
     koding_iam_approval_channel: str | None = None
@@ -104,6 +106,8 @@ class Settings(BaseSettings):
     # False on web processes when a separate `koding-iam scheduler` process runs the scheduled jobs.
     koding_iam_run_scheduler: bool = True
     port: int = Field(default=3000, ge=1, le=65535)
+    # Threads that run Slack listeners; acknowledgements must never queue behind slow work after an ack.
+    koding_iam_listener_threads: int = Field(default=32, ge=4, le=512)
 
     @field_validator("koding_iam_auto_deactivate_after_days", mode="before")
     @classmethod
@@ -157,6 +161,15 @@ class Settings(BaseSettings):
             if not SLACK_USER_ID.fullmatch(admin):
                 raise ValueError(f"{admin!r} is not a Slack member ID (e.g. U0123ABCD)")
         return admins
+
+    @field_validator("koding_iam_app_id")
+    @classmethod
+    def _app_id(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not re.fullmatch(r"A[A-Z0-9]{2,20}", value.strip()):
+            raise ValueError(f"{value!r} is not a Slack app ID (e.g. A0123ABCD)")
+        return value.strip()
 
     @field_validator("koding_iam_approval_channel")
     @classmethod

@@ -50,3 +50,11 @@ class AlreadyRevealed(DomainError):
         super().__init__("These access keys were already revealed; they are shown only once.")
         self.revealed_at = revealed_at
         self.access_key_id = access_key_id
+
+
+class AdminAttention(DomainError):
+    """Something only an admin can fix: the person who acted is told so, the admins are told what to do."""
+
+    def __init__(self, user_message: str, admin_message: str) -> None:
+        super().__init__(user_message)
+        self.admin_message = admin_message

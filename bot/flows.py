@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import logging
 
-from slack_sdk.errors import SlackApiError
-
 from bot import approval, home, intake, provisioning, reveal, views
 from bot.aws_iam import NewAccessKey
 from bot.db import session_scope
-from bot.errors import AlreadyDecided, AlreadyRevealed, DomainError, GrantExpired
+from bot.errors import AdminAttention, AlreadyDecided, AlreadyRevealed, DomainError, GrantExpired
 from bot.services import Services
 from bot.validation import suggest_user_name
 from models import AccessRequest, KeyGrant, RequestStatus
@@ -252,15 +250,22 @@ def reveal_keys(
             deliver=deliver,
             clock=services.clock,
         )
-    except SlackApiError:
+    except AdminAttention as exc:
+        _try_update_modal(services, view_id, exc.user_message)
+        services.notifier.admin_notice(
+            views.escape(exc.admin_message), [views._section(f":warning: {views.escape(exc.admin_message)}")]
+        )
+        return None
+    except DomainError as exc:
+        _try_update_modal(services, view_id, exc.user_message)
+        return None
+    except Exception as exc:  # Slack could not show the key (after its retries): the key was deleted again
+        log.warning("the reveal modal could not be updated: %s", type(exc).__name__)
         _try_update_modal(
             services,
             view_id,
             "Slack could not show your key, so it was deleted again. Close this window and press Reveal once more.",
         )
-        return None
-    except DomainError as exc:
-        _try_update_modal(services, view_id, exc.user_message)
         return None
     _refresh_reveal_dm(services, grant_id)
     home.refresh(services, user_id)
@@ -293,8 +298,8 @@ def _refresh_reveal_dm(services: Services, grant_id: int) -> None:
 def _try_update_modal(services: Services, view_id: str, message: str) -> None:
     try:
         services.notifier.update_modal(view_id, views.reveal_problem_modal(message))
-    except SlackApiError:
-        log.warning("could not update the reveal modal with a problem message")
+    except Exception as exc:  # Slack unreachable: the requester sees the modal time out, nothing else is lost
+        log.warning("could not update the reveal modal with a problem message: %s", type(exc).__name__)
 
 
 def _refuse(services: Services, channel: str | None, user_id: str, exc: DomainError) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -82,7 +82,7 @@ def submit_request(
     name_key = form.iam_user_name.lower()
     taken = session.scalars(
         select(AccessRequest).where(
-            func.lower(AccessRequest.iam_user_name) == name_key, AccessRequest.status.in_(OPEN_STATUSES)
+            AccessRequest.iam_user_name_key == name_key, AccessRequest.status.in_(OPEN_STATUSES)
         )
     ).first()
     if taken is not None:

@@ -14,8 +14,9 @@ from typing import Any
 
 PINNED_LOGGERS = ("slack_sdk", "slack_bolt", "botocore", "boto3", "urllib3")
 _SECRET_PATTERNS = (
-    # AWS secret access keys: 40 characters of the base64 alphabet, standing alone.
-    re.compile(r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])"),
+    # AWS secret access keys: 40 characters of the base64 alphabet, standing alone; "/" may arrive escaped as
+    # "\/" (JSON) or "%2F" (form bodies), "+" as "%2B", and the key may follow an escaped newline or tab.
+    re.compile(r"(?:(?<![A-Za-z0-9/+])|(?<=\\[nrt]))(?:\\/|%2[FfBb]|[A-Za-z0-9/+]){40}(?![A-Za-z0-9/+]|\\/|%2[FfBb])"),
     re.compile(r"xox[abposr]-[A-Za-z0-9-]+"),
     re.compile(r"xapp-[A-Za-z0-9-]+"),
 )

@@ -180,7 +180,7 @@ def run(
             _execute(step, snapshot, gateway, settings)
         except (PermanentFailure, AwsError) as exc:
             states[step.key] = StepState.FAILED
-            reason = _plain_reason(exc)
+            reason = plain_reason(exc)
             _mark_failed(factory, request_id=request_id, owner=owner, reason=reason, step=step, now=clock())
             report()
             return Outcome("failed", failure_reason=reason)
@@ -207,6 +207,8 @@ def _execute(step: Step, request: _RequestSnapshot, gateway: IamGateway, setting
     path = settings.koding_iam_path
     if step.kind == "group":
         assert step.group
+        # CreateGroup first, though an existing group then costs a second call: IAM authorizes GetGroup on a
+        # group that does not exist yet against path "/", which the bot's path-scoped policy denies.
         try:
             gateway.create_group(step.group, path=path)
         except EntityAlreadyExists:
@@ -247,7 +249,7 @@ def _execute(step: Step, request: _RequestSnapshot, gateway: IamGateway, setting
         raise ValueError(step.kind)
 
 
-def _plain_reason(exc: Exception) -> str:
+def plain_reason(exc: Exception) -> str:
     if isinstance(exc, PermanentFailure):
         return str(exc)
     assert isinstance(exc, AwsError)

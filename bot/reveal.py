@@ -15,9 +15,18 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import audit
-from bot.aws_iam import AwsError, IamGateway, NewAccessKey
+from bot.aws_iam import AccessDenied, AwsError, IamGateway, NewAccessKey
 from bot.db import session_scope
-from bot.errors import AlreadyRevealed, DomainError, GrantExpired, InvalidState, NotAuthorized, NotFound
+from bot.errors import (
+    AdminAttention,
+    AlreadyRevealed,
+    DomainError,
+    GrantExpired,
+    InvalidState,
+    NotAuthorized,
+    NotFound,
+)
+from bot.provisioning import plain_reason
 from models import AccessKey, GrantStatus, KeyGrant, KeyStatus
 
 # A claim older than this with no key shown was interrupted (a crash); recovery deletes its key and re-arms it.
@@ -99,6 +108,13 @@ def create_and_deliver(
     except AwsError as exc:
         with session_scope(factory) as session:
             release(session, grant_id=grant_id, now=clock(), reason=f"{exc.operation}: {exc.code}")
+        if isinstance(exc, AccessDenied):
+            reason = plain_reason(exc)
+            raise AdminAttention(
+                f"{reason} The admins have been told. Nothing was created: press the button again once they have "
+                "fixed it.",
+                f"Creating an access key for {user_name} failed. {reason}",
+            ) from None
         raise DomainError(f"AWS could not create the access key ({exc.code}). Try the button again later.") from None
 
     with session_scope(factory) as session:
@@ -108,8 +124,18 @@ def create_and_deliver(
     try:
         deliver(key)
     except Exception:
+        unseen = key.access_key_id
         del key
-        _undo(factory, gateway=gateway, grant_id=grant_id, user_name=user_name, now=clock())
+        try:
+            _undo(factory, gateway=gateway, grant_id=grant_id, user_name=user_name, now=clock())
+        except AwsError as exc:
+            raise AdminAttention(
+                "Your key could not be shown, and koding-iam could not delete it; the admins have been told "
+                "and will remove it. Press the button again later.",
+                f"Access key {unseen} of {user_name} was created but could not be shown, and deleting it failed. "
+                f"{plain_reason(exc)} Delete it by hand: aws iam delete-access-key --user-name {user_name} "
+                f"--access-key-id {unseen}",
+            ) from None
         raise
     access_key_id, created = key.access_key_id, key.created
     del key

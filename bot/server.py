@@ -7,6 +7,7 @@ answers a non-numeric timestamp or an unparsable payload with a 500, where a 401
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
@@ -17,6 +18,8 @@ from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import Engine
 
 from bot.db import ping
+
+log = logging.getLogger(__name__)
 
 SLACK_PATH = "/slack/events"
 MAX_BODY = 1_000_000  # Slack payloads are far smaller; anything larger is refused before parsing.
@@ -56,7 +59,11 @@ def make_wsgi_app(
             bolt_request = BoltRequest(body=body, query=request.query_string, headers=headers)
         except (ValueError, TypeError, KeyError, AttributeError):
             return _answer(start_response, 400, b"malformed payload")
-        response = app.dispatch(bolt_request)
+        try:
+            response = app.dispatch(bolt_request)
+        except Exception as exc:  # Bolt itself choked on a signed but malformed payload
+            log.warning("could not dispatch a signed request: %s", type(exc).__name__)
+            return _answer(start_response, 400, b"malformed payload")
         content_type = response.headers.get("content-type", ["text/plain; charset=utf-8"])[0]
         return _answer(start_response, response.status, response.body.encode(), content_type)
 
@@ -79,7 +86,18 @@ def _answer(
 
 
 def serve_http(wsgi: Callable[..., Any], *, port: int, host: str = "0.0.0.0", threads: int = 16) -> None:  # noqa: S104
-    """waitress: a production, multi-threaded WSGI server (Bolt's own `app.start()` is single-threaded)."""
+    """waitress: a production, multi-threaded WSGI server (Bolt's own `app.start()` is single-threaded).
+
+    Its threads only carry requests up to the acknowledgement; slow work continues on the listener pool.
+    """
     from waitress import serve
 
-    serve(wsgi, host=host, port=port, threads=threads, ident="koding-iam", clear_untrusted_proxy_headers=True)
+    serve(
+        wsgi,
+        host=host,
+        port=port,
+        threads=threads,
+        connection_limit=1000,
+        ident="koding-iam",
+        clear_untrusted_proxy_headers=True,
+    )

@@ -302,7 +302,7 @@ def parse_deny_submission(view: dict[str, Any]) -> tuple[int | None, str]:
     try:
         raw = json.loads(view.get("private_metadata") or "{}").get("request_id")
         request_id = raw if isinstance(raw, int) and not isinstance(raw, bool) and 0 < raw < 2**53 else None
-    except (TypeError, ValueError, AttributeError):
+    except (TypeError, ValueError, AttributeError, RecursionError):
         request_id = None
     values = _dict(_dict(view.get("state")).get("values"))
     reason = _dict(_dict(values.get(ids.DENY_REASON_BLOCK)).get(ids.DENY_REASON_INPUT)).get("value")
@@ -646,7 +646,7 @@ def revoke_confirm_modal(request: AccessRequest, inventory: Any) -> dict[str, An
 def parse_revoke_submission(view: dict[str, Any]) -> int | None:
     try:
         raw = json.loads(view.get("private_metadata") or "{}").get("request_id")
-    except (TypeError, ValueError, AttributeError):
+    except (TypeError, ValueError, AttributeError, RecursionError):
         return None
     return raw if isinstance(raw, int) and not isinstance(raw, bool) and 0 < raw < 2**53 else None
 

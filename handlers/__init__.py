@@ -5,9 +5,9 @@ from __future__ import annotations
 from slack_bolt import App
 
 from bot.services import Services
-from handlers import actions, commands, events, submissions
+from handlers import actions, boundary, commands, events, submissions
 
 
 def register_all(app: App, services: Services) -> None:
-    for module in (commands, actions, submissions, events):
+    for module in (boundary, commands, actions, submissions, events):
         module.register(app, services)

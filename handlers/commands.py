@@ -22,7 +22,7 @@ def register(app: App, services: Services) -> None:
     def on_command(ack: Ack, command: dict[str, Any]) -> None:
         words = str(command.get("text") or "").split()
         subcommand = words[0].lower() if words else "help"
-        user_id, channel = command["user_id"], command.get("channel_id")
+        user_id, channel = str(command.get("user_id") or ""), command.get("channel_id")
         if subcommand in ADMIN_ONLY and user_id not in services.settings.admins:
             ack(**views.help_message(problem=f"`{subcommand}` is for koding-iam admins."))
             return

@@ -26,8 +26,10 @@ def channel_of(body: dict[str, Any]) -> str | None:
 
 
 def user_of(body: dict[str, Any]) -> str:
-    user = body.get("user") or {}
-    return str(user.get("id") or body.get("user_id") or "")
+    user = body.get("user")
+    if isinstance(user, dict):
+        return str(user.get("id") or "")
+    return str(body.get("user_id") or "")
 
 
 def message_of(body: dict[str, Any]) -> tuple[str, str] | None:

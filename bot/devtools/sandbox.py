@@ -156,6 +156,7 @@ class Sandbox:
             "slack_api_url": self.standin.base_url,
             "database_url": self.database_url,
             "koding_iam_admins": ",".join(self.admins),
+            "koding_iam_app_id": "AKODING",  # the stand-in's app: requests for other apps are refused
             **self.settings_overrides,
             **extra,
         }
