@@ -1,0 +1,17 @@
+"""koding-iam's benchmark suite: `python -m bench [--quick] [--out docs/PERFORMANCE.md]`.
+
+Each benchmark is a module with a `run(ctx) -> list[Row]` function, listed in `bench.suite.MODULES`:
+
+- `bench.startup`       `koding-iam serve` to its first 200 from /healthz; resident memory idle and after load
+- `bench.provisioning`  AWS calls per provisioning (fresh group, existing group) and per reveal; 50 approvals at once
+- `bench.dbwork`        database transactions, statements and checkouts per submission, approval and reveal
+- `bench.ack_latency`   acknowledgement latency of commands, clicks and submissions at concurrency 1, 20 and 100,
+                        against two floors measured in the same run (GET /healthz, a bare Bolt app)
+- `bench.queries`       plans of the queries run before an acknowledgement, on the tables the load left
+- `bench.rotation_sweep` (optional: added with key rotation; until then the report shows a "pending" row)
+
+Everything runs on one machine: `koding-iam serve` as a child process, the Slack Web API stand-in and a moto
+server in a second child process (`bench.backends`, which also counts every AWS and Slack call), a bare Bolt
+app in a third (`bench.bare_bolt`), and the load generator (threads, one keep-alive connection each) here.
+`bench.whatif_listener_pool` is a diagnostic server command (`--serve-command`), not part of the suite.
+"""

@@ -1,0 +1,129 @@
+"""Database work per operation: transactions, statements and connection checkouts the app's own flows make for
+one submission, one announcement, one approval (with its provisioning) and one reveal.
+
+The flows (bot.flows) run in this process against the same database, Slack stand-in and moto server as the
+served app, with SQLAlchemy events counting on the engine. A checkout is also a round trip: the engine pings
+every connection it hands out (pool_pre_ping), and on PostgreSQL every commit waits for the WAL to reach disk.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import event
+
+from bench.context import Context, Section
+from bench.processes import ADMINS, BOT_TOKEN
+from bot.devtools.sandbox import FAKE_AWS_ENV, SIGNING_SECRET
+
+NAME = "dbwork"
+
+
+class _Counts:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.counts: Counter[str] = Counter()
+
+    def add(self, what: str) -> None:
+        with self.lock:
+            self.counts[what] += 1
+
+    def snapshot(self) -> Counter[str]:
+        with self.lock:
+            return Counter(self.counts)
+
+
+def _services(ctx: Context) -> Any:
+    import boto3
+
+    from bot.app import create_services
+    from bot.aws_iam import Backoff, IamGateway
+    from bot.config import load_settings
+    from bot.db import make_engine
+
+    settings = load_settings(
+        slack_bot_token=BOT_TOKEN,
+        slack_signing_secret=SIGNING_SECRET,
+        slack_app_token="",
+        slack_api_url=ctx.backends.slack,
+        database_url=ctx.database_url,
+        koding_iam_admins=",".join(ADMINS),
+    )
+    client_args = {
+        "region_name": "us-east-1",
+        "endpoint_url": ctx.backends.aws,
+        "aws_access_key_id": FAKE_AWS_ENV["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": FAKE_AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+    }
+    gateway = IamGateway(boto3.client("iam", **client_args), backoff=Backoff(sleep=lambda _: None))
+    return create_services(settings, engine=make_engine(ctx.database_url), gateway=gateway)
+
+
+def run(ctx: Context) -> list[Section]:
+    from bot import flows, intake
+
+    services = _services(ctx)
+    counts = _Counts()
+    engine = services.engine
+    event.listen(engine, "before_cursor_execute", lambda *a, **k: counts.add("statements"))
+    event.listen(engine, "commit", lambda *a, **k: counts.add("commits"))
+    event.listen(engine.pool, "checkout", lambda *a, **k: counts.add("checkouts"))
+
+    measured: dict[str, dict[str, int]] = {}
+
+    def measure(label: str, action: Callable[[], Any]) -> Any:
+        before = counts.snapshot()
+        result = action()
+        after = counts.snapshot()
+        measured[label] = {k: after[k] - before[k] for k in ("commits", "statements", "checkouts")}
+        return result
+
+    try:
+        user, name = ctx.new_user()
+        form = intake.RequestForm(iam_user_name=name, profiles=["ec2"], purpose="database work")
+        request_id = measure(
+            "view_submission: validate and store (before the ack)",
+            lambda: flows.submit_request(services, user_id=user, team_id="T0KODING", form=form),
+        )
+        measure(
+            "after the submission: requester DM and approval cards",
+            lambda: flows.announce_request(services, request_id),
+        )
+        measure(
+            "approve click: decision and provisioning (after the ack)",
+            lambda: flows.approve(services, request_id=request_id, admin_id=ADMINS[0], channel=None),
+        )
+        grant = ctx.rows("SELECT id FROM key_grants WHERE request_id = :r", r=request_id)
+        if grant:
+            measure(
+                "reveal click: claim, create the key, show it",
+                lambda: flows.reveal_keys(
+                    services,
+                    grant_id=int(grant[0][0]),
+                    user_id=user,
+                    trigger_id=ctx.payloads.new_trigger(),
+                    channel=None,
+                ),
+            )
+        measure(
+            "/koding-iam request: open-request check (before the ack)", lambda: flows.request_blocker(services, user)
+        )
+    finally:
+        engine.dispose()
+
+    ctx.data[NAME] = measured
+    section = Section(
+        NAME,
+        "Database work per operation (the app's flows, counted on its engine)",
+        ["operation", "transactions (commits)", "statements", "connection checkouts (each pinged)"],
+    )
+    for label, n in measured.items():
+        section.rows.append([label, str(n["commits"]), str(n["statements"]), str(n["checkouts"])])
+    section.notes.append(
+        "INFO rows, no target: they show where the database round trips go. On PostgreSQL every checkout also "
+        "sends a ping (SELECT 1, pool_pre_ping; not in the statement count) and every commit waits for a WAL flush."
+    )
+    return [section]
