@@ -228,3 +228,27 @@ def expire_requests(services: Services) -> None:
 def require_admin(services: Services, user_id: str) -> None:
     if user_id not in services.settings.admins:
         raise NotAuthorized("That subcommand is for koding-iam admins.")
+
+
+# Sync -------------------------------------------------------------------------------------------------------
+def sync_command(services: Services, *, admin_id: str, channel: str | None) -> None:
+    """`/koding-iam sync` (admins): scan IAM against the records (after the ack: it lists every user), report."""
+    from bot import sync
+
+    try:
+        report = sync.scan(services.session_factory, services.gateway, services.settings, services.clock())
+    except AwsError as exc:
+        services.notifier.ephemeral(channel, admin_id, f"Sync could not read IAM ({views.escape(exc.code)}).")
+        return
+    imported = ", ".join(f"`{views.escape(name)}`" for name in report.imported) or "none"
+    rows = [
+        f"{views.escape(str(f.kind))}: `{views.escape(f.iam_user_name)}` — {views.escape(f.detail)}"
+        + (" _(fixable: `koding-iam sync --fix`)_" if f.fixable else "")
+        for f in report.findings
+    ]
+    blocks = [
+        views._section(f"*Sync* — imported users: {imported}"),
+        *views.table_section("Drift", rows, empty="none: IAM and koding-iam's records agree"),
+    ]
+    services.notifier.ephemeral(channel, admin_id, "koding-iam sync", blocks)
+    home.refresh(services, admins=True)

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import audit
-from bot.aws_iam import AwsError, IamGateway
+from bot.aws_iam import AwsError, IamGateway, NoSuchEntity
 from bot.config import Settings
 from bot.db import session_scope
 from bot.errors import DomainError, InvalidState, NotAuthorized, NotFound
@@ -154,6 +154,8 @@ def run(
             continue
         try:
             _execute(key, user_name, gateway)
+        except NoSuchEntity:
+            pass  # the user is already gone (deleted in the console): nothing of it is left to remove
         except AwsError as exc:
             states[key] = StepState.FAILED
             report()

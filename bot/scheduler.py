@@ -15,7 +15,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from bot import flows, rotation_flows, sync
+from bot import admin_flows, flows, rotation_flows, sync
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,16 @@ def add_jobs(scheduler: BaseScheduler, services: Services) -> None:
         minutes=settings.koding_iam_sweep_interval_minutes,
         args=[services],
         id="rotation-sweep",
+        next_run_time=now,
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(
+        _guarded("expiring pending requests", admin_flows.expire_requests),
+        "interval",
+        minutes=settings.koding_iam_sweep_interval_minutes,
+        args=[services],
+        id="request-expiry",
         next_run_time=now,
         max_instances=1,
         coalesce=True,

@@ -72,7 +72,8 @@ def help_message(*, problem: str | None = None) -> dict[str, Any]:
         "• `/koding-iam status` — your IAM user and keys\n"
         "• `/koding-iam rotate` — replace your access key with a new one\n"
         "• `/koding-iam help` — this help\n"
-        "Admins: `list` · `revoke @member` · `audit [@member]` · `exempt <iam-user> <YYYY-MM-DD> <reason>`"
+        "Admins: `list` · `revoke @member` · `audit [@member]` · `sync` · "
+        "`exempt <iam-user> <YYYY-MM-DD> <reason>`"
     )
     blocks: Blocks = []
     if problem:

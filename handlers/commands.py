@@ -1,4 +1,4 @@
-"""`/koding-iam`: help, request, status, rotate for everyone; list, revoke, audit, exempt for admins.
+"""`/koding-iam`: help, request, status, rotate for everyone; list, revoke, audit, exempt, sync for admins.
 
 Unknown subcommands and bad arguments get the help text with what was wrong; answers are ephemeral.
 """
@@ -12,7 +12,7 @@ from slack_bolt import Ack, App
 from bot import admin_flows, flows, home, ids, rotation_flows, views
 from bot.services import Services
 
-ADMIN_ONLY = {"list", "revoke", "audit", "exempt"}
+ADMIN_ONLY = {"list", "revoke", "audit", "exempt", "sync"}
 
 
 def register(app: App, services: Services) -> None:
@@ -46,6 +46,9 @@ def register(app: App, services: Services) -> None:
             admin_flows.open_revoke(
                 services, admin_id=user_id, target=words[1], trigger_id=command["trigger_id"], channel=channel
             )
+        elif subcommand == "sync":
+            ack(response_type="ephemeral", text="Comparing IAM with koding-iam's records…")
+            admin_flows.sync_command(services, admin_id=user_id, channel=channel)
         elif subcommand == "rotate":
             ack()
             problem = rotation_flows.rotate_command(

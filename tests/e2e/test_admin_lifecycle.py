@@ -264,3 +264,39 @@ def test_admin_only_buttons_refuse_others(sandbox: Sandbox) -> None:
     assert len(sb.standin.calls_to("views.open")) == views_before
     assert "Only koding-iam admins" in dumps(sb.standin.ephemerals("UMALLORY"))
     assert only_request(sb).status == "provisioned"
+
+
+def test_sync_from_slack_and_drift_on_the_app_home(sandbox: Sandbox) -> None:
+    sb = sandbox
+    reveal_first_key(sb)
+    iam = boto3.client("iam", region_name="us-east-1")
+    iam.create_user(UserName="legacy-bot", Path="/koding/")  # made by hand, before koding-iam
+    legacy_key = iam.create_access_key(UserName="legacy-bot")["AccessKey"]["AccessKeyId"]
+    iam.attach_user_policy(UserName="koding-ualice", PolicyArn="arn:aws:iam::aws:policy/AmazonEC2FullAccess")
+    assert "is for koding-iam admins" in dumps(sb.driver.command("UALICE", "sync")[0].json())
+    response, _ = sb.driver.command("UADMIN1", "sync")
+    assert response.status == 200
+    sb.wait_idle()
+    answer = dumps(sb.standin.ephemerals("UADMIN1"))
+    assert "legacy-bot" in answer and "policy_outside_profile" in answer
+    with session_scope(sb.services.session_factory) as session:
+        imported = session.scalars(select(AccessKey).where(AccessKey.access_key_id == legacy_key)).one()
+        assert (imported.owner_id, imported.request_id) == ("", None)
+    assert "koding-ualice" in dumps(home_of(sb, "UADMIN1")).split("Drift found by sync")[1]
+
+
+def test_revoking_a_user_deleted_in_the_console_closes_the_record(sandbox: Sandbox) -> None:
+    sb = sandbox
+    reveal_first_key(sb)
+    iam = boto3.client("iam", region_name="us-east-1")
+    for key in iam.list_access_keys(UserName="koding-ualice")["AccessKeyMetadata"]:
+        iam.delete_access_key(UserName="koding-ualice", AccessKeyId=key["AccessKeyId"])
+    iam.remove_user_from_group(UserName="koding-ualice", GroupName="Developers")
+    iam.delete_user(UserName="koding-ualice")
+    _, trigger = sb.driver.command("UADMIN1", "revoke koding-ualice")
+    sb.wait_idle()
+    modal = sb.driver.view_opened_with(trigger)
+    assert "no longer exists in AWS" in dumps(modal)
+    assert sb.driver.submit("UADMIN1", modal, {}).text == ""
+    sb.wait_idle()
+    assert only_request(sb).status == "revoked"
