@@ -59,46 +59,30 @@ def _sync(services: Services) -> None:
 def add_jobs(scheduler: BaseScheduler, services: Services) -> None:
     settings = services.settings
     now = datetime.now(UTC)
-    scheduler.add_job(
-        _guarded("resuming interrupted work", flows.resume_interrupted),
-        "interval",
-        seconds=settings.koding_iam_resume_interval_seconds,
-        args=[services],
-        id="resume-interrupted",
-        next_run_time=now,
-        max_instances=1,
-        coalesce=True,
-    )
-    scheduler.add_job(
-        _guarded("rotation sweep", _sweep),
-        "interval",
-        minutes=settings.koding_iam_sweep_interval_minutes,
-        args=[services],
-        id="rotation-sweep",
-        next_run_time=now,
-        max_instances=1,
-        coalesce=True,
-    )
-    scheduler.add_job(
-        _guarded("expiring pending requests", admin_flows.expire_requests),
-        "interval",
-        minutes=settings.koding_iam_sweep_interval_minutes,
-        args=[services],
-        id="request-expiry",
-        next_run_time=now,
-        max_instances=1,
-        coalesce=True,
-    )
-    scheduler.add_job(
-        _guarded("sync scan", _sync),
-        "interval",
-        days=1,
-        args=[services],
-        id="sync-scan",
-        next_run_time=now + timedelta(minutes=10),
-        max_instances=1,
-        coalesce=True,
-    )
+    every_sweep = {"minutes": settings.koding_iam_sweep_interval_minutes}
+    jobs: list[tuple[str, str, Callable[[Services], object], dict[str, int], datetime]] = [
+        (
+            "resume-interrupted",
+            "resuming interrupted work",
+            flows.resume_interrupted,
+            {"seconds": settings.koding_iam_resume_interval_seconds},
+            now,
+        ),
+        ("rotation-sweep", "rotation sweep", _sweep, every_sweep, now),
+        ("request-expiry", "expiring pending requests", admin_flows.expire_requests, every_sweep, now),
+        ("sync-scan", "sync scan", _sync, {"days": 1}, now + timedelta(minutes=10)),
+    ]
+    for job_id, name, job, interval, first_run in jobs:
+        scheduler.add_job(
+            _guarded(name, job),
+            "interval",
+            **interval,
+            args=[services],
+            id=job_id,
+            next_run_time=first_run,
+            max_instances=1,
+            coalesce=True,
+        )
 
 
 def start_scheduler(services: Services) -> BackgroundScheduler:

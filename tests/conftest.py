@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from sqlalchemy import create_engine, text
 
+from bot.devtools.pg import throwaway_schema
 from bot.devtools.sandbox import FAKE_AWS_ENV, Sandbox
 
 for _key, _value in FAKE_AWS_ENV.items():
@@ -47,18 +46,8 @@ def postgres_available() -> str:
 
 
 def _postgres_schema_url() -> Iterator[str]:
-    base = _pg_base()
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    engine = create_engine(base, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{separator}options={quote(f'-csearch_path={schema}')}"
-    finally:
-        with engine.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
+    with throwaway_schema(PG_URL) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -18,11 +18,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy import Engine, MetaData, create_engine, select, text
 
 from bot.config import normalise_database_url
+from bot.devtools.pg import throwaway_schema
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_URL = os.environ.get("TEST_DATABASE_URL") or ("postgresql://postgres@127.0.0.1:5432/test" if IN_CI else "")
@@ -132,21 +133,9 @@ def koding_users(iam: Any) -> list[str]:
 
 
 # PostgreSQL ------------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def postgres_schema() -> Iterator[str]:
+def postgres_schema() -> contextlib.AbstractContextManager[str]:
     """A fresh schema on TEST_DATABASE_URL for a module-scoped fixture (tests/conftest.py's are per test)."""
-    base = normalise_database_url(PG_URL)
-    schema = f"rel_{uuid.uuid4().hex[:12]}"
-    engine = create_engine(base, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{separator}options={quote(f'-csearch_path={schema}')}"
-    finally:
-        with engine.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
+    return throwaway_schema(PG_URL, prefix="rel")
 
 
 # Slack -----------------------------------------------------------------------------------------------------
