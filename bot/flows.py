@@ -24,7 +24,7 @@ def request_blocker(services: Services, user_id: str) -> str | None:
     """Why this person cannot ask for another user right now, or None."""
     with session_scope(services.session_factory) as session:
         existing = intake.open_request_for(session, user_id)
-        return intake._already_have(existing) if existing else None
+        return intake.already_have_message(existing) if existing else None
 
 
 def open_request_modal(services: Services, *, user_id: str, user_name: str | None, trigger_id: str) -> None:

@@ -77,7 +77,7 @@ def submit_request(
 
     existing = open_request_for(session, requester_id)
     if existing is not None:
-        raise ValidationFailed({"iam_user_name": _already_have(existing)})
+        raise ValidationFailed({"iam_user_name": already_have_message(existing)})
 
     name_key = form.iam_user_name.lower()
     taken = session.scalars(
@@ -118,7 +118,7 @@ def submit_request(
     return request
 
 
-def _already_have(existing: AccessRequest) -> str:
+def already_have_message(existing: AccessRequest) -> str:
     if existing.status == RequestStatus.PROVISIONED:
         return f"You already have the IAM user {existing.iam_user_name} (request #{existing.id})."
     return f"You already have request #{existing.id} for {existing.iam_user_name}, which is {existing.status}."
