@@ -8,10 +8,14 @@ Each benchmark is a module with a `run(ctx) -> list[Row]` function, listed in `b
 - `bench.ack_latency`   acknowledgement latency of commands, clicks and submissions at concurrency 1, 20 and 100,
                         against two floors measured in the same run (GET /healthz, a bare Bolt app)
 - `bench.queries`       plans of the queries run before an acknowledgement, on the tables the load left
-- `bench.rotation_sweep` (optional: added with key rotation; until then the report shows a "pending" row)
+- `bench.rotation_sweep` the key-rotation sweep: selecting due keys among 10,000 and 100,000 on SQLite and
+                        PostgreSQL (time, rows read, peak memory, query plans), and a real sweep DMing 2,000 owners
+                        through a Slack stand-in that answers 429 past chat.postMessage's rate limits
 
 Everything runs on one machine: `koding-iam serve` as a child process, the Slack Web API stand-in and a moto
 server in a second child process (`bench.backends`, which also counts every AWS and Slack call), a bare Bolt
 app in a third (`bench.bare_bolt`), and the load generator (threads, one keep-alive connection each) here.
-`bench.whatif_listener_pool` is a diagnostic server command (`--serve-command`), not part of the suite.
+To measure the server with other settings, pass `--serve-command`, e.g.
+`--serve-command "env KODING_IAM_LISTENER_THREADS=64 .venv/bin/python -m bot.cli serve"` (the suite clears KODING_IAM_*
+from the server's environment, so settings go through the command).
 """

@@ -31,6 +31,14 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument(
         "--serve-command", help='command line run instead of "python -m bot.cli serve" (e.g. to measure a change)'
     )
+    parser.add_argument(
+        "--rotation-keys", help="comma-separated key counts for the rotation selection (default 10000,100000)"
+    )
+    parser.add_argument("--rotation-owners", type=int, help="owners the DM sweep reaches (default 2000, quick 200)")
+    parser.add_argument("--rotation-overdue", type=int, help="of them, overdue keys (default 20, quick 5)")
+    parser.add_argument(
+        "--post-limit", type=int, default=20, help="chat.postMessage per second before the stand-in answers 429"
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a figure misses its target")
     args = parser.parse_args(argv)
     options = Options(
@@ -48,6 +56,12 @@ def parse(argv: list[str] | None = None) -> Options:
         only=tuple(x.strip() for x in args.only.split(",")) if args.only else (),
         strict=args.strict,
         serve_command=tuple(shlex.split(args.serve_command)) if args.serve_command else (),
+        rotation_keys=tuple(sorted(int(x) for x in args.rotation_keys.split(",")))
+        if args.rotation_keys
+        else ((2_000, 5_000) if args.quick else (10_000, 100_000)),
+        rotation_owners=args.rotation_owners or (200 if args.quick else 2000),
+        rotation_overdue=args.rotation_overdue if args.rotation_overdue is not None else (5 if args.quick else 20),
+        post_limit=args.post_limit,
     )
     return options
 

@@ -227,6 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
 
+    # SlackStandIn's server keeps socketserver's listen backlog of 5: with koding-iam's 32 listener threads calling
+    # Slack at once, connections beyond it are reset (slack_sdk logs "Connection reset by peer" and retries).
+    # Real Slack does not do that, so this process gives the stand-in a deeper backlog.
+    from bot.devtools import slack_standin
+
+    slack_standin._Server.request_queue_size = 128
     slack = CountingStandIn(latency=args.slack_latency_ms / 1000).start()
     iam = CountingIam(DomainDispatcherApplication(create_backend_app), slack, latency=args.aws_latency_ms / 1000)
 

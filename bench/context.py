@@ -36,6 +36,10 @@ class Options:
     only: tuple[str, ...] = ()
     strict: bool = False  # exit 1 when a figure misses its target
     serve_command: tuple[str, ...] = ()  # instead of `python -m bot.cli serve`, e.g. to try a change
+    rotation_keys: tuple[int, ...] = (10_000, 100_000)  # tracked keys for the sweep's selection, smallest first
+    rotation_owners: int = 2000  # owners the real DM sweep must reach
+    rotation_overdue: int = 20  # of them, the oldest keys: overdue, so each admin gets a notice too
+    post_limit: int = 20  # chat.postMessage calls per second the rate-limited Slack stand-in accepts
 
     @property
     def mode(self) -> str:

@@ -28,7 +28,20 @@ EXPECTED_ROWS = [
     "| `koding-iam serve` to first 200 from /healthz",
     "| resident memory, idle (MB) |",
     "| resident memory after the load above (MB) |",
-    "pending: rotation sweep lands with key rotation",
+    # Key rotation (bench/rotation_sweep.py), at the tiny sizes passed below
+    *(f"| rotation selection, SQLite, {keys} keys (s) |" for keys in (300, 600)),
+    "| rotation selection, SQLite: rows read, 600 keys |",
+    "| rotation selection, SQLite: peak memory, 300 → 600 keys (MB) |",
+    "| dry-run sweep, SQLite: peak memory, 300 → 600 keys (MB) |",
+    "| rotation candidate query plan, SQLite |",
+    "| rotation selection, SQLite, 600 keys, after ANALYZE (s) |",
+    "| rotation selection, SQLite, 600 keys, with the suggested fix (s) |",
+    "| rotation selection, PostgreSQL, 600 keys (s) |",  # measured, or "skipped" without PostgreSQL
+    "| DM sweep to 30 owners (s) |",
+    "| DM sweep to 30 owners: owner DMs delivered exactly once |",
+    "| DM sweep to 30 owners: admin notices for 2 overdue keys |",
+    "| DM sweep to 30 owners: HTTP 429 answers |",
+    "| DM sweep to 30 owners: AWS calls per owner DM |",
 ]
 
 
@@ -46,6 +59,9 @@ def test_quick_run_writes_the_report(tmp_path: Path) -> None:
         "--levels=1,2",
         "--approvals-at-once=3",
         "--startups=1",
+        "--rotation-keys=300,600",
+        "--rotation-owners=30",
+        "--rotation-overdue=2",
     ]
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
@@ -63,6 +79,15 @@ def test_quick_run_writes_the_report(tmp_path: Path) -> None:
     assert {"ack_latency", "provisioning", "startup"} <= set(data["results"])
     # The counting proxy saw the reveal's key being created (how many calls it took is a figure, not a check).
     assert data["results"]["provisioning"]["reveal"]["aws_calls"].get("CreateAccessKey") == 1
+    assert "pending: rotation sweep lands with key rotation" not in report
+    rotation = data["results"]["rotation_sweep"]
+    assert [s["keys"] for s in rotation["selection"]["SQLite"]] == [300, 600]
+    if "PostgreSQL" in rotation["selection"]:
+        assert "| rotation candidate query plan, PostgreSQL |" in report
+    # The sweep really ran against the rate-limited stand-in: every owner is accounted for.
+    sweep = rotation["dm_sweep"]
+    assert sweep["owners"] == 30 and sweep["posted"] >= 1
+    assert sweep["owner_dms_delivered"] + sweep["lost"] + sweep["duplicated"] == 30
 
     # Writing again replaces the generated block only, and keeps what was written around it.
     out.write_text(report + "\n## Notes written by hand\n", encoding="utf-8")
