@@ -25,7 +25,10 @@ def standard_retries() -> Config:
 
     A fresh Config per client: botocore rewrites a Config's retries dict in place when it builds a client.
     """
-    return Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
+    # As many pooled connections as listener threads that may call IAM at once (botocore keeps 10).
+    return Config(
+        retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20, max_pool_connections=64
+    )
 
 
 def fast_check() -> Config:

@@ -146,8 +146,25 @@ def decide(key: KeyState, policy: Policy, now: datetime, *, exempt: bool = False
     return None
 
 
+_KEY_STATE_COLUMNS = (
+    AccessKey.id,
+    AccessKey.access_key_id,
+    AccessKey.iam_user_name,
+    AccessKey.owner_id,
+    AccessKey.status,
+    AccessKey.created_at,
+    AccessKey.reminder_stage,
+    AccessKey.reminded_at,
+    AccessKey.deactivated_at,
+)
+
+
 def candidates(factory: sessionmaker[Session], policy: Policy, now: datetime) -> Iterator[list[KeyState]]:
-    """Keys that might need something, a batch at a time in id order (memory stays flat however many)."""
+    """Keys that might need something, a batch at a time in id order (memory stays flat however many).
+
+    Only the columns a decision needs are read, straight into KeyState: building ORM objects was most of the
+    selection time at 100,000 keys.
+    """
     old_enough = now - (policy.rotate_after - policy.remind_before)
     condition = or_(
         and_(AccessKey.status == KeyStatus.ACTIVE, AccessKey.created_at <= old_enough),
@@ -157,31 +174,29 @@ def candidates(factory: sessionmaker[Session], policy: Policy, now: datetime) ->
     last_id = 0
     while True:
         with session_scope(factory) as session:
-            rows = session.scalars(
-                select(AccessKey).where(condition, AccessKey.id > last_id).order_by(AccessKey.id).limit(BATCH_SIZE)
+            rows = session.execute(
+                select(*_KEY_STATE_COLUMNS)
+                .where(condition, AccessKey.id > last_id)
+                .order_by(AccessKey.id)
+                .limit(BATCH_SIZE)
             ).all()
-            batch = [KeyState.of(row) for row in rows]
+            batch = [KeyState(*row) for row in rows]
         if not batch:
             return
         yield batch
         last_id = batch[-1].id
 
 
-def exempt_users(session: Session, names: set[str], now: datetime) -> set[str]:
-    if not names:
-        return set()
-    return set(
-        session.scalars(
-            select(Exemption.iam_user_name).where(Exemption.iam_user_name.in_(names), Exemption.until > now)
-        )
-    )
+def exempt_users(session: Session, now: datetime) -> set[str]:
+    """IAM users exempt from rotation right now (a small table: read once per sweep)."""
+    return set(session.scalars(select(Exemption.iam_user_name).where(Exemption.until > now)))
 
 
 def plan(factory: sessionmaker[Session], policy: Policy, now: datetime) -> Iterator[SweepAction]:
     """Every action a sweep at `now` calls for, streamed."""
+    with session_scope(factory) as session:
+        exempt = exempt_users(session, now)
     for batch in candidates(factory, policy, now):
-        with session_scope(factory) as session:
-            exempt = exempt_users(session, {key.iam_user_name for key in batch}, now)
         for key in batch:
             action = decide(key, policy, now, exempt=key.iam_user_name in exempt)
             if action is not None:

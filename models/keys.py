@@ -84,6 +84,6 @@ class AccessKey(Base):
 
     __table_args__ = (
         Index("ix_access_keys_owner_id", "owner_id"),
-        # The sweep reads keys by status and age, in id order, a batch at a time.
+        # Keys by status and age: the admins' due/overdue list; the sweep itself walks the primary key in id order.
         Index("ix_access_keys_status_created_at", "status", "created_at"),
     )
