@@ -81,7 +81,7 @@ def approve(services: Services, *, request_id: int, admin_id: str, channel: str 
     except DomainError as exc:
         _refuse(services, channel, admin_id, exc)
         return
-    provision(services, request_id)
+    services.background.submit(provision_safely, services, request_id)
 
 
 def open_deny_modal(
@@ -135,7 +135,7 @@ def retry(services: Services, *, request_id: int, admin_id: str, channel: str | 
     except DomainError as exc:
         _refuse(services, channel, admin_id, exc)
         return
-    provision(services, request_id)
+    services.background.submit(provision_safely, services, request_id)
 
 
 # Provisioning ----------------------------------------------------------------------------------------------
@@ -179,6 +179,14 @@ def deliver_reveal_dm(services: Services, grant_id: int) -> None:
     with session_scope(services.session_factory) as session:
         grant = reveal.load_grant(session, grant_id)
         services.notifier.post_reveal_dm(session, grant, now=services.clock())
+
+
+def provision_safely(services: Services, request_id: int) -> None:
+    """provision() on the background pool: an unexpected failure is logged; the scheduler resumes the run."""
+    try:
+        provision(services, request_id)
+    except Exception as exc:
+        log.error("provisioning request %s stopped: %s: %s", request_id, type(exc).__name__, exc)
 
 
 def resume_interrupted(services: Services) -> None:

@@ -6,6 +6,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -35,3 +36,8 @@ class Services:
     notifier: Notifier
     clock: Callable[[], datetime] = _utcnow
     owner: str = field(default_factory=instance_id)
+    # Slow work started by a click (provisioning) runs here, so Bolt's listener threads return at once and
+    # acknowledgements never wait behind it. Lost work is not lost: the scheduler resumes interrupted runs.
+    background: Executor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=16, thread_name_prefix="background")
+    )

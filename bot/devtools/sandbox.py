@@ -164,6 +164,7 @@ class Sandbox:
 
     def make_services(self, settings: Settings, **overrides: Any) -> Services:
         overrides.setdefault("gateway", IamGateway.from_environment(backoff=Backoff(sleep=lambda _: None)))
+        overrides.setdefault("background", self.executor)  # so wait_idle() covers work after the ack too
         return create_services(settings, **overrides)
 
     def wait_idle(self, timeout: float = 30.0) -> None:
