@@ -79,7 +79,7 @@ def approve(services: Services, *, request_id: int, admin_id: str, channel: str 
             services.notifier.update_approval_cards(session, request)
             services.notifier.decision(request)
     except DomainError as exc:
-        _refuse(services, channel, admin_id, exc)
+        refuse(services, channel, admin_id, exc)
         return
     services.background.submit(provision_safely, services, request_id)
 
@@ -96,7 +96,7 @@ def open_deny_modal(
                 raise AlreadyDecided(_word(request.status), request.decided_by, request.decided_at)
             view = views.deny_modal(request)
     except DomainError as exc:
-        _refuse(services, channel, admin_id, exc)
+        refuse(services, channel, admin_id, exc)
         return
     services.notifier.open_modal(trigger_id, view)
 
@@ -133,7 +133,7 @@ def retry(services: Services, *, request_id: int, admin_id: str, channel: str | 
                 session, request, provisioning.progress_of(session, request, services.settings)
             )
     except DomainError as exc:
-        _refuse(services, channel, admin_id, exc)
+        refuse(services, channel, admin_id, exc)
         return
     services.background.submit(provision_safely, services, request_id)
 
@@ -237,7 +237,7 @@ def reveal_keys(
         )
         return None
     except DomainError as exc:
-        _refuse(services, channel, user_id, exc)
+        refuse(services, channel, user_id, exc)
         return None
 
     view_id = notifier.open_modal(trigger_id, views.reveal_generating_modal())
@@ -291,7 +291,7 @@ def renew_reveal_window(services: Services, *, grant_id: int, user_id: str, chan
                 now=services.clock(),
             )
     except DomainError as exc:
-        _refuse(services, channel, user_id, exc)
+        refuse(services, channel, user_id, exc)
         return
     _refresh_reveal_dm(services, grant_id)
 
@@ -310,7 +310,7 @@ def _try_update_modal(services: Services, view_id: str, message: str) -> None:
         log.warning("could not update the reveal modal with a problem message: %s", type(exc).__name__)
 
 
-def _refuse(services: Services, channel: str | None, user_id: str, exc: DomainError) -> None:
+def refuse(services: Services, channel: str | None, user_id: str, exc: DomainError) -> None:
     """Tell the person who clicked why nothing happened; a lost race names the winner and the time."""
     if isinstance(exc, AlreadyDecided):
         text = views.already_decided_text(exc.status, exc.decided_by, exc.decided_at)

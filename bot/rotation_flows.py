@@ -168,7 +168,7 @@ def rotate(services: Services, *, key_row_id: int, user_id: str, trigger_id: str
         services.notifier.ephemeral(channel, user_id, views.escape(exc.user_message) + new)
         return
     except DomainError as exc:
-        services.notifier.ephemeral(channel, user_id, views.escape(exc.user_message))
+        flows.refuse(services, channel, user_id, exc)
         return
     revealed = flows.reveal_keys(services, grant_id=grant_id, user_id=user_id, trigger_id=trigger_id, channel=channel)
     if revealed is not None:
@@ -236,7 +236,7 @@ def deactivate_old(
             owner_told=not by_admin,
         )
     except DomainError as exc:
-        services.notifier.ephemeral(channel, user_id, views.escape(exc.user_message))
+        flows.refuse(services, channel, user_id, exc)
         return
     policy = Policy.from_settings(services.settings)
     owner_view = views.key_deactivated_dm(
@@ -292,7 +292,7 @@ def reactivate(
             policy=Policy.from_settings(services.settings),
         )
     except DomainError as exc:
-        services.notifier.ephemeral(channel, user_id, views.escape(exc.user_message))
+        flows.refuse(services, channel, user_id, exc)
         return
     if message:
         services.notifier.update_message(*message, *views.key_reactivated_dm(access_key_id=key.access_key_id, at=now))
@@ -309,7 +309,7 @@ def delete_inactive(services: Services, *, key_row_id: int, user_id: str, channe
             services.session_factory, services.gateway, key_row_id=key_row_id, actor=user_id, now=now, owner_told=True
         )
     except DomainError as exc:
-        services.notifier.ephemeral(channel, user_id, views.escape(exc.user_message))
+        flows.refuse(services, channel, user_id, exc)
         return
     services.notifier.ephemeral(
         channel,
