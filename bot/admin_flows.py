@@ -8,12 +8,12 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from bot import approval, audit, home, offboarding, provisioning, views
+from bot import approval, audit, home, offboarding, provisioning, reveal, views
 from bot.aws_iam import AwsError
 from bot.db import session_scope
 from bot.errors import NotAuthorized
 from bot.services import Services
-from models import AccessRequest, AuditEvent, RequestStatus
+from models import AccessRequest, AuditEvent, KeyGrant, RequestStatus
 
 log = logging.getLogger(__name__)
 MENTION = re.compile(r"<@([UW][A-Z0-9]{2,20})(?:\|[^>]*)?>")
@@ -64,7 +64,8 @@ def open_revoke_for_request(
 
 
 def confirm_revoke(services: Services, *, request_id: int, admin_id: str) -> None:
-    """The compare-and-set that starts offboarding; raises DomainError for the modal to show."""
+    """The compare-and-set that starts offboarding (it ends every reveal grant of the user); raises DomainError
+    for the modal to show. The member's Reveal buttons then disappear."""
     with session_scope(services.session_factory) as session:
         offboarding.begin(
             session,
@@ -74,6 +75,17 @@ def confirm_revoke(services: Services, *, request_id: int, admin_id: str) -> Non
             now=services.clock(),
             reason="confirmed in Slack",
         )
+    refresh_grant_dms(services, request_id)
+
+
+def refresh_grant_dms(services: Services, request_id: int) -> None:
+    """Re-render the reveal DMs of a request's grants, from what the bot recorded when it posted them."""
+    with session_scope(services.session_factory) as session:
+        grants = list(
+            session.scalars(select(KeyGrant).where(KeyGrant.request_id == request_id, KeyGrant.dm_ts.is_not(None)))
+        )
+    for grant in grants:
+        services.notifier.update_reveal_dm(grant, now=services.clock())
 
 
 def run_revoke(services: Services, request_id: int, *, admin_id: str | None = None) -> provisioning.Outcome:
@@ -106,6 +118,7 @@ def run_revoke(services: Services, request_id: int, *, admin_id: str | None = No
         owner=services.owner,
         clock=services.clock,
         progress=show,
+        leaser=services.leaser,
     )
     if outcome.status == "skipped":
         return outcome
@@ -135,8 +148,14 @@ def resume_revokes(services: Services) -> None:
 def member_left(services: Services, *, slack_user_id: str) -> None:
     """Deactivate the member's keys at once, and ask the admins to confirm a full revoke (once per member)."""
     now = services.clock()
+    with session_scope(services.session_factory) as session:
+        request = offboarding.find_user_request(session, slack_user_id=slack_user_id)
+        if request is not None:
+            reveal.end_grants(session, request_id=request.id, now=now, reason="the member left Slack")
+    if request is not None:
+        refresh_grant_dms(services, request.id)
     deactivated = offboarding.deactivate_all_keys(
-        services.session_factory, services.gateway, owner_id=slack_user_id, now=now
+        services.session_factory, services.gateway, leaser=services.leaser, owner_id=slack_user_id, now=now
     )
     with session_scope(services.session_factory) as session:
         request = offboarding.find_user_request(session, slack_user_id=slack_user_id)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 
-from bot import approval, home, intake, provisioning, reveal, views
+from bot import approval, home, intake, provisioning, reveal, reveal_recovery, views
 from bot.aws_iam import NewAccessKey
 from bot.db import session_scope
-from bot.errors import AdminAttention, AlreadyDecided, AlreadyRevealed, DomainError, GrantExpired
+from bot.errors import AdminAttention, AlreadyDecided, AlreadyRevealed, DomainError, GrantExpired, InvalidState
 from bot.services import Services
 from bot.validation import suggest_user_name
 from models import AccessRequest, KeyGrant, RequestStatus
@@ -155,6 +155,7 @@ def provision(services: Services, request_id: int) -> provisioning.Outcome:
         owner=services.owner,
         clock=services.clock,
         progress=show_progress,
+        leaser=services.leaser,
     )
     if outcome.status == "skipped":
         return outcome
@@ -208,23 +209,44 @@ def resume_interrupted(services: Services) -> None:
     from bot.admin_flows import resume_revokes  # offboarding resumes like provisioning
 
     resume_revokes(services)
-    for grant_id in reveal.recover_stuck(services.session_factory, gateway=services.gateway, now=services.clock()):
-        log.info("re-armed interrupted reveal %s", grant_id)
-        with session_scope(services.session_factory) as session:
-            grant = reveal.load_grant(session, grant_id)
-            services.notifier.update_reveal_dm(grant, now=services.clock())
+    recover_reveals(services)
+
+
+def recover_reveals(services: Services) -> None:
+    """Reveals whose process stopped beating: settle each by what its claim recorded, then tell who needs it."""
+    recovered = reveal_recovery.recover(
+        services.session_factory,
+        gateway=services.gateway,
+        process_owner=services.owner,
+        clock=services.clock,
+        lease_seconds=services.settings.koding_iam_lease_seconds,
+    )
+    for item in recovered:
+        log.info("settled interrupted reveal %s: %s", item.grant_id, item.outcome)
+        _refresh_reveal_dm(services, item.grant_id)
+        if item.outcome == "kept_as_shown":
+            services.notifier.dm(*views.reveal_recovered_dm(item.owner_id, item.iam_user_name, item.access_key_id))
+        if item.unexplained_keys:
+            text, blocks = views.unexplained_keys_notice(item.iam_user_name, item.unexplained_keys)
+            services.notifier.admin_notice(text, blocks)
 
 
 # Revealing -------------------------------------------------------------------------------------------------
 def reveal_keys(
     services: Services, *, grant_id: int, user_id: str, trigger_id: str, channel: str | None
 ) -> reveal.Revealed | None:
-    """Claim the grant, open the modal at once, then create the key and show it there, once."""
+    """Take the user's lease and claim the grant, open the modal at once, then create the key and show it there,
+    once. The lease is held until the outcome is recorded, so nothing else changes this user meanwhile."""
     notifier = services.notifier
     try:
-        with session_scope(services.session_factory) as session:
-            grant = reveal.claim(session, grant_id=grant_id, user_id=user_id, now=services.clock())
-            user_name = grant.iam_user_name
+        claimed = reveal.claim(
+            services.session_factory,
+            grant_id=grant_id,
+            user_id=user_id,
+            process_owner=services.owner,
+            clock=services.clock,
+            lease_seconds=services.settings.koding_iam_lease_seconds,
+        )
     except GrantExpired as exc:
         _refresh_reveal_dm(services, grant_id)
         notifier.ephemeral(channel, user_id, views.escape(exc.user_message))
@@ -236,27 +258,38 @@ def reveal_keys(
             channel, user_id, f"{views.escape(exc.user_message)} Revealed on {views.when(exc.revealed_at)}{key}."
         )
         return None
+    except InvalidState as exc:  # the grant ended or its request moved on: the owner's DM loses its button
+        _refresh_reveal_dm(services, grant_id)
+        refuse(services, channel, user_id, exc)
+        return None
     except DomainError as exc:
         refuse(services, channel, user_id, exc)
         return None
+    try:
+        revealed = _reveal_claimed(services, claimed, user_id=user_id, trigger_id=trigger_id, channel=channel)
+    finally:
+        claimed.lease.release()
+    _refresh_reveal_dm(services, grant_id)
+    home.refresh(services, user_id)
+    return revealed
 
+
+def _reveal_claimed(
+    services: Services, claimed: reveal.Claimed, *, user_id: str, trigger_id: str, channel: str | None
+) -> reveal.Revealed | None:
+    notifier = services.notifier
     view_id = notifier.open_modal(trigger_id, views.reveal_generating_modal())
     if view_id is None:
-        with session_scope(services.session_factory) as session:
-            reveal.release(session, grant_id=grant_id, now=services.clock(), reason="modal did not open")
+        reveal.release(services.session_factory, claimed, now=services.clock(), reason="modal did not open")
         notifier.ephemeral(channel, user_id, "Slack could not open the key window in time. Press the button again.")
         return None
 
     def deliver(key: NewAccessKey) -> None:
-        notifier.update_modal(view_id, views.reveal_keys_modal(key, iam_user_name=user_name))
+        notifier.update_modal(view_id, views.reveal_keys_modal(key, iam_user_name=claimed.iam_user_name))
 
     try:
         revealed = reveal.create_and_deliver(
-            services.session_factory,
-            gateway=services.gateway,
-            grant_id=grant_id,
-            deliver=deliver,
-            clock=services.clock,
+            services.session_factory, gateway=services.gateway, claimed=claimed, deliver=deliver, clock=services.clock
         )
     except AdminAttention as exc:
         _try_update_modal(services, view_id, exc.user_message)
@@ -275,9 +308,33 @@ def reveal_keys(
             "Slack could not show your key, so it was deleted again. Close this window and press Reveal once more.",
         )
         return None
-    _refresh_reveal_dm(services, grant_id)
-    home.refresh(services, user_id)
+    if not revealed.recorded:
+        _tell_unrecorded(services, view_id, revealed)
     return revealed
+
+
+def _tell_unrecorded(services: Services, view_id: str, revealed: reveal.Revealed) -> None:
+    """The key was shown but is not recorded as this reveal's: say what actually happened."""
+    if revealed.note == "access ended":
+        _try_update_modal(
+            services,
+            view_id,
+            f"Your access ended while this key was shown (an admin revoked it, or you left the workspace), so key "
+            f"{revealed.access_key_id} was deleted again. Do not use it.",
+        )
+        return
+    # The key stays valid and recovery records it as yours; the modal keeps showing it. The admins hear why.
+    log.error("revealed key %s could not be recorded (%s); recovery will", revealed.access_key_id, revealed.note)
+    services.notifier.admin_notice(
+        f"Access key {revealed.access_key_id} was shown to its owner but could not be recorded yet.",
+        [
+            views._section(
+                f":warning: Access key `{views.escape(revealed.access_key_id)}` was shown to its owner but could not "
+                f"be recorded ({views.escape(revealed.note or 'unknown')}). koding-iam records it on its next "
+                "recovery tick; nothing to do unless this repeats."
+            )
+        ],
+    )
 
 
 def renew_reveal_window(services: Services, *, grant_id: int, user_id: str, channel: str | None) -> None:

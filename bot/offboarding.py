@@ -15,11 +15,12 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import audit
+from bot import audit, reveal
 from bot.aws_iam import AwsError, IamGateway, NoSuchEntity
 from bot.config import Settings
 from bot.db import session_scope
 from bot.errors import DomainError, InvalidState, NotAuthorized, NotFound
+from bot.leases import Leaser
 from bot.provisioning import Outcome, StepProgress, StepState, acquire_lease
 from models import AccessKey, AccessRequest, GrantStatus, KeyGrant, KeyStatus, ProvisioningStep, RequestStatus
 
@@ -101,6 +102,7 @@ def begin(
         session.rollback()
         current = session.get(AccessRequest, request_id)
         raise InvalidState(f"{request.iam_user_name} is {current.status if current else 'gone'}; nothing to revoke.")
+    reveal.end_grants(session, request_id=request_id, now=now, reason="revoked")
     audit.record(
         session,
         action="revoke.started",
@@ -124,8 +126,43 @@ def run(
     owner: str,
     clock: Callable[[], datetime],
     progress: Callable[[list[StepProgress]], None] | None = None,
+    leaser: Leaser,
 ) -> Outcome:
-    """Run (or resume) the offboarding of one user; each finished step is recorded before the next."""
+    """Run (or resume) the offboarding of one user under its user lease; each finished step is recorded before
+    the next. A resumed run does every step again (each lists what is left, then removes it): whatever appeared
+    since a step last ran, say a key made by hand, is removed before DeleteUser."""
+    with session_scope(factory) as session:
+        request = session.get(AccessRequest, request_id)
+        if request is None or request.status != RequestStatus.REVOKING:
+            return Outcome("skipped")
+        name = request.iam_user_name
+    user_lease = leaser.try_acquire(name, purpose="a revoke")
+    if user_lease is None:
+        return Outcome("skipped")  # a reveal or key change is finishing; the next resume tick carries on
+    try:
+        return _run_held(
+            factory,
+            gateway=gateway,
+            settings=settings,
+            request_id=request_id,
+            owner=owner,
+            clock=clock,
+            progress=progress,
+        )
+    finally:
+        user_lease.release()
+
+
+def _run_held(
+    factory: sessionmaker[Session],
+    *,
+    gateway: IamGateway,
+    settings: Settings,
+    request_id: int,
+    owner: str,
+    clock: Callable[[], datetime],
+    progress: Callable[[list[StepProgress]], None] | None,
+) -> Outcome:
     lease = settings.koding_iam_lease_seconds
     with session_scope(factory) as session:
         if not acquire_lease(
@@ -150,8 +187,6 @@ def run(
 
     report()
     for key, _label in STEPS:
-        if states[key] == StepState.DONE:
-            continue
         try:
             _execute(key, user_name, gateway)
         except NoSuchEntity:
@@ -171,7 +206,8 @@ def run(
                 )
             return Outcome("failed", failure_reason=reason)
         with session_scope(factory) as session:
-            session.add(ProvisioningStep(request_id=request_id, step=key, completed_at=clock()))
+            if states[key] != StepState.DONE:
+                session.add(ProvisioningStep(request_id=request_id, step=key, completed_at=clock()))
             if key == "revoke:access_keys":
                 _forget_keys(session, user_name, clock())
             if not acquire_lease(
@@ -238,13 +274,16 @@ def _forget_keys(session: Session, user_name: str, now: datetime) -> None:
     )
     session.execute(
         update(KeyGrant)
-        .where(KeyGrant.iam_user_name == user_name, KeyGrant.status == GrantStatus.AVAILABLE)
-        .values(expires_at=now)
+        .where(
+            KeyGrant.iam_user_name == user_name,
+            KeyGrant.status.in_([GrantStatus.AVAILABLE, GrantStatus.REVEALING]),
+        )
+        .values(status=GrantStatus.ENDED)
     )
 
 
 def deactivate_all_keys(
-    factory: sessionmaker[Session], gateway: IamGateway, *, owner_id: str, now: datetime
+    factory: sessionmaker[Session], gateway: IamGateway, *, leaser: Leaser, owner_id: str, now: datetime
 ) -> list[str]:
     """A member left Slack: every active key they own goes Inactive at once (recorded, reversible)."""
     from bot import rotation
@@ -259,7 +298,7 @@ def deactivate_all_keys(
     for key_row_id in ids:
         try:
             key = rotation.deactivate(
-                factory, gateway, key_row_id=key_row_id, actor="koding-iam", now=now, owner_told=True
+                factory, gateway, leaser=leaser, key_row_id=key_row_id, actor="koding-iam", now=now, owner_told=True
             )
         except DomainError:  # one key AWS refused must not keep the others active; it stays listed as active
             continue

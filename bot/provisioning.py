@@ -20,6 +20,7 @@ from bot.aws_iam import AccessDenied, AwsError, EntityAlreadyExists, IamGateway,
 from bot.config import Settings
 from bot.db import session_scope
 from bot.intake import OURS_TAG_REQUEST, OURS_TAG_SLACK_USER
+from bot.leases import Leaser
 from models import AccessRequest, KeyGrant, ProvisioningStep, RequestStatus
 
 
@@ -153,8 +154,41 @@ def run(
     owner: str,
     clock: Callable[[], datetime],
     progress: Progress | None = None,
+    leaser: Leaser,
 ) -> Outcome:
-    """Run (or resume) provisioning of one approved request."""
+    """Run (or resume) provisioning of one approved request, under its IAM user's lease."""
+    with session_scope(factory) as session:
+        request = session.get(AccessRequest, request_id)
+        if request is None or request.status != RequestStatus.PROVISIONING:
+            return Outcome("skipped")
+        name = request.iam_user_name
+    user_lease = leaser.try_acquire(name, purpose="provisioning")
+    if user_lease is None:
+        return Outcome("skipped")  # another operation on this name is finishing; the resume tick carries on
+    try:
+        return _run_held(
+            factory,
+            gateway=gateway,
+            settings=settings,
+            request_id=request_id,
+            owner=owner,
+            clock=clock,
+            progress=progress,
+        )
+    finally:
+        user_lease.release()
+
+
+def _run_held(
+    factory: sessionmaker[Session],
+    *,
+    gateway: IamGateway,
+    settings: Settings,
+    request_id: int,
+    owner: str,
+    clock: Callable[[], datetime],
+    progress: Progress | None,
+) -> Outcome:
     lease = settings.koding_iam_lease_seconds
     with session_scope(factory) as session:
         if not acquire_lease(session, request_id=request_id, owner=owner, now=clock(), seconds=lease):

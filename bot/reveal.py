@@ -1,36 +1,39 @@
 """The one-time key reveal: create an access key and hand it to a delivery callback, exactly once.
 
-The secret lives only in the `NewAccessKey` passed to `deliver` (which shows it in a Slack modal). If delivery
-fails, the key is deleted again, so no key exists that nobody has seen. The database records the key id and its
-creation time, never the secret.
+The secret lives only in the `NewAccessKey` passed to `deliver` (which shows it in a Slack modal). Everything
+runs under the IAM user's lease (bot/leases.py), so a revoke, a rotation or a recovery never interleaves with
+it. The claim on the grant names the lease that owns it, the key id is written right after CreateAccessKey and
+`delivering_at` right before the secret goes to Slack: recovery (bot/reveal_recovery.py) reads those marks to
+decide what actually happened. Every write after the claim is conditional on the claim still being ours. The
+database records the key id and its creation time, never the secret. No Slack here.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import audit
+from bot import audit, leases
 from bot.aws_iam import AccessDenied, AwsError, IamGateway, NewAccessKey
 from bot.db import session_scope
-from bot.errors import (
-    AdminAttention,
-    AlreadyRevealed,
-    DomainError,
-    GrantExpired,
-    InvalidState,
-    NotAuthorized,
-    NotFound,
-)
+from bot.errors import AdminAttention, AlreadyRevealed, DomainError, GrantExpired, InvalidState, NotAuthorized, NotFound
+from bot.intake import OURS_TAG_REQUEST
+from bot.leases import Lease
 from bot.provisioning import plain_reason
-from models import AccessKey, GrantStatus, KeyGrant, KeyStatus
+from models import AccessKey, AccessRequest, GrantStatus, KeyGrant, KeyStatus, RequestStatus
 
-# A claim older than this with no key shown was interrupted (a crash); recovery deletes its key and re-arms it.
-STUCK_AFTER = timedelta(minutes=5)
+log = logging.getLogger(__name__)
+
+# How long a click waits for another operation on the same IAM user before it is told to try again.
+LEASE_WAIT_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,18 @@ class Revealed:
     grant_id: int
     access_key_id: str
     revealed_at: datetime
+    # False when the key was shown but could not be recorded as this reveal's (its access ended meanwhile, so
+    # the key was deleted again, or the database stayed away, so recovery records it later).
+    recorded: bool = True
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Claimed:
+    grant_id: int
+    iam_user_name: str
+    request_id: int
+    lease: Lease
 
 
 def load_grant(session: Session, grant_id: int) -> KeyGrant:
@@ -52,62 +67,143 @@ def authorize(grant: KeyGrant, user_id: str) -> None:
         raise NotAuthorized("Only the person who requested these keys can reveal them.")
 
 
-def claim(session: Session, *, grant_id: int, user_id: str, now: datetime) -> KeyGrant:
-    """available → revealing by compare-and-set; every other click learns why it lost."""
-    grant = load_grant(session, grant_id)
-    authorize(grant, user_id)
+def _check_usable(session: Session, grant: KeyGrant, now: datetime) -> None:
+    """Why this grant cannot create a key now, as the member should hear it."""
     if grant.status == GrantStatus.REVEALED:
         raise AlreadyRevealed(grant.revealed_at, grant.access_key_id)
+    if grant.status == GrantStatus.ENDED:
+        raise InvalidState(f"This button no longer works: the access of {grant.iam_user_name} has ended.")
+    request = session.get(AccessRequest, grant.request_id)
+    if request is None or request.status != RequestStatus.PROVISIONED:
+        state = request.status if request is not None else "gone"
+        raise InvalidState(f"This button no longer works: the request for {grant.iam_user_name} is {state}.")
     if grant.status == GrantStatus.AVAILABLE and grant.expires_at <= now:
         raise GrantExpired("This reveal button has expired. Ask for a fresh window to reveal your keys.")
-    result = session.execute(
-        update(KeyGrant)
-        .where(KeyGrant.id == grant_id, KeyGrant.status == GrantStatus.AVAILABLE, KeyGrant.expires_at > now)
-        .values(status=GrantStatus.REVEALING, claimed_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:
-        session.rollback()
-        raise InvalidState("Your keys are being generated in another window; they are shown only once.")
-    audit.record(
-        session, action="reveal.started", actor=user_id, request_id=grant.request_id, at=now, grant_id=grant_id
-    )
-    session.flush()
-    session.refresh(grant)
-    return grant
 
 
-def release(session: Session, *, grant_id: int, now: datetime, reason: str) -> None:
-    """Give a claimed grant back (the modal could not open); nothing was created yet."""
-    session.execute(
-        update(KeyGrant)
-        .where(KeyGrant.id == grant_id, KeyGrant.status == GrantStatus.REVEALING, KeyGrant.access_key_id.is_(None))
-        .values(status=GrantStatus.AVAILABLE, claimed_at=None)
-        .execution_options(synchronize_session=False)
+def claim(
+    factory: sessionmaker[Session],
+    *,
+    grant_id: int,
+    user_id: str,
+    process_owner: str,
+    clock: Callable[[], datetime],
+    lease_seconds: int,
+) -> Claimed:
+    """Take the user's lease, then available → revealing by compare-and-set; every other click learns why."""
+    with session_scope(factory) as session:
+        grant = load_grant(session, grant_id)
+        authorize(grant, user_id)
+        _check_usable(session, grant, clock())
+        user_name = grant.iam_user_name
+    lease = leases.acquire(
+        factory,
+        iam_user_name=user_name,
+        owner=leases.new_owner(process_owner),
+        purpose="a key reveal",
+        clock=clock,
+        seconds=lease_seconds,
+        wait=LEASE_WAIT_SECONDS,
     )
-    audit.record(session, action="reveal.released", grant_id=grant_id, at=now, reason=reason)
+    try:
+        with session_scope(factory) as session:
+            now = clock()
+            grant = load_grant(session, grant_id)
+            _check_usable(session, grant, now)  # again, now that nothing else can change this user
+            result = session.execute(
+                update(KeyGrant)
+                .where(KeyGrant.id == grant_id, KeyGrant.status == GrantStatus.AVAILABLE, KeyGrant.expires_at > now)
+                .values(status=GrantStatus.REVEALING, claimed_at=now, claimed_by=lease.owner, delivering_at=None)
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount != 1:
+                raise InvalidState("Your keys are being generated in another window; they are shown only once.")
+            audit.record(
+                session, action="reveal.started", actor=user_id, request_id=grant.request_id, at=now, grant_id=grant_id
+            )
+            return Claimed(grant_id, grant.iam_user_name, grant.request_id, lease)
+    except BaseException:
+        lease.release()
+        raise
+
+
+def _ours(claimed: Claimed) -> list[object]:
+    return [
+        KeyGrant.id == claimed.grant_id,
+        KeyGrant.status == GrantStatus.REVEALING,
+        KeyGrant.claimed_by == claimed.lease.owner,
+    ]
+
+
+def release(factory: sessionmaker[Session], claimed: Claimed, *, now: datetime, reason: str) -> None:
+    """Give a claimed grant back (the modal could not open, AWS refused); nothing of it exists in AWS."""
+    with session_scope(factory) as session:
+        session.execute(
+            update(KeyGrant)
+            .where(*_ours(claimed), KeyGrant.access_key_id.is_(None))
+            .values(status=GrantStatus.AVAILABLE, claimed_at=None, claimed_by=None)
+            .execution_options(synchronize_session=False)
+        )
+        audit.record(session, action="reveal.released", grant_id=claimed.grant_id, at=now, reason=reason)
+
+
+def _end_claim(factory: sessionmaker[Session], claimed: Claimed, *, now: datetime, reason: str) -> None:
+    """The target is not this request's user any more: the grant can never create a key."""
+    with session_scope(factory) as session:
+        session.execute(
+            update(KeyGrant)
+            .where(*_ours(claimed))
+            .values(status=GrantStatus.ENDED, claimed_by=None)
+            .execution_options(synchronize_session=False)
+        )
+        audit.record(session, action="reveal.refused", grant_id=claimed.grant_id, at=now, reason=reason)
+
+
+def _check_target(factory: sessionmaker[Session], gateway: IamGateway, claimed: Claimed, now: datetime) -> None:
+    """The IAM user must be the one koding-iam made for this grant's request (its tag says so)."""
+    try:
+        user = gateway.get_user(claimed.iam_user_name)
+    except AwsError as exc:
+        release(factory, claimed, now=now, reason=f"{exc.operation}: {exc.code}")
+        raise DomainError(
+            f"AWS could not be asked about {claimed.iam_user_name} ({exc.code}). Try again later."
+        ) from None
+    if user is None or user.tags.get(OURS_TAG_REQUEST) != str(claimed.request_id):
+        why = "does not exist any more" if user is None else "is not the one koding-iam made for your request"
+        _end_claim(factory, claimed, now=now, reason=f"the IAM user {why}")
+        raise InvalidState(f"Nothing was created: the IAM user {claimed.iam_user_name} {why}. Ask an admin.")
+
+
+def _mark(factory: sessionmaker[Session], claimed: Claimed, **values: object) -> bool:
+    """A conditional write on our own claim, under our lease; False if either is gone or the database is."""
+    try:
+        with session_scope(factory) as session:
+            if not claimed.lease.still_ours(session):
+                return False
+            result = session.execute(
+                update(KeyGrant).where(*_ours(claimed)).values(**values).execution_options(synchronize_session=False)
+            )
+            return result.rowcount == 1
+    except SQLAlchemyError as exc:
+        log.warning("could not record the reveal of grant %s: %s", claimed.grant_id, type(exc).__name__)
+        return False
 
 
 def create_and_deliver(
     factory: sessionmaker[Session],
     *,
     gateway: IamGateway,
-    grant_id: int,
+    claimed: Claimed,
     deliver: Callable[[NewAccessKey], None],
     clock: Callable[[], datetime],
 ) -> Revealed:
-    """Create the key, show it through `deliver`, then record it. A failed delivery deletes the key."""
-    with session_scope(factory) as session:
-        grant = load_grant(session, grant_id)
-        if grant.status != GrantStatus.REVEALING or grant.access_key_id is not None:
-            raise InvalidState("This reveal is not in progress.")
-        user_name, owner_id, request_id = grant.iam_user_name, grant.requester_id, grant.request_id
-
+    """Check the target, create the key, show it through `deliver`, then record it; the caller holds the lease."""
+    user_name = claimed.iam_user_name
+    _check_target(factory, gateway, claimed, clock())
     try:
         key = gateway.create_access_key(user_name)
     except AwsError as exc:
-        with session_scope(factory) as session:
-            release(session, grant_id=grant_id, now=clock(), reason=f"{exc.operation}: {exc.code}")
+        release(factory, claimed, now=clock(), reason=f"{exc.operation}: {exc.code}")
         if isinstance(exc, AccessDenied):
             reason = plain_reason(exc)
             raise AdminAttention(
@@ -117,94 +213,179 @@ def create_and_deliver(
             ) from None
         raise DomainError(f"AWS could not create the access key ({exc.code}). Try the button again later.") from None
 
-    with session_scope(factory) as session:
-        # The key id (not the secret) is written before delivery, so a crash here can be cleaned up.
-        session.execute(update(KeyGrant).where(KeyGrant.id == grant_id).values(access_key_id=key.access_key_id))
+    # The key id (not the secret) is written before delivery, so recovery knows which key this claim made.
+    if not _mark(factory, claimed, access_key_id=key.access_key_id) or not _mark(
+        factory, claimed, delivering_at=clock()
+    ):
+        unseen = key.access_key_id
+        del key
+        _delete_unseen(factory, gateway, claimed, unseen, now=clock(), why="the reveal could not be recorded")
+        raise DomainError("Your key could not be recorded, so it was deleted again. Nothing was shown: try again.")
 
     try:
         deliver(key)
     except Exception:
         unseen = key.access_key_id
         del key
-        try:
-            _undo(factory, gateway=gateway, grant_id=grant_id, user_name=user_name, now=clock())
-        except AwsError as exc:
-            raise AdminAttention(
-                "Your key could not be shown, and koding-iam could not delete it; the admins have been told "
-                "and will remove it. Press the button again later.",
-                f"Access key {unseen} of {user_name} was created but could not be shown, and deleting it failed. "
-                f"{plain_reason(exc)} Delete it by hand: aws iam delete-access-key --user-name {user_name} "
-                f"--access-key-id {unseen}",
-            ) from None
+        _delete_unseen(factory, gateway, claimed, unseen, now=clock(), why="the key could not be shown")
         raise
     access_key_id, created = key.access_key_id, key.created
     del key
+    return _record_shown(factory, gateway, claimed, access_key_id=access_key_id, created=created, clock=clock)
 
-    now = clock()
-    with session_scope(factory) as session:
+
+def _delete_unseen(
+    factory: sessionmaker[Session],
+    gateway: IamGateway,
+    claimed: Claimed,
+    access_key_id: str,
+    *,
+    now: datetime,
+    why: str,
+) -> None:
+    """Delete the key nobody saw (we still hold the lease, so it is ours to delete), then re-arm the grant."""
+    try:
+        gateway.delete_access_key(claimed.iam_user_name, access_key_id)
+    except AwsError as exc:
+        raise AdminAttention(
+            "Your key could not be shown, and koding-iam could not delete it; the admins have been told "
+            "and will remove it. Press the button again later.",
+            f"Access key {access_key_id} of {claimed.iam_user_name} was created but could not be shown, and deleting "
+            f"it failed. {plain_reason(exc)} Delete it by hand: aws iam delete-access-key --user-name "
+            f"{claimed.iam_user_name} --access-key-id {access_key_id}",
+        ) from None
+    # If the database is away, the claim stays as it is; once this lease is released, recovery finds it and
+    # deletes the recorded key (already gone) and re-arms the grant.
+    with contextlib.suppress(SQLAlchemyError), session_scope(factory) as session:
         session.execute(
-            update(KeyGrant).where(KeyGrant.id == grant_id).values(status=GrantStatus.REVEALED, revealed_at=now)
-        )
-        session.add(
-            AccessKey(
-                access_key_id=access_key_id,
-                iam_user_name=user_name,
-                owner_id=owner_id,
-                request_id=request_id,
-                status=KeyStatus.ACTIVE,
-                created_at=created,
-                revealed_at=now,
+            update(KeyGrant)
+            .where(KeyGrant.id == claimed.grant_id, KeyGrant.claimed_by == claimed.lease.owner)
+            .values(
+                status=rearmed_status(session, claimed.grant_id),
+                claimed_at=None,
+                claimed_by=None,
+                access_key_id=None,
+                delivering_at=None,
             )
+            .execution_options(synchronize_session=False)
         )
         audit.record(
-            session,
-            action="reveal.succeeded",
-            actor=owner_id,
-            request_id=request_id,
-            at=now,
-            grant_id=grant_id,
-            access_key_id=access_key_id,
+            session, action="reveal.undone", grant_id=claimed.grant_id, at=now, access_key_id=access_key_id, reason=why
         )
-    return Revealed(grant_id, access_key_id, now)
 
 
-def _undo(factory: sessionmaker[Session], *, gateway: IamGateway, grant_id: int, user_name: str, now: datetime) -> None:
-    """Delete the key nobody saw and re-arm the grant, so the requester can simply click again."""
-    with session_scope(factory) as session:
-        grant = load_grant(session, grant_id)
-        key_id = grant.access_key_id
-    if key_id:
-        gateway.delete_access_key(user_name, key_id)
-    _rearm(
-        factory,
-        grant_id=grant_id,
-        now=now,
-        action="reveal.undone",
-        access_key_id=key_id,
-        reason="the key could not be shown, so it was deleted",
-    )
+def rearmed_status(session: Session, grant_id: int) -> str:
+    """A claim given back goes to available only while its request is still provisioned (and not ended)."""
+    grant = session.get(KeyGrant, grant_id)
+    request = session.get(AccessRequest, grant.request_id) if grant is not None else None
+    if grant is None or grant.status == GrantStatus.ENDED:
+        return GrantStatus.ENDED
+    if request is None or request.status != RequestStatus.PROVISIONED:
+        return GrantStatus.ENDED
+    return GrantStatus.AVAILABLE
 
 
-def _rearm(factory: sessionmaker[Session], *, grant_id: int, now: datetime, action: str, **detail: object) -> None:
-    """revealing → available, forgetting the deleted key, so the requester can press Reveal again."""
+def _record_shown(
+    factory: sessionmaker[Session],
+    gateway: IamGateway,
+    claimed: Claimed,
+    *,
+    access_key_id: str,
+    created: datetime,
+    clock: Callable[[], datetime],
+) -> Revealed:
+    """The key was shown: record it, only if the claim is still ours. A few tries ride out a database hiccup;
+    after that recovery records it (the claim says it was being delivered), so the member keeps what they saw."""
+    for attempt in range(3):
+        now = clock()
+        try:
+            with session_scope(factory) as session:
+                if not claimed.lease.still_ours(session):
+                    return Revealed(claimed.grant_id, access_key_id, now, recorded=False, note="lease lost")
+                result = session.execute(
+                    update(KeyGrant)
+                    .where(*_ours(claimed))
+                    .values(status=GrantStatus.REVEALED, revealed_at=now, claimed_by=None)
+                    .execution_options(synchronize_session=False)
+                )
+                if result.rowcount != 1:
+                    session.rollback()
+                    return _shown_after_end(factory, gateway, claimed, access_key_id, now)
+                grant = load_grant(session, claimed.grant_id)
+                session.add(
+                    AccessKey(
+                        access_key_id=access_key_id,
+                        iam_user_name=claimed.iam_user_name,
+                        owner_id=grant.requester_id,
+                        request_id=claimed.request_id,
+                        status=KeyStatus.ACTIVE,
+                        created_at=created,
+                        revealed_at=now,
+                    )
+                )
+                audit.record(
+                    session,
+                    action="reveal.succeeded",
+                    actor=grant.requester_id,
+                    request_id=claimed.request_id,
+                    at=now,
+                    grant_id=claimed.grant_id,
+                    access_key_id=access_key_id,
+                )
+            return Revealed(claimed.grant_id, access_key_id, now)
+        except SQLAlchemyError as exc:
+            log.warning("recording revealed key %s failed (try %s): %s", access_key_id, attempt + 1, type(exc).__name__)
+            time.sleep(0.2 * (attempt + 1))
+    return Revealed(claimed.grant_id, access_key_id, clock(), recorded=False, note="database unavailable")
+
+
+def _shown_after_end(
+    factory: sessionmaker[Session], gateway: IamGateway, claimed: Claimed, access_key_id: str, now: datetime
+) -> Revealed:
+    """The grant was ended (revoke, member left) while the key was on screen: that access is over, so the key
+    goes again (we hold the lease) and the member is told."""
+    try:
+        gateway.delete_access_key(claimed.iam_user_name, access_key_id)
+    except AwsError as exc:
+        log.warning("could not delete key %s of an ended grant: %s", access_key_id, exc.code)
     with session_scope(factory) as session:
         session.execute(
             update(KeyGrant)
-            .where(KeyGrant.id == grant_id, KeyGrant.status == GrantStatus.REVEALING)
-            .values(status=GrantStatus.AVAILABLE, claimed_at=None, access_key_id=None)
+            .where(KeyGrant.id == claimed.grant_id, KeyGrant.claimed_by == claimed.lease.owner)
+            .values(claimed_by=None, access_key_id=None, delivering_at=None)
+            .execution_options(synchronize_session=False)
         )
-        audit.record(session, action=action, grant_id=grant_id, at=now, **detail)
+        audit.record(
+            session,
+            action="reveal.withdrawn",
+            grant_id=claimed.grant_id,
+            at=now,
+            access_key_id=access_key_id,
+            reason="the access ended while the key was shown",
+        )
+    return Revealed(claimed.grant_id, access_key_id, now, recorded=False, note="access ended")
 
 
 def renew_window(session: Session, *, grant_id: int, user_id: str, hours: int, now: datetime) -> KeyGrant:
-    """Give an expired, never-revealed grant a fresh window (recorded in the audit log)."""
+    """Give an expired, never-revealed grant a fresh window (recorded in the audit log), only while its request
+    is still provisioned: an ended grant never comes back."""
     grant = load_grant(session, grant_id)
     authorize(grant, user_id)
     if grant.status == GrantStatus.REVEALED:
         raise AlreadyRevealed(grant.revealed_at, grant.access_key_id)
+    if grant.status == GrantStatus.ENDED:
+        raise InvalidState(f"This button no longer works: the access of {grant.iam_user_name} has ended.")
+    provisioned = select(AccessRequest.id).where(
+        AccessRequest.id == KeyGrant.request_id, AccessRequest.status == RequestStatus.PROVISIONED
+    )
     result = session.execute(
         update(KeyGrant)
-        .where(KeyGrant.id == grant_id, KeyGrant.status == GrantStatus.AVAILABLE, KeyGrant.expires_at <= now)
+        .where(
+            KeyGrant.id == grant_id,
+            KeyGrant.status == GrantStatus.AVAILABLE,
+            KeyGrant.expires_at <= now,
+            provisioned.exists(),
+        )
         .values(expires_at=now + timedelta(hours=hours))
         .execution_options(synchronize_session=False)
     )
@@ -218,34 +399,37 @@ def renew_window(session: Session, *, grant_id: int, user_id: str, hours: int, n
             grant_id=grant_id,
             hours=hours,
         )
+    else:
+        session.refresh(grant)
+        if grant.status == GrantStatus.AVAILABLE and grant.expires_at <= now:
+            request = session.get(AccessRequest, grant.request_id)
+            state = request.status if request is not None else "gone"
+            raise InvalidState(f"This button no longer works: the request for {grant.iam_user_name} is {state}.")
     session.flush()
     session.refresh(grant)
     return grant
 
 
-def recover_stuck(factory: sessionmaker[Session], *, gateway: IamGateway, now: datetime) -> list[int]:
-    """Grants left 'revealing' by a crash: delete any key the owner never saw, and re-arm the grant."""
-    with session_scope(factory) as session:
-        stuck = session.scalars(
-            select(KeyGrant).where(KeyGrant.status == GrantStatus.REVEALING, KeyGrant.claimed_at < now - STUCK_AFTER)
-        ).all()
-        work = [(grant.id, grant.iam_user_name) for grant in stuck]
-    recovered = []
-    for grant_id, user_name in work:
-        with session_scope(factory) as session:
-            known = set(session.scalars(select(AccessKey.access_key_id).where(AccessKey.iam_user_name == user_name)))
-        for key in gateway.list_access_keys(user_name):
-            if key.access_key_id not in known:
-                gateway.delete_access_key(user_name, key.access_key_id)
-        _rearm(
-            factory,
-            grant_id=grant_id,
-            now=now,
-            action="reveal.recovered",
-            reason="an interrupted reveal was undone; any unseen key was deleted",
+def end_grants(session: Session, *, request_id: int, now: datetime, reason: str) -> list[int]:
+    """Every grant of a request that could still create a key ends (revoke, member left): their DMs lose their
+    buttons. A reveal in flight notices at its next conditional write and withdraws its key."""
+    ids = list(
+        session.scalars(
+            select(KeyGrant.id).where(
+                KeyGrant.request_id == request_id,
+                KeyGrant.status.in_([GrantStatus.AVAILABLE, GrantStatus.REVEALING]),
+            )
         )
-        recovered.append(grant_id)
-    return recovered
+    )
+    if ids:
+        session.execute(
+            update(KeyGrant)
+            .where(KeyGrant.id.in_(ids), KeyGrant.status.in_([GrantStatus.AVAILABLE, GrantStatus.REVEALING]))
+            .values(status=GrantStatus.ENDED)
+            .execution_options(synchronize_session=False)
+        )
+        audit.record(session, action="reveal.grants_ended", request_id=request_id, at=now, grants=ids, reason=reason)
+    return ids
 
 
 # A claim to post the reveal DM older than this, with no DM posted, was interrupted and is taken again.
@@ -259,6 +443,7 @@ def claim_dm(session: Session, *, grant_id: int, now: datetime) -> bool:
         .where(
             KeyGrant.id == grant_id,
             KeyGrant.dm_ts.is_(None),
+            KeyGrant.status == GrantStatus.AVAILABLE,
             or_(KeyGrant.dm_claimed_at.is_(None), KeyGrant.dm_claimed_at < now - DM_STALE_AFTER),
         )
         .values(dm_claimed_at=now)

@@ -23,7 +23,11 @@ from bot.aws_iam import AwsError, IamGateway
 from bot.config import Settings
 from bot.db import session_scope
 from bot.errors import DomainError, InvalidState, NotAuthorized, NotFound
+from bot.leases import Leaser
 from models import AccessKey, Exemption, GrantStatus, KeyGrant, KeyStatus
+
+# How long a click waits for another operation on the same IAM user before it is told to try again.
+LEASE_WAIT_SECONDS = 5.0
 
 # A claim older than this whose message was never confirmed was cut off (a crash); the stage is sent again.
 CLAIM_STALE_AFTER = timedelta(minutes=10)
@@ -265,6 +269,7 @@ def _set_status(
     factory: sessionmaker[Session],
     gateway: IamGateway,
     *,
+    leaser: Leaser,
     key_row_id: int,
     from_status: str,
     to_status: str,
@@ -273,7 +278,36 @@ def _set_status(
     extra_where: list[object] | None = None,
     **values: object,
 ) -> AccessKey:
-    """Compare-and-set the row first (so only one caller acts), then AWS; undo the row if AWS refuses."""
+    """Under the IAM user's lease: compare-and-set the row (so only one caller acts), then AWS; undo the row if
+    AWS refuses. The lease orders every change to the user's keys, so the row and IAM never disagree."""
+    with session_scope(factory) as session:
+        user_name = load_key(session, key_row_id).iam_user_name
+    with leaser.hold(user_name, purpose=f"a key change ({to_status})", wait=LEASE_WAIT_SECONDS):
+        return _set_status_held(
+            factory,
+            gateway,
+            key_row_id=key_row_id,
+            from_status=from_status,
+            to_status=to_status,
+            now=now,
+            actor=actor,
+            extra_where=extra_where,
+            **values,
+        )
+
+
+def _set_status_held(
+    factory: sessionmaker[Session],
+    gateway: IamGateway,
+    *,
+    key_row_id: int,
+    from_status: str,
+    to_status: str,
+    now: datetime,
+    actor: str,
+    extra_where: list[object] | None = None,
+    **values: object,
+) -> AccessKey:
     with session_scope(factory) as session:
         key = load_key(session, key_row_id)
         result = session.execute(
@@ -313,6 +347,7 @@ def deactivate(
     factory: sessionmaker[Session],
     gateway: IamGateway,
     *,
+    leaser: Leaser,
     key_row_id: int,
     actor: str,
     now: datetime,
@@ -320,7 +355,14 @@ def deactivate(
 ) -> AccessKey:
     """Active → Inactive. `owner_told` marks the deactivated stage as told (the owner pressed the button)."""
     return _retire(
-        factory, gateway, key_row_id=key_row_id, actor=actor, now=now, owner_told=owner_told, stage=Stage.DEACTIVATED
+        factory,
+        gateway,
+        leaser=leaser,
+        key_row_id=key_row_id,
+        actor=actor,
+        now=now,
+        owner_told=owner_told,
+        stage=Stage.DEACTIVATED,
     )
 
 
@@ -328,6 +370,7 @@ def reactivate(
     factory: sessionmaker[Session],
     gateway: IamGateway,
     *,
+    leaser: Leaser,
     key_row_id: int,
     actor: str,
     now: datetime,
@@ -346,6 +389,7 @@ def reactivate(
     return _set_status(
         factory,
         gateway,
+        leaser=leaser,
         key_row_id=key_row_id,
         from_status=KeyStatus.INACTIVE,
         to_status=KeyStatus.ACTIVE,
@@ -363,6 +407,7 @@ def delete(
     factory: sessionmaker[Session],
     gateway: IamGateway,
     *,
+    leaser: Leaser,
     key_row_id: int,
     actor: str,
     now: datetime,
@@ -370,7 +415,14 @@ def delete(
 ) -> AccessKey:
     """Inactive → deleted in IAM; the row stays as history."""
     return _retire(
-        factory, gateway, key_row_id=key_row_id, actor=actor, now=now, owner_told=owner_told, stage=Stage.DELETED
+        factory,
+        gateway,
+        leaser=leaser,
+        key_row_id=key_row_id,
+        actor=actor,
+        now=now,
+        owner_told=owner_told,
+        stage=Stage.DELETED,
     )
 
 
@@ -378,6 +430,7 @@ def _retire(
     factory: sessionmaker[Session],
     gateway: IamGateway,
     *,
+    leaser: Leaser,
     key_row_id: int,
     actor: str,
     now: datetime,
@@ -395,6 +448,7 @@ def _retire(
     return _set_status(
         factory,
         gateway,
+        leaser=leaser,
         key_row_id=key_row_id,
         from_status=from_status,
         to_status=to_status,

@@ -56,6 +56,7 @@ def _execute(services: Services, action: SweepAction, policy: Policy, now: datet
         change(
             services.session_factory,
             services.gateway,
+            leaser=services.leaser,
             key_row_id=action.key.id,
             actor="koding-iam",
             now=now,
@@ -230,6 +231,7 @@ def deactivate_old(
         key = rotation.deactivate(
             services.session_factory,
             services.gateway,
+            leaser=services.leaser,
             key_row_id=key_row_id,
             actor=user_id,
             now=now,
@@ -286,6 +288,7 @@ def reactivate(
         key = rotation.reactivate(
             services.session_factory,
             services.gateway,
+            leaser=services.leaser,
             key_row_id=key_row_id,
             actor=user_id,
             now=now,
@@ -306,7 +309,13 @@ def delete_inactive(services: Services, *, key_row_id: int, user_id: str, channe
         with session_scope(services.session_factory) as session:
             rotation.authorize_owner_or_admin(rotation.load_key(session, key_row_id), user_id, services.settings.admins)
         key = rotation.delete(
-            services.session_factory, services.gateway, key_row_id=key_row_id, actor=user_id, now=now, owner_told=True
+            services.session_factory,
+            services.gateway,
+            leaser=services.leaser,
+            key_row_id=key_row_id,
+            actor=user_id,
+            now=now,
+            owner_told=True,
         )
     except DomainError as exc:
         flows.refuse(services, channel, user_id, exc)

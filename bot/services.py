@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.aws_iam import IamGateway
 from bot.config import Settings
+from bot.leases import Leaser
 from bot.notify import Notifier
 
 
@@ -41,3 +42,13 @@ class Services:
     background: Executor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=16, thread_name_prefix="background")
     )
+
+    @property
+    def leaser(self) -> Leaser:
+        """Takes per-IAM-user leases in this process's name (bot/leases.py)."""
+        return Leaser(
+            self.session_factory,
+            process_owner=self.owner,
+            clock=self.clock,
+            seconds=self.settings.koding_iam_lease_seconds,
+        )

@@ -362,6 +362,9 @@ def reveal_dm(grant: KeyGrant, *, now: datetime) -> tuple[str, Blocks]:
             f"`{escape(grant.access_key_id or '')}`. They are shown only once."
         )
         return f"Access keys for {name} were revealed.", [_section(text)]
+    if grant.status == "ended":
+        text = f":no_entry: The access of `{name}` has ended, so this button no longer works. Nothing was created."
+        return f"Access of {name} has ended.", [_section(text)]
     if grant.expires_at <= now:
         text = (
             f":hourglass: The button to reveal access keys for `{name}` expired on {when(grant.expires_at)}. "
@@ -417,6 +420,28 @@ def reveal_problem_modal(message: str) -> dict[str, Any]:
         "close": _plain("Close"),
         "blocks": [_section(f":warning: {escape(message)}")],
     }
+
+
+def reveal_recovered_dm(owner_id: str, iam_user_name: str, access_key_id: str | None) -> tuple[str, str, Blocks]:
+    """A reveal was cut off after the key was sent to Slack: the key is kept and recorded as the owner's."""
+    text = (
+        f":key: A key reveal for `{escape(iam_user_name)}` was interrupted after the key "
+        f"`{escape(access_key_id or '')}` was sent to your screen, so koding-iam kept it as yours. If you did not "
+        "copy its secret, rotate it (`/koding-iam rotate`): the secret cannot be shown again."
+    )
+    return owner_id, "A key reveal was interrupted; your key was kept.", [_section(text)]
+
+
+def unexplained_keys_notice(iam_user_name: str, access_key_ids: list[str]) -> tuple[str, Blocks]:
+    """Keys that appeared during an interrupted reveal that koding-iam cannot prove it made: an admin decides."""
+    listed = ", ".join(f"`{escape(key)}`" for key in access_key_ids[:10])
+    text = (
+        f":warning: A key reveal for `{escape(iam_user_name)}` was interrupted before it recorded its key. IAM has "
+        f"key(s) koding-iam did not record: {listed}. koding-iam deletes only keys it knows it made; check them "
+        f"and delete any nobody uses: `aws iam delete-access-key --user-name {escape(iam_user_name)} "
+        "--access-key-id <id>`."
+    )
+    return f"Unrecorded access keys on {iam_user_name}", [_section(text)]
 
 
 # Rotation ---------------------------------------------------------------------------------------------------

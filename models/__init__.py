@@ -4,6 +4,7 @@ from models.audit import AuditEvent
 from models.base import Base
 from models.exemptions import Exemption
 from models.keys import AccessKey, GrantStatus, KeyGrant, KeyStatus
+from models.leases import UserLease
 from models.requests import OPEN_STATUSES, AccessRequest, ApprovalCard, ProvisioningStep, RequestStatus
 from models.sync import SyncFinding
 
@@ -21,4 +22,5 @@ __all__ = [
     "ProvisioningStep",
     "RequestStatus",
     "SyncFinding",
+    "UserLease",
 ]

@@ -15,6 +15,7 @@ class GrantStatus(StrEnum):
     AVAILABLE = "available"
     REVEALING = "revealing"
     REVEALED = "revealed"
+    ENDED = "ended"  # its request was revoked or its member left: it can never create a key again
 
 
 class KeyGrant(Base):
@@ -37,6 +38,11 @@ class KeyGrant(Base):
     # When a process took on posting the reveal DM; a stale claim with no DM posted is retried.
     dm_claimed_at: Mapped[datetime | None]
     claimed_at: Mapped[datetime | None]
+    # The user-lease owner that claimed the reveal: recovery touches a claim only once that lease has lapsed.
+    claimed_by: Mapped[str | None] = mapped_column(String(160))
+    # Set just before the secret goes to Slack: from then on the member may have seen the key, so recovery
+    # keeps it (recorded as theirs) instead of deleting it.
+    delivering_at: Mapped[datetime | None]
     revealed_at: Mapped[datetime | None]
     access_key_id: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from bot import flows, ids
 from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
-from models import AuditEvent, KeyGrant, ProvisioningStep
+from models import AccessKey, AuditEvent, KeyGrant, ProvisioningStep
 from tests.e2e.flow_steps import actions_in, card, click, only_request, refreshed, reveal_dm, submit_request
 
 
@@ -169,8 +169,9 @@ def test_expired_reveal_button_offers_a_fresh_window(sandbox: Sandbox) -> None:
     assert len(sb.services.gateway.list_access_keys("koding-ualice")) == 1
 
 
-def test_interrupted_reveal_is_undone_on_restart(sandbox: Sandbox) -> None:
-    """A crash after CreateAccessKey, before the modal showed the key: recovery deletes the unseen key."""
+def test_reveal_cut_off_while_sending_the_key_keeps_it_as_the_owners(sandbox: Sandbox) -> None:
+    """A crash while the key was on its way to Slack: the member may have seen it, so recovery keeps the key,
+    records it as theirs and tells them to rotate it if they did not copy it; nothing is deleted."""
     sb = sandbox
     submit_request(sb, "UALICE")
     click(sb, "UADMIN1", ids.APPROVE, card(sb))
@@ -184,16 +185,23 @@ def test_interrupted_reveal_is_undone_on_restart(sandbox: Sandbox) -> None:
     sb.driver.click("UALICE", ids.REVEAL, message=dm)
     sb.wait_idle()
     sb.services.notifier.update_modal = real  # type: ignore[method-assign]
-    assert len(sb.services.gateway.list_access_keys("koding-ualice")) == 1  # created, never shown
+    keys = sb.services.gateway.list_access_keys("koding-ualice")
+    assert len(keys) == 1
 
     later = sb.services.clock() + timedelta(minutes=6)
     flows.resume_interrupted(sb.make_services(sb.settings, clock=lambda: later))
-    assert sb.services.gateway.list_access_keys("koding-ualice") == []
+    assert [k.access_key_id for k in sb.services.gateway.list_access_keys("koding-ualice")] == [keys[0].access_key_id]
     with session_scope(sb.services.session_factory) as session:
         grant = session.scalars(select(KeyGrant)).one()
-        assert (grant.status, grant.access_key_id) == ("available", None)
-    click(sb, "UALICE", ids.REVEAL, refreshed(sb, dm))
-    assert len(sb.services.gateway.list_access_keys("koding-ualice")) == 1
+        assert (grant.status, grant.access_key_id, grant.claimed_by) == ("revealed", keys[0].access_key_id, None)
+        recorded = session.scalars(select(AccessKey)).one()
+        assert (recorded.access_key_id, recorded.owner_id, recorded.status) == (
+            keys[0].access_key_id,
+            "UALICE",
+            "active",
+        )
+    told = [c for c in sb.standin.calls_to("chat.postMessage") if c.body["channel"] == "UALICE"]
+    assert any("was interrupted" in json.dumps(c.body) and keys[0].access_key_id in json.dumps(c.body) for c in told)
 
 
 def test_cards_lost_to_a_crash_after_the_ack_are_posted_by_the_scheduler(sandbox: Sandbox) -> None:

@@ -173,6 +173,7 @@ def make_drift(sb: Sandbox) -> dict[str, str]:
     rotation.deactivate(
         sb.services.session_factory,
         sb.services.gateway,
+        leaser=sb.services.leaser,
         key_row_id=rows[alice].id,
         actor="UADMIN1",
         now=now(),
