@@ -224,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         from bot.devtools.sandbox import install_managed_policies as _  # noqa: F401
     except ImportError:
         os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
+    from bot.devtools import strict_iam
+
+    strict_iam.install()  # this process's moto server answers as real IAM would (DeleteConflict, names by case)
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
 

@@ -17,6 +17,8 @@ from botocore import xform_name
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from bot.aws_iam_cleanup import UserCleanupCalls
+
 T = TypeVar("T")
 
 
@@ -150,10 +152,22 @@ def _translate(exc: Exception, operation: str) -> AwsError:
         if cls is None:
             cls = TransientAwsError if status >= 500 else AwsError
         return cls(code, message, operation)
-    return TransientAwsError(type(exc).__name__, str(exc), operation)
+    # Any other botocore (or urllib3) failure: a response it could not parse, a dropped connection... Only the
+    # first line of its text is kept: ResponseParserError appends the raw response body, which must never reach a
+    # log line or a message (a CreateAccessKey body holds the secret).
+    first_line = (str(exc).splitlines() or [""])[0][:300].rstrip(": ")
+    return TransientAwsError(type(exc).__name__, first_line, operation)
 
 
-class IamGateway:
+def _is_aws_failure(exc: Exception) -> bool:
+    """Raised by botocore (or the HTTP stack under it) while calling AWS, whether or not it is a ClientError or
+    BotoCoreError: `botocore.parsers.ResponseParserError` is neither, and moto's server provokes it."""
+    if isinstance(exc, (ClientError, BotoCoreError)):
+        return True
+    return type(exc).__module__.split(".", 1)[0] in ("botocore", "urllib3")
+
+
+class IamGateway(UserCleanupCalls):
     """IAM operations koding-iam needs, each translating errors; no decisions are made here."""
 
     def __init__(
@@ -189,12 +203,22 @@ class IamGateway:
             self.calls += 1
             try:
                 return method(**kwargs)
-            except (ClientError, BotoCoreError) as exc:
+            except Exception as exc:
+                if not _is_aws_failure(exc):
+                    raise
                 error = _translate(exc, operation)
                 retryable = isinstance(error, ConcurrentModification) or (eventual and isinstance(error, NoSuchEntity))
                 if not retryable or not delays:
                     raise error from None
                 self.backoff.sleep(delays.pop(0))
+
+    def _gone_ok(self, operation: str, **kwargs: Any) -> bool:
+        """A removal that is done if the thing is already gone: True when it existed and was removed."""
+        try:
+            self._call(operation, **kwargs)
+        except NoSuchEntity:
+            return False
+        return True
 
     # Users -----------------------------------------------------------------------------------------------
     def get_user(self, name: str, *, fast: bool = False) -> IamUser | None:
@@ -239,58 +263,9 @@ class IamGateway:
     def user_tags(self, name: str) -> dict[str, str]:
         return {tag["Key"]: tag["Value"] for tag in self._call("ListUserTags", UserName=name)["Tags"]}
 
-    def remove_user_from_group(self, user: str, group: str) -> None:
-        try:
-            self._call("RemoveUserFromGroup", UserName=user, GroupName=group)
-        except NoSuchEntity:
-            return
-
     def has_login_profile(self, user: str) -> bool:
         try:
             self._call("GetLoginProfile", UserName=user)
-        except NoSuchEntity:
-            return False
-        return True
-
-    def delete_login_profile(self, user: str) -> bool:
-        """True when a console password existed and was removed."""
-        try:
-            self._call("DeleteLoginProfile", UserName=user)
-        except NoSuchEntity:
-            return False
-        return True
-
-    def list_mfa_devices(self, user: str) -> list[str]:
-        return [d["SerialNumber"] for d in self._call("ListMFADevices", UserName=user)["MFADevices"]]
-
-    def deactivate_mfa_device(self, user: str, serial: str) -> None:
-        try:
-            self._call("DeactivateMFADevice", UserName=user, SerialNumber=serial)
-        except NoSuchEntity:
-            return
-
-    def list_user_policies(self, user: str) -> list[str]:
-        return list(self._call("ListUserPolicies", UserName=user)["PolicyNames"])
-
-    def delete_user_policy(self, user: str, name: str) -> None:
-        try:
-            self._call("DeleteUserPolicy", UserName=user, PolicyName=name)
-        except NoSuchEntity:
-            return
-
-    def list_attached_user_policies(self, user: str) -> list[str]:
-        return [p["PolicyArn"] for p in self._call("ListAttachedUserPolicies", UserName=user)["AttachedPolicies"]]
-
-    def detach_user_policy(self, user: str, policy_arn: str) -> None:
-        try:
-            self._call("DetachUserPolicy", UserName=user, PolicyArn=policy_arn)
-        except NoSuchEntity:
-            return
-
-    def delete_user(self, user: str) -> bool:
-        """True when the user existed and was deleted."""
-        try:
-            self._call("DeleteUser", UserName=user)
         except NoSuchEntity:
             return False
         return True
@@ -302,7 +277,9 @@ class IamGateway:
             raise AwsError("NoSTSClient", "no STS client configured", "GetCallerIdentity")
         try:
             return str(self._sts.get_caller_identity()["Arn"])
-        except (ClientError, BotoCoreError) as exc:
+        except Exception as exc:
+            if not _is_aws_failure(exc):
+                raise
             raise _translate(exc, "GetCallerIdentity") from None
 
     def simulate(self, principal_arn: str, actions: list[str], resources: list[str]) -> dict[str, str]:
@@ -353,10 +330,7 @@ class IamGateway:
         return _last_used(self._call("GetAccessKeyLastUsed", AccessKeyId=access_key_id))
 
     def delete_access_key(self, user: str, access_key_id: str) -> None:
-        try:
-            self._call("DeleteAccessKey", UserName=user, AccessKeyId=access_key_id)
-        except NoSuchEntity:
-            return
+        self._gone_ok("DeleteAccessKey", UserName=user, AccessKeyId=access_key_id)
 
 
 def _snake(operation: str) -> str:

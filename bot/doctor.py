@@ -39,11 +39,17 @@ USER_ACTIONS = (
     "iam:ListMFADevices",
     "iam:ListUserPolicies",
     "iam:ListAttachedUserPolicies",
+    "iam:ListSSHPublicKeys",
+    "iam:ListSigningCertificates",
+    "iam:ListServiceSpecificCredentials",
     "iam:CreateAccessKey",
     "iam:UpdateAccessKey",
     "iam:DeleteAccessKey",
     "iam:DeleteLoginProfile",
     "iam:DeactivateMFADevice",
+    "iam:DeleteSigningCertificate",
+    "iam:DeleteSSHPublicKey",
+    "iam:DeleteServiceSpecificCredential",
     "iam:DeleteUserPolicy",
     "iam:DetachUserPolicy",
     "iam:DeleteUser",
@@ -58,6 +64,7 @@ GROUP_ACTIONS = (
     "iam:RemoveUserFromGroup",
 )
 ACCOUNT_WIDE_USER_ACTIONS = ("iam:GetUser",)  # name clashes anywhere in the account
+MFA_ACTIONS = ("iam:DeleteVirtualMFADevice",)  # a virtual device's ARN is mfa/NAME, whatever its user's path
 UNSCOPED_ACTIONS = ("iam:ListUsers",)
 SELF_CHECK_ACTIONS = ("sts:GetCallerIdentity", "iam:SimulatePrincipalPolicy")  # doctor is using them right now
 PROBE_USER = "koding-iam-doctor"
@@ -80,7 +87,14 @@ class CheckResult:
 
 def policy_actions() -> set[str]:
     """Every action doctor knows the bot's policy grants (compared with docs/iam-policy.json by a test)."""
-    return {*USER_ACTIONS, *GROUP_ACTIONS, *ACCOUNT_WIDE_USER_ACTIONS, *UNSCOPED_ACTIONS, *SELF_CHECK_ACTIONS}
+    return {
+        *USER_ACTIONS,
+        *GROUP_ACTIONS,
+        *ACCOUNT_WIDE_USER_ACTIONS,
+        *MFA_ACTIONS,
+        *UNSCOPED_ACTIONS,
+        *SELF_CHECK_ACTIONS,
+    }
 
 
 def run_checks(
@@ -389,6 +403,7 @@ def check_permissions(gateway: IamGateway, caller: str, settings: Settings) -> C
         ([a for a in USER_ACTIONS if a not in conditional], user_arn),
         ([a for a in GROUP_ACTIONS if a not in conditional], group_arn),
         (list(ACCOUNT_WIDE_USER_ACTIONS), f"{base}:user/{PROBE_USER}"),
+        (list(MFA_ACTIONS), f"{base}:mfa/{PROBE_USER}"),
         (list(UNSCOPED_ACTIONS), "*"),
     ]
     by_hand = _by_hand(principal, user_arn, group_arn)

@@ -1,43 +1,62 @@
 """Offboarding: delete an IAM user koding-iam created, in the order IAM's DeleteUser requires.
 
-DeleteUser fails while the user still has access keys, a console password, MFA devices, inline or attached
-policies or group memberships, so each of those goes first, one recorded step at a time: idempotent and
-resumable like provisioning (same lease, same step table, keys prefixed "revoke:"). moto deletes users
-without these checks, so the tests verify the cleanup with IAM List* calls. No Slack here.
+DeleteUser fails (DeleteConflict) while the user still has access keys, a console password, MFA devices, signing
+certificates, SSH public keys, service-specific (Git) credentials, inline or attached policies or group
+memberships (https://docs.aws.amazon.com/IAM/latest/APIReference/API_DeleteUser.html), so each of those goes
+first, one recorded step at a time: idempotent and resumable like provisioning (same lease, same step table, keys
+prefixed "revoke:"). A virtual MFA device is deactivated, then deleted: it would outlive the user otherwise. The
+tests run against moto held to these rules (bot/devtools/strict_iam.py). No Slack here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import audit, reveal
 from bot.aws_iam import AwsError, IamGateway, NoSuchEntity
+from bot.aws_iam_cleanup import is_virtual_mfa
 from bot.config import Settings
 from bot.db import session_scope
 from bot.errors import DomainError, InvalidState, NotAuthorized, NotFound
 from bot.leases import Leaser
 from bot.provisioning import Outcome, StepProgress, StepState, acquire_lease
-from models import AccessKey, AccessRequest, GrantStatus, KeyGrant, KeyStatus, ProvisioningStep, RequestStatus
+from models import (
+    AccessKey,
+    AccessRequest,
+    AuditEvent,
+    GrantStatus,
+    KeyGrant,
+    KeyStatus,
+    ProvisioningStep,
+    RequestStatus,
+)
 
+# Step keys are recorded when done, so a key keeps its meaning: a revoke half-done by an older list resumes here
+# (steps it finished are skipped, steps it never had run before DeleteUser).
 STEPS: list[tuple[str, str]] = [
     ("revoke:access_keys", "Delete access keys"),
     ("revoke:login_profile", "Delete console password"),
     ("revoke:mfa_devices", "Deactivate MFA devices"),
+    ("revoke:virtual_mfa_devices", "Delete virtual MFA devices"),
+    ("revoke:signing_certificates", "Delete signing certificates"),
+    ("revoke:ssh_public_keys", "Delete SSH public keys"),
+    ("revoke:service_credentials", "Delete service-specific credentials"),
     ("revoke:inline_policies", "Delete inline policies"),
     ("revoke:attached_policies", "Detach managed policies"),
     ("revoke:groups", "Remove from groups"),
     ("revoke:user", "Delete the user"),
 ]
+MFA_INTENT = "revoke.mfa_deactivating"  # audit action written before a virtual MFA device is deactivated
 
 
 @dataclass(frozen=True)
 class Inventory:
-    """Everything DeleteUser needs gone, as listed before the admin confirms."""
+    """Everything DeleteUser needs gone, as listed before the admin confirms (and again after a DeleteConflict)."""
 
     iam_user_name: str
     access_keys: list[str]
@@ -47,6 +66,26 @@ class Inventory:
     attached_policies: list[str]
     groups: list[str]
     exists: bool
+    ssh_public_keys: list[str] = field(default_factory=list)
+    signing_certificates: list[str] = field(default_factory=list)
+    service_credentials: list[str] = field(default_factory=list)
+
+    def leftovers(self) -> list[tuple[str, str]]:
+        """(step key, what is left) for each kind still present, in step order."""
+        found = [
+            ("revoke:access_keys", "access keys", self.access_keys),
+            ("revoke:login_profile", "a console password", ["yes"] if self.login_profile else []),
+            ("revoke:mfa_devices", "MFA devices", self.mfa_devices),
+            ("revoke:signing_certificates", "signing certificates", self.signing_certificates),
+            ("revoke:ssh_public_keys", "SSH public keys", self.ssh_public_keys),
+            ("revoke:service_credentials", "service-specific credentials", self.service_credentials),
+            ("revoke:inline_policies", "inline policies", self.inline_policies),
+            ("revoke:attached_policies", "attached policies", self.attached_policies),
+            ("revoke:groups", "group memberships", self.groups),
+        ]
+        return [
+            (key, what if values == ["yes"] else f"{what} {', '.join(values)}") for key, what, values in found if values
+        ]
 
 
 def find_user_request(
@@ -78,6 +117,9 @@ def inventory(gateway: IamGateway, iam_user_name: str) -> Inventory:
         attached_policies=gateway.list_attached_user_policies(iam_user_name),
         groups=gateway.list_groups_for_user(iam_user_name),
         exists=True,
+        ssh_public_keys=gateway.list_ssh_public_keys(iam_user_name),
+        signing_certificates=gateway.list_signing_certificates(iam_user_name),
+        service_credentials=gateway.list_service_specific_credentials(iam_user_name),
     )
 
 
@@ -186,16 +228,26 @@ def _run_held(
             progress([StepProgress(f"{label}: {user_name}", states[key]) for key, label in STEPS])
 
     report()
+    memo = _MfaMemo(factory, request_id, clock)
     for key, _label in STEPS:
         try:
-            _execute(key, user_name, gateway)
+            _execute(key, user_name, gateway, memo)
         except NoSuchEntity:
             pass  # the user is already gone (deleted in the console): nothing of it is left to remove
         except AwsError as exc:
             states[key] = StepState.FAILED
             report()
             reason = f"AWS refused {exc.operation} ({exc.code}): {exc.message}"
+            redo: list[str] = []
+            if exc.code == "DeleteConflict" and key == "revoke:user":
+                reason, redo = _what_is_left(gateway, user_name, reason)
             with session_scope(factory) as session:
+                if redo:  # something came back after its step ran: the resumed revoke removes it again
+                    session.execute(
+                        delete(ProvisioningStep).where(
+                            ProvisioningStep.request_id == request_id, ProvisioningStep.step.in_(redo)
+                        )
+                    )
                 audit.record(
                     session, action="revoke.failed", request_id=request_id, at=clock(), step=key, reason=reason
                 )
@@ -241,7 +293,46 @@ def _run_held(
     return Outcome("revoked")
 
 
-def _execute(step: str, user: str, gateway: IamGateway) -> None:
+def _what_is_left(gateway: IamGateway, user: str, refused: str) -> tuple[str, list[str]]:
+    """DeleteUser was refused: list the user again and say what is left (for the admin), and which steps to redo."""
+    try:
+        left = inventory(gateway, user).leftovers()
+    except AwsError:
+        return refused, []
+    if not left:
+        return refused, []
+    reason = f"{refused} IAM user {user} still has: {'; '.join(what for _, what in left)}."
+    redo = [key for key, _ in left]
+    if "revoke:mfa_devices" in redo:
+        redo.append("revoke:virtual_mfa_devices")
+    return reason, redo
+
+
+class _MfaMemo:
+    """The serials of virtual MFA devices this revoke deactivates, written down before each DeactivateMFADevice.
+
+    Once deactivated, a device no longer shows in ListMFADevices for the user; the record lets the next step
+    (or a resumed run after a crash between the two calls) find it and delete it.
+    """
+
+    def __init__(self, factory: sessionmaker[Session], request_id: int, clock: Callable[[], datetime]) -> None:
+        self._factory, self._request_id, self._clock = factory, request_id, clock
+
+    def remember(self, serial: str) -> None:
+        with session_scope(self._factory) as session:
+            audit.record(session, action=MFA_INTENT, request_id=self._request_id, at=self._clock(), serial=serial)
+
+    def recorded(self) -> list[str]:
+        with session_scope(self._factory) as session:
+            details = session.scalars(
+                select(AuditEvent.detail)
+                .where(AuditEvent.request_id == self._request_id, AuditEvent.action == MFA_INTENT)
+                .order_by(AuditEvent.id)
+            )
+            return list(dict.fromkeys(str(d.get("serial")) for d in details if d and d.get("serial")))
+
+
+def _execute(step: str, user: str, gateway: IamGateway, memo: _MfaMemo) -> None:
     if step == "revoke:access_keys":
         for key in gateway.list_access_keys(user):
             gateway.delete_access_key(user, key.access_key_id)
@@ -249,7 +340,21 @@ def _execute(step: str, user: str, gateway: IamGateway) -> None:
         gateway.delete_login_profile(user)
     elif step == "revoke:mfa_devices":
         for serial in gateway.list_mfa_devices(user):
+            if is_virtual_mfa(serial):
+                memo.remember(serial)
             gateway.deactivate_mfa_device(user, serial)
+    elif step == "revoke:virtual_mfa_devices":
+        for serial in memo.recorded():
+            gateway.delete_virtual_mfa_device(serial)
+    elif step == "revoke:signing_certificates":
+        for certificate_id in gateway.list_signing_certificates(user):
+            gateway.delete_signing_certificate(user, certificate_id)
+    elif step == "revoke:ssh_public_keys":
+        for key_id in gateway.list_ssh_public_keys(user):
+            gateway.delete_ssh_public_key(user, key_id)
+    elif step == "revoke:service_credentials":
+        for credential_id in gateway.list_service_specific_credentials(user):
+            gateway.delete_service_specific_credential(user, credential_id)
     elif step == "revoke:inline_policies":
         for name in gateway.list_user_policies(user):
             gateway.delete_user_policy(user, name)

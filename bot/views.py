@@ -643,7 +643,10 @@ def revoke_confirm_modal(request: AccessRequest, inventory: Any) -> dict[str, An
     lines = [
         f"*Access keys* {items(inventory.access_keys)}",
         f"*Console password* {'yes' if inventory.login_profile else 'none'}",
-        f"*MFA devices* {items(inventory.mfa_devices)}",
+        f"*MFA devices* {items(inventory.mfa_devices)}" + (" (virtual ones deleted)" if inventory.mfa_devices else ""),
+        f"*Signing certificates* {items(inventory.signing_certificates)}",
+        f"*SSH public keys* {items(inventory.ssh_public_keys)}",
+        f"*Service-specific credentials* {items(inventory.service_credentials)}",
         f"*Inline policies* {items(inventory.inline_policies)}",
         f"*Attached policies* {items([a.rsplit('/', 1)[-1] for a in inventory.attached_policies])}",
         f"*Groups* {items(inventory.groups)}",

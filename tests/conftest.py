@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from bot.devtools import strict_iam
 from bot.devtools.pg import throwaway_schema
 from bot.devtools.sandbox import FAKE_AWS_ENV, Sandbox
 
@@ -18,6 +19,7 @@ for _key, _value in FAKE_AWS_ENV.items():
     os.environ[_key] = _value
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
+strict_iam.install()  # moto held to IAM's documented rules in every test, `mock_aws` used directly included
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_URL = os.environ.get("TEST_DATABASE_URL") or ("postgresql://postgres@127.0.0.1:5432/test" if IN_CI else "")

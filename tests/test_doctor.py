@@ -343,3 +343,28 @@ def test_doctor_knows_every_action_of_the_documented_policy() -> None:
 
     assert actions("iam-policy.json") == doctor.policy_actions()
     assert actions("iam-policy-with-boundary.json") == doctor.policy_actions()
+
+
+@pytest.mark.slow
+def test_against_a_moto_server_doctor_prints_its_table_with_a_warning_row_and_no_traceback(tmp_path: Path) -> None:
+    """moto's server answers SimulatePrincipalPolicy with an HTML 500 page, which botocore cannot parse
+    (ResponseParserError, not a ClientError): the row is a warning, never a traceback."""
+    from tests.e2e.served import cli as run_cli
+    from tests.e2e.served import free_port, moto_server, serve_env
+
+    database_url = f"sqlite:///{tmp_path / 'koding-iam.db'}"
+    with SlackStandIn() as slack, moto_server() as aws:
+        env = serve_env(database_url=database_url, slack=slack, aws_endpoint=aws, port=free_port())
+        fresh = run_cli("doctor", env=env)
+        assert run_cli("db", "upgrade", env=env).returncode == 0
+        migrated = run_cli("doctor", env=env)
+
+    for result in (fresh, migrated):
+        assert "Traceback" not in result.stdout + result.stderr, result.stderr
+        permissions = next(line for line in result.stdout.splitlines() if "IAM permissions" in line)
+        assert permissions.startswith("WARN") and "could not simulate" in permissions
+        assert "ResponseParserError" in permissions and "<html" not in result.stdout
+        assert "PASS    AWS identity     arn:aws:sts::123456789012:user/moto" in result.stdout
+    assert fresh.returncode == 1  # the database does not exist yet: that row fails, the IAM row warns
+    assert "FAIL    database" in fresh.stdout and "1 failed, 2 warning(s)" in fresh.stdout
+    assert migrated.returncode == 0 and "0 failed, 2 warning(s)" in migrated.stdout

@@ -1,5 +1,6 @@
 """The whole app on one machine with no Slack and no AWS: the real code behind a real HTTP server, a Slack Web
-API stand-in, moto's in-process IAM, and a migrated database. Used by `koding-iam demo` and the tests.
+API stand-in, moto's in-process IAM held to IAM's documented rules (bot/devtools/strict_iam.py), and a migrated
+database. Used by `koding-iam demo` and the tests.
 """
 
 from __future__ import annotations
@@ -123,6 +124,9 @@ class Sandbox:
                 os.environ.setdefault(key, value)
             from moto import mock_aws
 
+            from bot.devtools import strict_iam
+
+            strict_iam.install()  # IAM's documented rules that moto lacks (case-insensitive names, DeleteConflict)
             self._moto = mock_aws()
             self._moto.start()
         self.standin.start()

@@ -15,6 +15,7 @@ from typing import Any
 
 from moto.server import ThreadedMotoServer
 
+from bot.devtools import strict_iam
 from bot.devtools.driver import SlackDriver
 from bot.devtools.sandbox import FAKE_AWS_ENV, SIGNING_SECRET, install_managed_policies, profile_policy_arns
 from bot.devtools.slack_standin import SlackStandIn
@@ -30,6 +31,7 @@ def free_port() -> int:
 
 @contextmanager
 def moto_server() -> Iterator[str]:
+    strict_iam.install()  # the server shares this process's moto backends, so the strict rules apply to it too
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

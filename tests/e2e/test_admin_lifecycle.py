@@ -24,6 +24,7 @@ from tests.e2e.flow_steps import (
     reveal_first_key,
     submit_request,
 )
+from tests.iam_attachments import attach_everything
 
 
 def dumps(value: object) -> str:
@@ -97,86 +98,73 @@ def test_status_list_and_audit(sandbox: Sandbox) -> None:
     assert "Unknown subcommand" in dumps(sb.driver.command("UADMIN1", "frobnicate")[0].json())
 
 
-def make_messy(user: str) -> dict[str, Any]:
-    """Everything DeleteUser refuses to delete around: a second key, a password, MFA, policies, groups."""
+def make_messy(user: str) -> dict[str, str]:
+    """Everything DeleteUser refuses to delete around: a second key, a password, a virtual MFA device, policies,
+    a second group, an SSH key, a signing certificate and a CodeCommit credential."""
     iam = boto3.client("iam", region_name="us-east-1")
-    iam.create_access_key(UserName=user)
-    iam.create_login_profile(UserName=user, Password="Correct-Horse-9!")
-    serial = iam.create_virtual_mfa_device(VirtualMFADeviceName=f"{user}-mfa")["VirtualMFADevice"]["SerialNumber"]
-    iam.enable_mfa_device(
-        UserName=user, SerialNumber=serial, AuthenticationCode1="123456", AuthenticationCode2="654321"
-    )
-    iam.put_user_policy(
-        UserName=user,
-        PolicyName="inline",
-        PolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Action": "s3:ListAllMyBuckets", "Resource": "*"}],
-            }
-        ),
-    )
-    iam.attach_user_policy(UserName=user, PolicyArn="arn:aws:iam::aws:policy/AmazonEC2FullAccess")
-    return {"serial": serial}
+    return attach_everything(iam, user, group="Hand-Made")
 
 
 def test_revoke_removes_everything_in_order(sandbox: Sandbox) -> None:
+    """Under the strict IAM layer, DeleteUser succeeds only if every kind of attachment went first."""
     sb = sandbox
     reveal_first_key(sb)
-    make_messy("koding-ualice")
+    made = make_messy("koding-ualice")
     iam = boto3.client("iam", region_name="us-east-1")
-    seen: dict[str, Any] = {}
     calls: list[str] = []
-
-    def before_delete_user(**_: Any) -> None:
-        # moto deletes users without IAM's checks, so the test checks them at the moment of DeleteUser.
-        seen["keys"] = iam.list_access_keys(UserName="koding-ualice")["AccessKeyMetadata"]
-        seen["mfa"] = iam.list_mfa_devices(UserName="koding-ualice")["MFADevices"]
-        seen["inline"] = iam.list_user_policies(UserName="koding-ualice")["PolicyNames"]
-        seen["attached"] = iam.list_attached_user_policies(UserName="koding-ualice")["AttachedPolicies"]
-        seen["groups"] = iam.list_groups_for_user(UserName="koding-ualice")["Groups"]
-        try:
-            iam.get_login_profile(UserName="koding-ualice")
-            seen["login"] = True
-        except iam.exceptions.NoSuchEntityException:
-            seen["login"] = False
 
     def record(event_name: str, **_: Any) -> None:
         calls.append(event_name.rsplit(".", 1)[-1])
 
-    events = sb.services.gateway._client.meta.events
-    events.register("before-call.iam.DeleteUser", before_delete_user)
-    events.register("before-call.iam", record)
+    sb.services.gateway._client.meta.events.register("before-call.iam", record)
 
     _, trigger = sb.driver.command("UADMIN1", "revoke <@UALICE|alice>")
     sb.wait_idle()
     modal = sb.driver.view_opened_with(trigger)
     listed = dumps(modal)
-    for expected in ("Access keys", "Console password* yes", "-mfa", "inline", "AmazonEC2FullAccess", "Developers"):
+    for expected in (
+        "Access keys",
+        made["access_key"],
+        "Console password* yes",
+        made["mfa_device"],
+        "inline",
+        "AmazonEC2FullAccess",
+        "Developers",
+        "Hand-Made",
+        made["ssh_public_key"],
+        made["signing_certificate"],
+        made["service_credential"],
+    ):
         assert expected in listed, expected
     assert sb.services.gateway.get_user("koding-ualice") is not None  # nothing removed before confirming
 
     response = sb.driver.submit("UADMIN1", modal, {})
     assert response.status == 200 and response.text == ""
     sb.wait_idle()
+    assert only_request(sb).status == "revoked", only_request(sb).failure_reason
     assert sb.services.gateway.get_user("koding-ualice") is None
-    assert seen == {"keys": [], "mfa": [], "inline": [], "attached": [], "groups": [], "login": False}
+    assert iam.list_virtual_mfa_devices()["VirtualMFADevices"] == []  # deactivated, then deleted
     deletions = [c for c in calls if c.startswith(("Delete", "Deactivate", "Detach", "Remove"))]
     assert deletions == [
         "DeleteAccessKey",
         "DeleteAccessKey",
         "DeleteLoginProfile",
         "DeactivateMFADevice",
+        "DeleteVirtualMFADevice",
+        "DeleteSigningCertificate",
+        "DeleteSSHPublicKey",
+        "DeleteServiceSpecificCredential",
         "DeleteUserPolicy",
         "DetachUserPolicy",
         "RemoveUserFromGroup",
+        "RemoveUserFromGroup",
         "DeleteUser",
     ]
-    assert only_request(sb).status == "revoked"
     with session_scope(sb.services.session_factory) as session:
         assert {k.status for k in session.scalars(select(AccessKey))} == {"deleted"}
     assert "was revoked" in dumps(sb.standin.messages(sb.standin.dm_channel("UALICE")))
-    assert "✓ Delete the user" in dumps(sb.standin.messages(sb.standin.dm_channel("UADMIN1")))
+    admin_dm = dumps(sb.standin.messages(sb.standin.dm_channel("UADMIN1")))
+    assert "✓ Delete the user" in admin_dm and "✓ Delete service-specific credentials" in admin_dm
     # The name and the requester are free again.
     assert submit_request(sb, "UALICE").text == ""
 

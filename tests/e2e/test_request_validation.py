@@ -54,6 +54,20 @@ def test_foreign_iam_user_is_never_adopted(sandbox: Sandbox) -> None:
     assert requests(sandbox) == []
 
 
+def test_a_name_taken_in_aws_in_another_case_is_refused_at_the_form(sandbox: Sandbox) -> None:
+    """IAM names are unique case-insensitively; a `Koding-Bob` made by hand (outside koding-iam) blocks `koding-bob`.
+    moto alone would answer GetUser koding-bob with NoSuchEntity; the strict IAM layer answers as IAM does."""
+    import boto3
+
+    boto3.client("iam", region_name="us-east-1").create_user(UserName="Koding-Bob")
+    errors = errors_of(submit_request(sandbox, "UBOB", name="koding-bob"))
+    assert errors[ids.USER_NAME_BLOCK] == (
+        "An IAM user named Koding-Bob already exists in AWS and was not created by koding-iam."
+    )
+    assert requests(sandbox) == []
+    assert sandbox.services.gateway.calls >= 1  # refused by the AWS check, not by the database
+
+
 def test_one_open_request_per_requester(sandbox: Sandbox) -> None:
     submit_request(sandbox, "UALICE", name="koding-one")
     # The command itself says so, without opening a modal.

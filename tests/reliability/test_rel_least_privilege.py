@@ -24,6 +24,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto.core.authorization import enable_iam_authentication
 from reliability_support import audit_count, koding_users, record_figure
 
@@ -205,3 +206,81 @@ def test_without_get_user_a_foreign_user_is_still_never_adopted(sqlite_sandbox: 
     legacy = admin.get_user(UserName="koding-legacy")["User"]
     assert legacy["Path"] == "/" and not admin.list_user_tags(UserName="koding-legacy")["Tags"]
     assert admin.list_groups_for_user(UserName="koding-legacy")["Groups"] == []
+
+
+OFFBOARDING_ACTIONS = [
+    "ListSSHPublicKeys",
+    "DeleteSSHPublicKey",
+    "ListSigningCertificates",
+    "DeleteSigningCertificate",
+    "ListServiceSpecificCredentials",
+    "DeleteServiceSpecificCredential",
+    "DeactivateMFADevice",
+    "DeleteVirtualMFADevice",
+]
+
+
+def provisioned_with_every_attachment(sb: Sandbox) -> int:
+    """koding-ualice, provisioned, then given by hand everything DeleteUser refuses to delete around."""
+    from tests.iam_attachments import KINDS, attach
+
+    submit_request(sb, "UALICE")
+    click(sb, "UADMIN1", ids.APPROVE, card(sb))
+    admin = boto3.client("iam", region_name="us-east-1")
+    for kind in KINDS:
+        if kind != "group":  # already in the profile group, under the path
+            attach(admin, "koding-ualice", kind)
+    return only_request(sb).id
+
+
+def test_revoke_of_a_user_with_every_attachment_works_with_only_the_documented_policy(sqlite_sandbox: Sandbox) -> None:
+    from bot import admin_flows
+
+    sb = sqlite_sandbox
+    request_id = provisioned_with_every_attachment(sb)
+    with as_the_bot(sb, POLICY):
+        admin_flows.confirm_revoke(sb.services, request_id=request_id, admin_id="UADMIN1")
+        outcome = admin_flows.run_revoke(sb.services, request_id)
+    assert outcome.status == "revoked", outcome.failure_reason
+    admin = boto3.client("iam", region_name="us-east-1")
+    assert "koding-ualice" not in koding_users(admin)
+    assert admin.list_virtual_mfa_devices()["VirtualMFADevices"] == []
+
+
+@pytest.mark.parametrize("action", OFFBOARDING_ACTIONS)
+def test_each_new_offboarding_action_is_needed_and_its_absence_is_named(sqlite_sandbox: Sandbox, action: str) -> None:
+    from bot import admin_flows
+
+    sb = sqlite_sandbox
+    request_id = provisioned_with_every_attachment(sb)
+    with as_the_bot(sb, without(POLICY, f"iam:{action}")):
+        admin_flows.confirm_revoke(sb.services, request_id=request_id, admin_id="UADMIN1")
+        outcome = admin_flows.run_revoke(sb.services, request_id)
+    assert outcome.status == "failed"
+    assert f"AWS refused {action} (AccessDenied)" in (outcome.failure_reason or "")
+    assert boto3.client("iam", region_name="us-east-1").get_user(UserName="koding-ualice")
+
+
+def test_the_bot_cannot_rewrite_or_remove_the_tags_of_a_user_it_made(sqlite_sandbox: Sandbox) -> None:
+    """The policy denies TagUser on any user that already carries koding-iam:request-id (every user koding-iam made)
+    and UntagUser everywhere: a stolen credential cannot re-point a user's request or owner tags.
+
+    What moto cannot check: it evaluates identity-policy Conditions only against sts:ExternalId, so every other
+    condition passes vacuously and the conditioned Deny applies to every TagUser here (in IAM it applies only to
+    users with the tag; CreateUser's own tags are unaffected, as the user has none yet). The test proves the Deny
+    statements are in force and, from the document, that the TagUser one is keyed on the resource's tag."""
+    sb = sqlite_sandbox
+    submit_request(sb, "UALICE")
+    click(sb, "UADMIN1", ids.APPROVE, card(sb))
+    deny = next(s for s in POLICY["Statement"] if s["Effect"] == "Deny" and s["Action"] == "iam:TagUser")
+    assert deny["Condition"] == {"Null": {"aws:ResourceTag/koding-iam:request-id": "false"}}
+    with as_the_bot(sb, POLICY) as bot:
+        for call, kwargs in (
+            (bot.tag_user, {"Tags": [{"Key": "koding-iam:slack-user-id", "Value": "UMALLORY"}]}),
+            (bot.untag_user, {"TagKeys": ["koding-iam:request-id"]}),
+        ):
+            with pytest.raises(ClientError) as denied:
+                call(UserName="koding-ualice", **kwargs)
+            assert denied.value.response["Error"]["Code"] == "AccessDenied"
+    tags = boto3.client("iam", region_name="us-east-1").list_user_tags(UserName="koding-ualice")["Tags"]
+    assert {t["Key"]: t["Value"] for t in tags}["koding-iam:slack-user-id"] == "UALICE"

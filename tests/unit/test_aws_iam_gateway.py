@@ -394,3 +394,38 @@ def test_new_access_key_hides_secret_from_repr_and_str() -> None:
 )
 def test_snake_case_operation_names(operation: str, snake: str) -> None:
     assert aws_iam._snake(operation) == snake
+
+
+class _Raising:
+    """A client whose every call raises `exc` (a response botocore could not parse, a bug of ours...)."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    def __getattr__(self, name: str) -> Any:
+        def call(**_: Any) -> Any:
+            raise self.exc
+
+        return call
+
+
+def test_a_botocore_error_outside_its_exception_tree_becomes_an_aws_error_without_the_body() -> None:
+    from botocore.parsers import ResponseParserError
+
+    body = f"<CreateAccessKeyResponse><SecretAccessKey>{SECRET}</SecretAccessKey>"
+    exc = ResponseParserError(f"Unable to parse response (syntax error), invalid XML received. Retry:\n{body}")
+    gateway = IamGateway(_Raising(exc), backoff=Backoff(sleep=Sleeps()))
+
+    with pytest.raises(AwsError) as caught:
+        gateway.simulate("arn:aws:iam::123456789012:user/bot", ["iam:CreateUser"], ["*"])
+
+    error = caught.value
+    assert isinstance(error, TransientAwsError)
+    assert (error.code, error.operation) == ("ResponseParserError", "SimulatePrincipalPolicy")
+    assert SECRET not in str(error) and "<" not in error.message
+
+
+def test_an_error_that_is_not_botocore_s_is_not_disguised_as_an_aws_error() -> None:
+    gateway = IamGateway(_Raising(KeyError("a bug of ours")), backoff=Backoff(sleep=Sleeps()))
+    with pytest.raises(KeyError):
+        gateway.get_user("koding-alice")

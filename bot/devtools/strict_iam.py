@@ -1,0 +1,259 @@
+"""A strict layer over moto's IAM: the documented IAM rules moto does not enforce, so tests see what AWS would do.
+
+moto accepts `Koding-Bob` beside `koding-bob` and deletes a user that still has SSH keys or MFA devices; real IAM
+refuses both. `install()` patches moto's `IAMBackend` class (and adds the few actions moto lacks to its
+`IamResponse` class) rather than hooking botocore events, because the backend is the one place every way the
+tests reach moto goes through: the in-process `mock_aws` (sandbox, `koding-iam demo`, tests that call
+`mock_aws` directly), a `ThreadedMotoServer` in the test process (served-process tests: the server shares this
+process's backends) and the benchmark's moto server (`bench.backends` installs it in its own process). A botocore
+event hook would only see the clients of the process that installed it, never a `koding-iam serve` child.
+
+Each rule cites the AWS documentation it comes from. `install()` is idempotent; `uninstall()` restores moto.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from moto.core.responses import ActionResult, EmptyResult
+from moto.iam.exceptions import (
+    DeleteConflictException,
+    EntityAlreadyExists,
+    IAMException,
+    LimitExceededException,
+    NotFoundException,
+)
+from moto.iam.models import IAMBackend, User
+from moto.iam.responses import IamResponse
+
+
+class NotSupportedService(IAMException):
+    # https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateServiceSpecificCredential.html (Errors)
+    code = "NotSupportedService"
+
+
+_lock = threading.Lock()
+_originals: dict[str, Any] = {}
+_ADDED_ACTIONS = (
+    "create_service_specific_credential",
+    "list_service_specific_credentials",
+    "delete_service_specific_credential",
+)
+# https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateServiceSpecificCredential.html (ServiceName)
+SERVICE_CREDENTIAL_SERVICES = ("codecommit.amazonaws.com", "cassandra.amazonaws.com", "bedrock.amazonaws.com")
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html: "Service-specific credentials per
+# user per service: 2"
+SERVICE_CREDENTIALS_PER_SERVICE = 2
+
+
+def installed() -> bool:
+    return bool(_originals)
+
+
+def install() -> None:
+    """Patch moto's IAM classes (every account, every backend instance, in-process and served alike)."""
+    with _lock:
+        if _originals:
+            return
+        for name, strict in _BACKEND_PATCHES.items():
+            _originals[name] = getattr(IAMBackend, name)
+            setattr(IAMBackend, name, strict)
+        for name in _ADDED_ACTIONS:
+            setattr(IamResponse, name, globals()[f"_response_{name}"])
+
+
+def uninstall() -> None:
+    """moto as it ships (for a test that must show a rule is the layer's and not moto's)."""
+    with _lock:
+        for name, original in _originals.items():
+            setattr(IAMBackend, name, original)
+        _originals.clear()
+        for name in _ADDED_ACTIONS:
+            if name in IamResponse.__dict__:
+                delattr(IamResponse, name)
+
+
+def _find(entities: dict[str, Any], name: str) -> str | None:
+    """The stored key for `name`, matched case-insensitively.
+
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html: names of users and groups "aren't
+    distinguished by case, for example, you can't create groups named both ADMINS and admins". The API takes a
+    name in any case and answers with the entity as it was created (UserName keeps its original case), so every
+    look-up by name resolves case-insensitively here too.
+    """
+    if name in entities:
+        return name
+    folded = name.casefold() if isinstance(name, str) else name
+    return next((key for key in entities if key.casefold() == folded), None)
+
+
+# Users and groups: unique and looked up case-insensitively -------------------------------------------------------
+def _create_user(self: IAMBackend, region_name: str, user_name: str, path: str = "/", tags: Any = None) -> User:
+    # https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateUser.html: "Names are not distinguished by
+    # case. For example, you cannot create resources named both "MyResource" and "myresource"." → EntityAlreadyExists
+    existing = _find(self.users, user_name)
+    if existing is not None:
+        raise EntityAlreadyExists(f"User with name {existing} already exists.")
+    return _originals["create_user"](self, region_name, user_name, path, tags)
+
+
+def _get_user(self: IAMBackend, name: str) -> User:
+    key = _find(self.users, name)
+    return _originals["get_user"](self, key if key is not None else name)
+
+
+def _create_group(self: IAMBackend, group_name: str, path: str = "/") -> Any:
+    # https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateGroup.html: same rule as CreateUser.
+    existing = _find(self.groups, group_name)
+    if existing is not None:
+        raise EntityAlreadyExists(f"Group with name {existing} already exists.")
+    return _originals["create_group"](self, group_name, path)
+
+
+def _get_group(self: IAMBackend, group_name: str) -> Any:
+    key = _find(self.groups, group_name)
+    return _originals["get_group"](self, key if key is not None else group_name)
+
+
+# DeleteUser / DeleteGroup: refused while anything is attached ------------------------------------------------
+def user_leftovers(backend: IAMBackend, user: User) -> list[str]:
+    """What still keeps DeleteUser from succeeding, in the order the AWS guide removes it.
+
+    https://docs.aws.amazon.com/IAM/latest/APIReference/API_DeleteUser.html: "you must delete the items attached
+    to the user manually": password (login profile), access keys, signing certificates, SSH public keys, Git
+    credentials (service-specific credentials), MFA devices, inline policies, attached managed policies, group
+    memberships; otherwise DeleteConflict (HTTP 409).
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/id_users_remove.html#id_users_deleting_cli lists the same
+    calls in order.
+    """
+    left = []
+    if user.password is not None:
+        left.append("login profile")
+    if user.access_keys:
+        left.append("access keys")
+    if user.signing_certificates:
+        left.append("signing certificates")
+    if user.ssh_public_keys:
+        left.append("SSH public keys")
+    if _credentials(user):
+        left.append("service specific credentials")
+    if user.mfa_devices:
+        left.append("MFA devices")
+    if user.policies:
+        left.append("inline policies")
+    if user.managed_policies:
+        left.append("attached policies")
+    if any(user in group.users for group in backend.groups.values()):
+        left.append("group memberships")
+    return left
+
+
+def _delete_user(self: IAMBackend, user_name: str) -> None:
+    user = self.get_user(user_name)
+    left = user_leftovers(self, user)
+    if left:
+        raise DeleteConflictException(f"Cannot delete entity, must remove {', '.join(left)} first.")
+    _originals["delete_user"](self, user.name)
+
+
+def _delete_group(self: IAMBackend, group_name: str) -> None:
+    # https://docs.aws.amazon.com/IAM/latest/APIReference/API_DeleteGroup.html: "The group must not contain any
+    # users or have any attached policies." → DeleteConflict. Inline group policies count too (the guide's
+    # https://docs.aws.amazon.com/IAM/latest/UserGuide/id_groups_manage_delete.html removes them first).
+    group = self.get_group(group_name)
+    left = [
+        what
+        for what, present in (
+            ("users", group.users),
+            ("attached policies", group.managed_policies),
+            ("inline policies", group.policies),
+        )
+        if present
+    ]
+    if left:
+        raise DeleteConflictException(f"Cannot delete entity, must remove {', '.join(left)} first.")
+    _originals["delete_group"](self, group.name)
+
+
+def _delete_virtual_mfa_device(self: IAMBackend, serial_number: str) -> None:
+    # https://docs.aws.amazon.com/IAM/latest/APIReference/API_DeleteVirtualMFADevice.html: "You must deactivate a
+    # user's virtual MFA device before you can delete it." → DeleteConflict while it is still assigned.
+    device = self.virtual_mfa_devices.get(serial_number)
+    if device is not None and device.user is not None:
+        raise DeleteConflictException("Cannot delete entity, must deactivate the MFA device first.")
+    _originals["delete_virtual_mfa_device"](self, serial_number)
+
+
+_BACKEND_PATCHES = {
+    "create_user": _create_user,
+    "get_user": _get_user,
+    "create_group": _create_group,
+    "get_group": _get_group,
+    "delete_user": _delete_user,
+    "delete_group": _delete_group,
+    "delete_virtual_mfa_device": _delete_virtual_mfa_device,
+}
+
+
+# Service-specific credentials: moto has none ---------------------------------------------------------------
+def _credentials(user: User) -> list[dict[str, Any]]:
+    """Kept on moto's User object, so they go when the user goes (and with every moto reset)."""
+    store: list[dict[str, Any]] | None = getattr(user, "_strict_service_credentials", None)
+    if store is None:
+        store = []
+        user._strict_service_credentials = store  # type: ignore[attr-defined]
+    return store
+
+
+def _metadata(credential: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in credential.items() if key != "ServicePassword"}
+
+
+def _random(alphabet: str, length: int) -> str:
+    return "".join(random.choice(alphabet) for _ in range(length))  # noqa: S311 - a test stand-in's ids
+
+
+def _response_create_service_specific_credential(self: IamResponse) -> ActionResult:
+    # https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateServiceSpecificCredential.html
+    user = self.backend.get_user(self._get_param("UserName"))
+    service = self._get_param("ServiceName")
+    if service not in SERVICE_CREDENTIAL_SERVICES:
+        raise NotSupportedService(f"Service {service} is not supported for service-specific credentials.")
+    if sum(1 for c in _credentials(user) if c["ServiceName"] == service) >= SERVICE_CREDENTIALS_PER_SERVICE:
+        quota = SERVICE_CREDENTIALS_PER_SERVICE
+        raise LimitExceededException(f"Cannot exceed quota for ServiceSpecificCredentialsPerUserPerService: {quota}")
+    credential = {
+        "CreateDate": datetime.now(UTC),
+        "ServiceName": service,
+        "ServiceUserName": f"{user.name}-at-{self.backend.account_id}",
+        "ServicePassword": _random(string.ascii_letters + string.digits + "+/=", 44),
+        "ServiceSpecificCredentialId": "ACCA" + _random(string.ascii_uppercase + string.digits, 17),
+        "UserName": user.name,
+        "Status": "Active",
+    }
+    _credentials(user).append(credential)
+    return ActionResult({"ServiceSpecificCredential": credential})
+
+
+def _response_list_service_specific_credentials(self: IamResponse) -> ActionResult:
+    # https://docs.aws.amazon.com/IAM/latest/APIReference/API_ListServiceSpecificCredentials.html
+    user = self.backend.get_user(self._get_param("UserName"))
+    service = self._get_param("ServiceName")
+    found = [_metadata(c) for c in _credentials(user) if service in (None, "", c["ServiceName"])]
+    return ActionResult({"ServiceSpecificCredentials": found})
+
+
+def _response_delete_service_specific_credential(self: IamResponse) -> EmptyResult:
+    # https://docs.aws.amazon.com/IAM/latest/APIReference/API_DeleteServiceSpecificCredential.html
+    user = self.backend.get_user(self._get_param("UserName"))
+    credential_id = self._get_param("ServiceSpecificCredentialId")
+    store = _credentials(user)
+    for credential in store:
+        if credential["ServiceSpecificCredentialId"] == credential_id:
+            store.remove(credential)
+            return EmptyResult()
+    raise NotFoundException(f"No such service-specific credential: {credential_id}")
