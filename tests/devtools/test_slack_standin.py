@@ -334,7 +334,7 @@ def test_recorded_form_body_decodes_json_strings(standin: SlackStandIn, client: 
     assert opened.headers["Content-Type"] == "application/x-www-form-urlencoded"
 
     blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "form"}}]
-    client.api_call("chat.postMessage", params={"channel": "C5", "blocks": json.dumps(blocks)})
+    client.api_call("chat.postMessage", params={"channel": "C5", "text": "form", "blocks": json.dumps(blocks)})
     (posted,) = standin.calls_to("chat.postMessage")
     assert posted.body["blocks"] == blocks  # decoded from the JSON string in the form body
     assert "blocks=%5B%7B" in posted.raw
