@@ -79,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench: wrote {options.out} and {options.json_path}; {len(failed)} figure(s) miss their target")
     for line in failed:
         print(f"  FAIL {line}")
+    refused = suite.block_kit_violations(result)
+    if refused:
+        print(f"bench: ERROR: Slack would refuse {len(refused)} body part(s) the bot sent, e.g.:", file=sys.stderr)
+        for line in refused[:10]:
+            print(f"  {line}", file=sys.stderr)
+        return 1
     return 1 if failed and options.strict else 0
 
 

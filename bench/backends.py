@@ -49,7 +49,9 @@ class CountingStandIn(SlackStandIn):
     makes tens of thousands, each with its full body), so only the counts grow."""
 
     def __init__(self, *, latency: float = 0.0) -> None:
-        super().__init__()
+        # The load phases measure koding-iam, not Slack's quotas: rate limits are off here (the DM sweep models
+        # them explicitly); Block Kit rules stay on, and the suite fails when any body broke one.
+        super().__init__(rate_limits={})
         self.latency = latency
         self.keep_calls = True
         self.counts: Counter[str] = Counter()
@@ -73,11 +75,18 @@ class CountingStandIn(SlackStandIn):
 
     def stats(self) -> dict[str, Any]:
         with self._count_lock:
-            return {
+            counts = {
                 "calls": dict(self.counts),
                 "failed": dict(self.failures),
                 "total": sum(self.counts.values()),
             }
+        violations = self.violations
+        return {
+            **counts,
+            "block_kit_violations": len(violations),
+            "block_kit_examples": [str(v) for v in violations[:10]],
+            "rate_limited": len(self.rate_limited),
+        }
 
     def view_opened_with(self, trigger_id: str) -> dict[str, Any] | None:
         for call in self.calls:

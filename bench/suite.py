@@ -94,6 +94,13 @@ def run(options: Options) -> dict[str, Any]:
                         )
                     ctx.data.setdefault("module_seconds", {})[name] = round(time.monotonic() - began, 1)
                     _progress(f"{name} took {time.monotonic() - began:.0f} s")
+                slack = stand_ins.stats()["slack"]
+                ctx.data["block_kit_violations"] = slack.get("block_kit_examples", [])
+                if slack.get("block_kit_violations"):
+                    _progress(
+                        f"ERROR: Slack would refuse {slack['block_kit_violations']} body part(s) the bot sent: "
+                        + "; ".join(slack["block_kit_examples"][:3])
+                    )
                 sections["run_log"] = _run_log(served.log())
                 ctx.data["run_log"] = {"rows": sections["run_log"].rows}
         meta = _meta(options, database_url, time.monotonic() - started)
@@ -259,6 +266,13 @@ def write(result: dict[str, Any], options: Options) -> None:
     options.json_path.parent.mkdir(parents=True, exist_ok=True)
     options.json_path.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
     write_markdown(options.out, render(result))
+
+
+def block_kit_violations(result: dict[str, Any]) -> list[str]:
+    """Block Kit rules the bot's bodies broke during the run (the strict Slack stand-ins record them)."""
+    results = result.get("results", {})
+    sweep = results.get("rotation_sweep", {}).get("dm_sweep", {})
+    return list(results.get("block_kit_violations", [])) + list(sweep.get("block_kit_violations", []))
 
 
 def failures(result: dict[str, Any]) -> list[str]:

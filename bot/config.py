@@ -48,6 +48,11 @@ class ConfigError(Exception):
     """A setting is missing or malformed; the message is one line naming the variable."""
 
 
+# The request form lists the profiles as checkboxes, which Slack caps at 10 options
+# (https://api.slack.com/reference/block-kit/block-elements#checkboxes).
+MAX_PROFILES = 10
+
+
 class Profile(BaseModel):
     """An access profile: one IAM group under the bot's path and the managed policies attached to it."""
 
@@ -208,6 +213,8 @@ class Settings(BaseSettings):
                 raise ValueError(f"must be a JSON object ({exc.msg})") from None
         if not isinstance(value, dict) or not value:
             raise ValueError("must be a non-empty JSON object of profiles")
+        if len(value) > MAX_PROFILES:
+            raise ValueError(f"at most {MAX_PROFILES} profiles: the request form shows them as checkboxes")
         profiles: dict[str, Any] = {}
         for key, spec in value.items():
             if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", key):

@@ -361,6 +361,13 @@ def _play(story: _Story, sandbox: Any, db_dir: Path) -> tuple[str, str]:
     return user_name, (key_ids[0] if key_ids else "")
 
 
+def _check_block_kit(standin: Any) -> None:
+    """Slack refuses a body past a Block Kit limit; the stand-in recorded each one the demo's flow produced."""
+    if standin.violations:
+        listed = "; ".join(str(v) for v in standin.violations[:5])
+        raise DemoError(f"Slack would refuse {len(standin.violations)} body part(s): {listed}")
+
+
 def _check_secret_kept_once(story: _Story, standin: Any, db_dir: Path, secret: str) -> None:
     """The promise of the reveal: the secret reached Slack only in the modal, and koding-iam kept no copy."""
     carrying = [c.method for c in standin.calls if secret in c.raw]
@@ -516,6 +523,7 @@ def _run(story: _Story, db_dir: Path, *, keep: bool) -> int:
         story.note(f"People   Alice ({REQUESTER}) asks for an IAM user; {' and '.join(ADMINS)} are the admins")
 
         user_name, key_id = _play(story, sandbox, db_dir)
+        _check_block_kit(sandbox.standin)
         iam_calls = sandbox.services.gateway.calls
         _print_iam(story, sandbox.services.gateway, user_name, key_id)
 
@@ -526,6 +534,10 @@ def _run(story: _Story, db_dir: Path, *, keep: bool) -> int:
             f"with {iam_calls} IAM API calls."
         )
         story.note(f"Slack calls: {slack_call_summary(sandbox.standin.calls)}")
+        story.note(
+            f"Slack's rules: 0 Block Kit violations, {len(sandbox.standin.rate_limited)} call(s) answered 429 "
+            "past Slack's rate limits"
+        )
         return 0
     finally:
         _stop_quietly(sandbox)

@@ -12,18 +12,23 @@ from datetime import datetime
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from bot import ids, rotation, views
 from bot.aws_iam import AwsError
 from bot.db import session_scope
+from bot.limits import clip
 from bot.services import Services
-from bot.views import _button, _section
+from bot.views import _button, _context, _section
 from models import AccessKey, AccessRequest, AuditEvent, GrantStatus, KeyGrant, KeyStatus, RequestStatus
 
 log = logging.getLogger(__name__)
-MAX_LISTED = 10
+# Caps that keep the tab inside Slack's 100 blocks (a status answer inside a message's 50) by construction:
+# 1 header + your user (<= 3 + 2 per key) + admin (<= 6 + 2 per listed request) stays under both.
+MAX_LISTED = 10  # pending requests, failed provisionings: two blocks each
+MAX_KEYS = 10  # a person's keys: two blocks each
+MAX_DUE_ROWS = 50
 
 
 def latest_request(session: Session, user_id: str) -> AccessRequest | None:
@@ -71,7 +76,7 @@ def user_blocks(services: Services, session: Session, user_id: str, *, now: date
         .order_by(AccessKey.created_at.desc())
     ).all()
     active = [key for key in keys if key.status == KeyStatus.ACTIVE]
-    for key in keys:
+    for key in keys[:MAX_KEYS]:
         stage = rotation.stage_of(rotation.KeyState.of(key), policy, now)
         try:
             used = views.last_used_text(services.gateway.access_key_last_used(key.access_key_id))
@@ -92,7 +97,13 @@ def user_blocks(services: Services, session: Session, user_id: str, *, now: date
             buttons.append(_button("Reactivate", ids.REACTIVATE, str(key.id)))
         if buttons:
             blocks.append({"type": "actions", "elements": buttons})
+    if len(keys) > MAX_KEYS:
+        blocks.append(_context(f"…and {len(keys) - MAX_KEYS} more keys, oldest not shown."))
     return blocks
+
+
+def _count(session: Session, status: str) -> int:
+    return session.scalar(select(func.count()).select_from(AccessRequest).where(AccessRequest.status == status)) or 0
 
 
 def admin_blocks(services: Services, session: Session, *, now: datetime) -> list[dict[str, Any]]:
@@ -107,13 +118,8 @@ def admin_blocks(services: Services, session: Session, *, now: datetime) -> list
         .order_by(AccessRequest.id)
         .limit(MAX_LISTED)
     ).all()
-    blocks.append(
-        _section(
-            f"*Pending requests* ({len(pending)}{'+' if len(pending) == MAX_LISTED else ''})"
-            if pending
-            else "*Pending requests*\nnone"
-        )
-    )
+    pending_total = _count(session, RequestStatus.PENDING) if len(pending) == MAX_LISTED else len(pending)
+    blocks.append(_section(f"*Pending requests* ({pending_total})" if pending else "*Pending requests*\nnone"))
     for request in pending:
         blocks.append(
             _section(
@@ -131,6 +137,8 @@ def admin_blocks(services: Services, session: Session, *, now: datetime) -> list
                 ],
             }
         )
+    if pending_total > len(pending):
+        blocks.append(_context(f"…and {pending_total - len(pending)} more pending requests, newest not shown."))
     failed = session.scalars(
         select(AccessRequest)
         .where(AccessRequest.status == RequestStatus.FAILED)
@@ -145,12 +153,15 @@ def admin_blocks(services: Services, session: Session, *, now: datetime) -> list
             )
         )
         blocks.append({"type": "actions", "elements": [_button("Retry", ids.RETRY, str(request.id), "primary")]})
+    failed_total = _count(session, RequestStatus.FAILED) if len(failed) == MAX_LISTED else len(failed)
+    if failed_total > len(failed):
+        blocks.append(_context(f"…and {failed_total - len(failed)} more failed provisionings, newest not shown."))
     due_before = now - (policy.rotate_after - policy.remind_before)
     due = session.scalars(
         select(AccessKey)
         .where(AccessKey.status == KeyStatus.ACTIVE, AccessKey.created_at <= due_before)
         .order_by(AccessKey.created_at)
-        .limit(50)
+        .limit(MAX_DUE_ROWS)
     ).all()
     rows = [
         f"`{views.escape(k.access_key_id)}` {views.escape(k.iam_user_name)} "
@@ -181,7 +192,7 @@ def audit_row(event: AuditEvent) -> str:
     actor = f"<@{event.actor}>" if event.actor and event.actor[:1] in "UW" else views.escape(event.actor)
     subject = f" #{event.request_id}" if event.request_id else ""
     detail = ", ".join(
-        f"{k}={views.escape(str(v))[:60]}"
+        f"{k}={views.escape(clip(str(v), 60))}"
         for k, v in sorted(event.detail.items())
         if k in ("iam_user_name", "access_key_id", "reason", "step", "until")
     )
@@ -195,7 +206,7 @@ def home_view(services: Services, user_id: str) -> dict[str, Any]:
         blocks += user_blocks(services, session, user_id, now=now)
         if user_id in services.settings.admins:
             blocks += admin_blocks(services, session, now=now)
-    return {"type": "home", "blocks": blocks[:100]}
+    return {"type": "home", "blocks": blocks}
 
 
 def publish(services: Services, user_id: str) -> None:

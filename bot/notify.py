@@ -62,7 +62,7 @@ class Notifier:
 
     def ephemeral(self, channel: str | None, user_id: str, text: str, blocks: views.Blocks | None = None) -> None:
         """A reply only the clicker sees; falls back to a DM where there is no channel (App Home, modals)."""
-        blocks = blocks or [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+        blocks = blocks or [views._section(text)]
         try:
             if channel:
                 self.client.chat_postEphemeral(channel=channel, user=user_id, text=text, blocks=blocks)

@@ -15,10 +15,14 @@ from bot import ids
 from bot.aws_iam import KeyLastUsed, NewAccessKey
 from bot.config import Profile
 from bot.intake import RequestForm
+from bot.limits import BUTTON_TEXT, INPUT_LABEL, OPTION_TEXT, SECTION_TEXT, VIEW_TITLE, clip
 from bot.provisioning import StepProgress, StepState
 from models import AccessRequest, KeyGrant, RequestStatus
 
 Blocks = list[dict[str, Any]]
+ROW_TEXT = 600  # one row of a table_section
+TABLE_BUDGET = 2700  # rows of a table_section; the rest of the section's 3,000 is its title and "…and N more"
+HEADING_TEXT = 150
 STATE_MARK = {StepState.DONE: "✓", StepState.FAILED: "✗", StepState.PENDING: "·"}
 KODING_CREDENTIALS_HINT = (
     "In Koding, open *Team Settings → Credentials*, choose *Add AWS credential* (the AWS credentials tab) "
@@ -40,17 +44,17 @@ def when(at: datetime | None) -> str:
 
 
 def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
+    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, SECTION_TEXT)}}
 
 
 def _context(text: str) -> dict[str, Any]:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:3000]}]}
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(text, SECTION_TEXT)}]}
 
 
 def _button(text: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
     button: dict[str, Any] = {
         "type": "button",
-        "text": {"type": "plain_text", "text": text},
+        "text": {"type": "plain_text", "text": clip(text, BUTTON_TEXT)},
         "action_id": action_id,
         "value": value,
     }
@@ -59,8 +63,13 @@ def _button(text: str, action_id: str, value: str, style: str | None = None) -> 
     return button
 
 
-def _plain(text: str) -> dict[str, str]:
-    return {"type": "plain_text", "text": text[:75]}
+def _plain(text: str, limit: int = OPTION_TEXT) -> dict[str, str]:
+    return {"type": "plain_text", "text": clip(text, limit)}
+
+
+def _title(text: str) -> dict[str, str]:
+    """A modal's title, submit or close label."""
+    return _plain(text, VIEW_TITLE)
 
 
 # Slash command --------------------------------------------------------------------------------------------
@@ -97,9 +106,9 @@ def request_modal(*, suggested_name: str, profiles: dict[str, Profile]) -> dict[
     return {
         "type": "modal",
         "callback_id": ids.REQUEST_MODAL,
-        "title": _plain("AWS IAM user"),
-        "submit": _plain("Request"),
-        "close": _plain("Cancel"),
+        "title": _title("AWS IAM user"),
+        "submit": _title("Request"),
+        "close": _title("Cancel"),
         "blocks": [
             _section(
                 "koding-iam creates a dedicated IAM user (never the root account) for Koding to build your "
@@ -138,7 +147,7 @@ def _profile_option(profile: Profile) -> dict[str, Any]:
     policies = ", ".join(arn.rsplit("/", 1)[-1] for arn in profile.policies)
     return {
         "text": _plain(profile.label),
-        "description": {"type": "plain_text", "text": f"Group {profile.group}: {policies}"[:150]},
+        "description": _plain(f"Group {profile.group}: {policies}", OPTION_TEXT),
         "value": profile.key,
     }
 
@@ -168,7 +177,7 @@ FIELD_BLOCKS = {"iam_user_name": ids.USER_NAME_BLOCK, "profiles": ids.PROFILES_B
 
 def form_errors(errors: dict[str, str]) -> dict[str, str]:
     """Map service field names to the modal's block ids for `response_action: errors`."""
-    return {FIELD_BLOCKS[field]: message[:150] for field, message in errors.items()}
+    return {FIELD_BLOCKS[field]: clip(message, 150) for field, message in errors.items()}
 
 
 # Request summary, approval card --------------------------------------------------------------------------
@@ -276,9 +285,9 @@ def deny_modal(request: AccessRequest) -> dict[str, Any]:
         "type": "modal",
         "callback_id": ids.DENY_MODAL,
         "private_metadata": json.dumps({"request_id": request.id}),
-        "title": _plain("Deny request"),
-        "submit": _plain("Deny"),
-        "close": _plain("Cancel"),
+        "title": _title("Deny request"),
+        "submit": _title("Deny"),
+        "close": _title("Cancel"),
         "blocks": [
             _section(
                 f"Deny request #{request.id} from <@{request.requester_id}> for `{escape(request.iam_user_name)}`?"
@@ -287,7 +296,7 @@ def deny_modal(request: AccessRequest) -> dict[str, Any]:
                 "type": "input",
                 "block_id": ids.DENY_REASON_BLOCK,
                 "optional": True,
-                "label": _plain("Reason (shown to the requester)"),
+                "label": _plain("Reason (shown to the requester)", INPUT_LABEL),
                 "element": {
                     "type": "plain_text_input",
                     "action_id": ids.DENY_REASON_INPUT,
@@ -385,8 +394,8 @@ def reveal_generating_modal() -> dict[str, Any]:
     return {
         "type": "modal",
         "callback_id": ids.REVEAL_MODAL,
-        "title": _plain("Your AWS access keys"),
-        "close": _plain("Close"),
+        "title": _title("Your AWS access keys"),
+        "close": _title("Close"),
         "blocks": [_section(":hourglass_flowing_sand: Generating your access key…")],
     }
 
@@ -397,8 +406,8 @@ def reveal_keys_modal(key: NewAccessKey, *, iam_user_name: str) -> dict[str, Any
     return {
         "type": "modal",
         "callback_id": ids.REVEAL_MODAL,
-        "title": _plain("Your AWS access keys"),
-        "close": _plain("Done"),
+        "title": _title("Your AWS access keys"),
+        "close": _title("Done"),
         "blocks": [
             _section(
                 f":warning: *Copy these now.* This is the only time the secret is shown; koding-iam does not "
@@ -416,8 +425,8 @@ def reveal_problem_modal(message: str) -> dict[str, Any]:
     return {
         "type": "modal",
         "callback_id": ids.REVEAL_MODAL,
-        "title": _plain("Your AWS access keys"),
-        "close": _plain("Close"),
+        "title": _title("Your AWS access keys"),
+        "close": _title("Close"),
         "blocks": [_section(f":warning: {escape(message)}")],
     }
 
@@ -628,8 +637,8 @@ def revoke_checking_modal(iam_user_name: str) -> dict[str, Any]:
     return {
         "type": "modal",
         "callback_id": ids.REVOKE_MODAL,
-        "title": _plain("Revoke IAM user"),
-        "close": _plain("Cancel"),
+        "title": _title("Revoke IAM user"),
+        "close": _title("Cancel"),
         "blocks": [_section(f":mag: Listing everything `{escape(iam_user_name)}` has in IAM…")],
     }
 
@@ -725,13 +734,17 @@ def member_left_notice(
     return f"A Slack member with koding-iam keys left: {slack_user_id}.", blocks
 
 
-def table_section(title: str, rows: list[str], *, empty: str) -> list[dict[str, Any]]:
-    """A titled list that stays inside Slack's 3,000-character section limit."""
+def table_section(title: str, rows: list[str], *, empty: str, total: int | None = None) -> list[dict[str, Any]]:
+    """A titled list in one section that stays inside Slack's 3,000-character limit by construction: each row is
+    shortened to a fifth of it, rows that do not fit are counted in "…and N more" (``total`` when the caller
+    fetched only the first rows of a longer list)."""
+    total = len(rows) if total is None else max(total, len(rows))
     body, shown = "", 0
     for row in rows:
-        if len(body) + len(row) > 2700:
+        row = clip(row, ROW_TEXT)
+        if len(body) + len(row) + 1 > TABLE_BUDGET:
             break
         body += row + "\n"
         shown += 1
-    more = f"\n…and {len(rows) - shown} more" if shown < len(rows) else ""
-    return [_section(f"*{title}*\n{body.rstrip() or empty}{more}")]
+    more = f"\n…and {total - shown} more" if shown < total else ""
+    return [_section(f"*{clip(title, HEADING_TEXT)}*\n{body.rstrip() or empty}{more}")]

@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, text
 from bot.devtools import strict_iam
 from bot.devtools.pg import throwaway_schema
 from bot.devtools.sandbox import FAKE_AWS_ENV, Sandbox
+from bot.devtools.slack_standin import tracking_standins
 
 for _key, _value in FAKE_AWS_ENV.items():
     os.environ[_key] = _value
@@ -23,6 +24,27 @@ strict_iam.install()  # moto held to IAM's documented rules in every test, `mock
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_URL = os.environ.get("TEST_DATABASE_URL") or ("postgresql://postgres@127.0.0.1:5432/test" if IN_CI else "")
+
+
+@pytest.fixture(autouse=True)
+def _no_unexpected_slack_violations(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test when any Slack stand-in alive during it recorded a Block Kit violation the test did not declare
+    (``standin.expect_violations(...)``, or the ``slack_violations_expected`` marker for a whole test).
+
+    Why: the app logs and carries on when Slack refuses a message, so a refused body would otherwise pass unseen.
+    """
+    with tracking_standins() as standins:
+        before = {id(s): len(s.violations) for s in standins}
+        yield
+    found = []
+    for standin in standins:
+        found += standin.unexpected_violations(since=before.get(id(standin), 0))
+        standin.forget_expectations()
+    if request.node.get_closest_marker("slack_violations_expected"):
+        return
+    if found:
+        listed = "\n".join(f"  {v}" for v in found[:20])
+        pytest.fail(f"Slack would refuse {len(found)} body part(s) this test sent or acked:\n{listed}", pytrace=False)
 
 
 def _pg_base() -> str:

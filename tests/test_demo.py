@@ -126,3 +126,16 @@ def test_koding_iam_demo_command_exits_0_with_no_aws_environment() -> None:
 )
 def test_mrkdwn_is_shown_as_a_person_reads_it(mrkdwn: str, text: str) -> None:
     assert mrkdwn_to_text(mrkdwn) == text
+
+
+def test_demo_fails_loudly_when_slack_would_refuse_a_body() -> None:
+    from bot.demo import DemoError, _check_block_kit
+    from bot.devtools import blockkit_rules
+    from bot.devtools.slack_standin import SlackStandIn
+
+    standin = SlackStandIn()
+    _check_block_kit(standin)  # nothing recorded: passes
+    standin.record_violations("chat.postMessage", [blockkit_rules.Violation("$.blocks[0].text", "3001 > 3000")])
+    standin.expect_violations("3001")  # declared for the suite's guard; the demo still refuses it
+    with pytest.raises(DemoError, match=r"chat.postMessage \$.blocks\[0\].text: 3001 > 3000"):
+        _check_block_kit(standin)

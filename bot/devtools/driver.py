@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 
 from slack_sdk.signature import SignatureVerifier
 
+from bot.devtools import blockkit_rules
 from bot.devtools.slack_standin import SlackStandIn
 
 _counter = itertools.count(1)
@@ -81,9 +82,23 @@ class SlackDriver:
         request = urllib.request.Request(self.url, data=body.encode(), headers=all_headers, method="POST")  # noqa: S310
         try:
             with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
-                return Response(answer.status, answer.read().decode())
+                response = Response(answer.status, answer.read().decode())
         except urllib.error.HTTPError as error:
             return Response(error.code, error.read().decode())
+        self.check_ack(response)
+        return response
+
+    def check_ack(self, response: Response) -> None:
+        """Hold what the app answered (a view for response_action, field errors, a message) to the Block Kit
+        rules Slack applies to it; violations are recorded on the stand-in beside those of the Web API calls.
+        Slack shows the person an error instead of such an ack, so the test fixture fails the test."""
+        if response.status != 200 or not response.text.lstrip().startswith("{"):
+            return
+        try:
+            body = response.json()
+        except ValueError:
+            return
+        self.standin.record_violations("ack", blockkit_rules.check_ack(body))
 
     def post_payload(self, payload: dict[str, Any], **kwargs: Any) -> Response:
         return self.post(urlencode({"payload": json.dumps(payload)}), **kwargs)

@@ -6,6 +6,12 @@ offline demo point ``WebClient(base_url=standin.base_url)`` at this server inste
 shapes and error codes Slack uses, records every request, keeps the current state of messages and views,
 and can inject failures (error answers, 429s, dropped connections).
 
+It is strict on purpose: every message and view body is held to Slack's documented Block Kit limits
+(`bot.devtools.blockkit_rules`) and refused the way Slack refuses it (``invalid_blocks`` for chat.* and
+response_url posts, ``invalid_arguments`` for views.*); each broken rule is kept in ``violations`` so the test
+suite can fail a test that produced one it did not expect. Calls past Slack's per-method rate limits are
+answered HTTP 429 with Retry-After (``DEFAULT_RATE_LIMITS``, adjustable per method) and kept in ``rate_limited``.
+
 Only the methods the bot uses are implemented; anything else answers ``unknown_method`` so an unexpected
 call is loud. Request bodies are never printed or logged, because they may carry secrets.
 """
@@ -18,30 +24,90 @@ import email.parser
 import email.policy
 import hashlib
 import json
+import math
 import re
 import secrets
 import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-__all__ = ["MAX_BODY_BYTES", "RecordedCall", "SlackStandIn"]
+from bot.devtools import blockkit_rules
+
+__all__ = [
+    "DEFAULT_RATE_LIMITS",
+    "MAX_BODY_BYTES",
+    "RateLimit",
+    "RateLimited",
+    "RecordedCall",
+    "RecordedViolation",
+    "SlackStandIn",
+    "live_standins",
+    "tracking_standins",
+]
 
 #: Bodies above this size are refused with HTTP 413 (Slack refuses oversized requests too).
 MAX_BODY_BYTES = 1024 * 1024
 
 # Limits Slack enforces; a stand-in that accepted more would hide bugs that only show up in production.
-_MAX_MESSAGE_BLOCKS = 50
-_MAX_VIEW_BLOCKS = 100
+# Block Kit limits live in bot.devtools.blockkit_rules. Text: https://api.slack.com/methods/chat.postMessage
+# ("truncates messages containing more than 40,000 characters"; refused here, as msg_too_long).
 _MAX_TEXT_CHARS = 40_000
-_MAX_VIEW_TITLE_CHARS = 24
-_MAX_PRIVATE_METADATA_CHARS = 3000
-_MAX_ID_CHARS = 255
+_MESSAGE_METHODS = ("chat.postMessage", "chat.update", "chat.postEphemeral")
+_VIEW_METHODS = ("views.open", "views.update", "views.push", "views.publish")
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A token bucket: ``burst`` calls at once, refilled at ``per_minute`` a minute, per channel or per workspace."""
+
+    per_minute: float
+    burst: int
+    per_channel: bool = False
+
+
+# Slack's published limits, https://api.slack.com/apis/rate-limits (Tier 3: 50+ per minute, Tier 4: 100+ per
+# minute, "burst" behaviour tolerated) and each method's page. A tier's bucket holds a minute's worth of calls.
+DEFAULT_RATE_LIMITS: dict[str, RateLimit] = {
+    # https://api.slack.com/methods/chat.postMessage "Special rate limits": 1 message per second per channel,
+    # "short bursts >1 allowed".
+    "chat.postMessage": RateLimit(per_minute=60, burst=6, per_channel=True),
+    "chat.update": RateLimit(per_minute=50, burst=50),  # https://api.slack.com/methods/chat.update: Tier 3
+    "chat.postEphemeral": RateLimit(per_minute=100, burst=100),  # .../methods/chat.postEphemeral: Tier 4
+    "conversations.open": RateLimit(per_minute=50, burst=50),  # .../methods/conversations.open: Tier 3
+    "users.info": RateLimit(per_minute=100, burst=100),  # .../methods/users.info: Tier 4
+    "views.open": RateLimit(per_minute=100, burst=100),  # .../methods/views.open: Tier 4
+    "views.update": RateLimit(per_minute=100, burst=100),  # .../methods/views.update: Tier 4
+    "views.push": RateLimit(per_minute=100, burst=100),  # .../methods/views.push: Tier 4
+    "views.publish": RateLimit(per_minute=100, burst=100),  # .../methods/views.publish: Tier 4
+}
+
+_live: weakref.WeakSet[SlackStandIn] = weakref.WeakSet()
+_trackers: list[list[SlackStandIn]] = []
+
+
+def live_standins() -> list[SlackStandIn]:
+    """Every SlackStandIn not yet garbage-collected."""
+    return list(_live)
+
+
+@contextlib.contextmanager
+def tracking_standins() -> Iterator[list[SlackStandIn]]:
+    """A list of the stand-ins alive at entry plus every one created inside the block, held until the block
+    ends (so a test fixture can check all of them for violations even after they were stopped and dropped)."""
+    tracked = live_standins()
+    _trackers.append(tracked)
+    try:
+        yield tracked
+    finally:
+        _trackers.remove(tracked)
+
 
 _JSON_ARG_KEYS = ("blocks", "view", "attachments")
 _USER_ID = re.compile(r"[UW][A-Z0-9]+")
@@ -64,19 +130,43 @@ class RecordedCall:
     response: dict[str, Any] | None = field(default=None, repr=False)  # the JSON answered, if any
 
 
+@dataclass(frozen=True)
+class RecordedViolation:
+    """A Block Kit rule a body broke: the method (or "ack" for an HTTP answer of the app), path and message."""
+
+    method: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path}: {self.message}"
+
+
+@dataclass(frozen=True)
+class RateLimited:
+    """A call answered HTTP 429 because it went past the method's rate limit."""
+
+    method: str
+    key: str  # the channel for per-channel limits, else the workspace
+    at: float
+    retry_after: int
+
+
 class _SlackError(Exception):
     """A Slack-style ``{"ok": false, "error": ...}`` answer."""
 
-    def __init__(self, error: str, *, status: int = 200, detail: str | None = None) -> None:
+    def __init__(
+        self, error: str, *, status: int = 200, detail: str | None = None, details: list[str] | None = None
+    ) -> None:
         super().__init__(error)
         self.error = error
         self.status = status
-        self.detail = detail
+        self.details = [detail] if detail else list(details or [])
 
     def payload(self) -> dict[str, Any]:
         body: dict[str, Any] = {"ok": False, "error": self.error}
-        if self.detail:
-            body["response_metadata"] = {"messages": [f"[ERROR] {self.detail}"]}
+        if self.details:
+            body["response_metadata"] = {"messages": [f"[ERROR] {d}" for d in self.details]}
         return body
 
 
@@ -140,7 +230,9 @@ class SlackStandIn:
         bot_user_id: str = "UKODINGBOT",
         bot_id: str = "BKODINGBOT",
         token_prefix: str = "xoxb-",  # noqa: S107 - a token *prefix* to accept, not a credential
+        rate_limits: Mapping[str, RateLimit] | None = None,
     ) -> None:
+        """``rate_limits`` replaces DEFAULT_RATE_LIMITS (``{}``: none); ``set_rate_limit`` changes one method."""
         self.team_id = team_id
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
@@ -149,7 +241,13 @@ class SlackStandIn:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._port: int | None = None
+        self._rate_limits: dict[str, RateLimit] = dict(DEFAULT_RATE_LIMITS if rate_limits is None else rate_limits)
+        self._violations: list[RecordedViolation] = []
+        self._expected: list[tuple[str | None, re.Pattern[str]]] = []
         self._reset_state()
+        _live.add(self)
+        for tracked in _trackers:
+            tracked.append(self)
 
     # ----------------------------------------------------------------------------------------- lifecycle
 
@@ -330,9 +428,99 @@ class SlackStandIn:
                 "is_bot": is_bot,
             }
 
+    # ------------------------------------------------------------------------------ strictness: Block Kit
+
+    @property
+    def violations(self) -> list[RecordedViolation]:
+        """Every Block Kit rule broken so far, oldest first (kept across clear() and reset())."""
+        with self._lock:
+            return list(self._violations)
+
+    def record_violations(self, method: str, found: list[blockkit_rules.Violation]) -> None:
+        """Keep violations found elsewhere (the driver checks the app's HTTP acks) beside the stand-in's own."""
+        with self._lock:
+            self._violations += [RecordedViolation(method, v.path, v.message) for v in found]
+
+    def expect_violations(self, pattern: str = "", *, method: str | None = None) -> None:
+        """Declare that this test means to break a rule: violations whose ``str()`` matches ``pattern`` (a regular
+        expression searched in "method path: message"), for ``method`` if given, are not reported."""
+        with self._lock:
+            self._expected.append((method, re.compile(pattern)))
+
+    def unexpected_violations(self, since: int = 0) -> list[RecordedViolation]:
+        """Violations from the ``since``-th on that no ``expect_violations`` declaration covers."""
+        with self._lock:
+            found, expected = self._violations[since:], list(self._expected)
+        return [v for v in found if not any((m is None or m == v.method) and p.search(str(v)) for m, p in expected)]
+
+    def forget_expectations(self) -> None:
+        with self._lock:
+            self._expected.clear()
+
+    def _check(self, method: str, found: list[blockkit_rules.Violation], error: str, status: int = 200) -> None:
+        """Record and refuse, as Slack does, a body that broke a rule (caller holds the lock)."""
+        if not found:
+            return
+        self._violations += [RecordedViolation(method, v.path, v.message) for v in found]
+        raise _SlackError(error, status=status, details=[str(v) for v in found])
+
+    # ------------------------------------------------------------------------------ strictness: rate limits
+
+    @property
+    def rate_limited(self) -> list[RateLimited]:
+        """Every call answered 429 by a rate limit (not by fail_next), oldest first."""
+        with self._lock:
+            return list(self._rate_limited)
+
+    def set_rate_limit(self, method: str, limit: RateLimit | None) -> None:
+        """Tighten, loosen or (None) lift one method's limit; its buckets start full."""
+        with self._lock:
+            if limit is None:
+                self._rate_limits.pop(method, None)
+            else:
+                self._rate_limits[method] = limit
+            self._buckets = {k: b for k, b in self._buckets.items() if k[0] != method}
+
+    def disable_rate_limits(self) -> None:
+        with self._lock:
+            self._rate_limits.clear()
+            self._buckets.clear()
+
+    @contextlib.contextmanager
+    def rate_limits_lifted(self) -> Iterator[None]:
+        """No rate limits inside the block (e.g. a test that seeds many messages fast), the same ones after it."""
+        with self._lock:
+            saved = dict(self._rate_limits)
+        self.disable_rate_limits()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._rate_limits = saved
+
+    def _take_token(self, method: str, args: dict[str, Any]) -> _Answer | None:
+        """None when the call is within the method's limit, else the 429 Slack answers (caller holds the lock)."""
+        limit = self._rate_limits.get(method)
+        if limit is None:
+            return None
+        key = self._resolve_channel(_str(args.get("channel")) or "") if limit.per_channel else self.team_id
+        now = time.monotonic()
+        tokens, last = self._buckets.get((method, key), (float(limit.burst), now))
+        rate = limit.per_minute / 60.0
+        tokens = min(float(limit.burst), tokens + (now - last) * rate)
+        if tokens >= 1.0:
+            self._buckets[(method, key)] = (tokens - 1.0, now)
+            return None
+        self._buckets[(method, key)] = (tokens, now)
+        retry_after = max(1, math.ceil((1.0 - tokens) / rate))
+        self._rate_limited.append(RateLimited(method, key, time.time(), retry_after))
+        return _Answer(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(retry_after)})
+
     # ----------------------------------------------------------------------------------------- internals
 
     def _reset_state(self) -> None:
+        self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
+        self._rate_limited: list[RateLimited] = []
         self._calls: list[RecordedCall] = []
         self._failures: dict[str, list[_Failure]] = {}
         self._messages: dict[tuple[str, str], dict[str, Any]] = {}
@@ -464,6 +652,13 @@ class SlackStandIn:
             return args, _Answer(200, {"ok": False, "error": "unknown_method"})
         try:
             with self._lock:
+                limited = self._take_token(method, args)
+                if limited is not None:
+                    return args, limited
+                if method in _MESSAGE_METHODS and _blocks_well_formed(args.get("blocks", [])):
+                    self._check(method, blockkit_rules.check_message(args), "invalid_blocks")
+                elif method in _VIEW_METHODS and isinstance(args.get("view"), dict):
+                    self._check(method, blockkit_rules.check_view(args["view"]), "invalid_arguments")
                 result = handler(args)
         except _SlackError as exc:
             return args, _Answer(exc.status, exc.payload())
@@ -733,6 +928,8 @@ class SlackStandIn:
             if key is not None:
                 self._messages.pop(key, None)
             return
+        if _blocks_well_formed(body.get("blocks", [])):
+            self._check("response_url", blockkit_rules.check_message(body), "invalid_blocks", status=400)
         text, blocks, attachments = _message_content(body, status=400)
         if text is None and not blocks and not attachments:
             raise _SlackError("no_text", status=400)
@@ -850,31 +1047,16 @@ def _message_content(
     if text is not None and len(text) > _MAX_TEXT_CHARS:
         raise _SlackError("msg_too_long", status=status)
     blocks = args.get("blocks")
-    if blocks is not None:
-        if not isinstance(blocks, list) or any(
-            not isinstance(b, dict) or not isinstance(b.get("type"), str) for b in blocks
-        ):
-            raise _SlackError("invalid_blocks_format", status=status)
-        if len(blocks) > _MAX_MESSAGE_BLOCKS:
-            raise _SlackError(
-                "invalid_blocks", status=status, detail=f"must provide no more than {_MAX_MESSAGE_BLOCKS} items"
-            )
-        _check_block_ids(blocks, error="invalid_blocks", status=status)
+    if blocks is not None and not _blocks_well_formed(blocks):
+        raise _SlackError("invalid_blocks_format", status=status)
     attachments = args.get("attachments")
     if attachments is not None and not isinstance(attachments, list):
         raise _SlackError("invalid_attachments", status=status)
     return text, blocks, attachments
 
 
-def _check_block_ids(blocks: list[dict[str, Any]], *, error: str, status: int = 200) -> None:
-    seen: set[str] = set()
-    for block in blocks:
-        block_id = block.get("block_id")
-        if block_id is None:
-            continue
-        if block_id in seen:
-            raise _SlackError(error, status=status, detail=f"duplicate block_id {block_id!r}")
-        seen.add(block_id)
+def _blocks_well_formed(blocks: Any) -> bool:
+    return isinstance(blocks, list) and all(isinstance(b, dict) and isinstance(b.get("type"), str) for b in blocks)
 
 
 def _validate_view(view: Any, *, allowed_types: set[str]) -> dict[str, Any]:
@@ -889,41 +1071,12 @@ def _validate_view(view: Any, *, allowed_types: set[str]) -> dict[str, Any]:
     blocks = view.get("blocks")
     if not isinstance(blocks, list) or any(not isinstance(b, dict) or "type" not in b for b in blocks):
         raise _SlackError("invalid_arguments", detail="blocks must be a list of blocks [json-pointer:/view/blocks]")
-    if len(blocks) > _MAX_VIEW_BLOCKS:
-        raise _SlackError(
-            "invalid_arguments",
-            detail=f"no more than {_MAX_VIEW_BLOCKS} items allowed [json-pointer:/view/blocks]",
-        )
-    _check_block_ids(blocks, error="invalid_arguments")
+    # Sizes, counts and block_ids were checked by blockkit_rules before the method ran; these are the shape rules.
     if view_type == "modal":
         if not isinstance(view.get("title"), dict):
             raise _SlackError("invalid_arguments", detail="missing required field: title [json-pointer:/view]")
-        for key in ("title", "submit", "close"):
-            label = view.get(key)
-            if label is None:
-                continue
-            text = label.get("text") if isinstance(label, dict) else None
-            if not isinstance(text, str) or len(text) > _MAX_VIEW_TITLE_CHARS:
-                raise _SlackError(
-                    "invalid_arguments",
-                    detail=f"must be less than {_MAX_VIEW_TITLE_CHARS + 1} characters [json-pointer:/view/{key}/text]",
-                )
         if view.get("submit") is None and any(b.get("type") == "input" for b in blocks):
             raise _SlackError("invalid_arguments", detail="must provide a submit property when using input blocks")
-    metadata = view.get("private_metadata")
-    if metadata is not None and (not isinstance(metadata, str) or len(metadata) > _MAX_PRIVATE_METADATA_CHARS):
-        raise _SlackError(
-            "invalid_arguments",
-            detail=f"must be less than {_MAX_PRIVATE_METADATA_CHARS + 1} characters "
-            "[json-pointer:/view/private_metadata]",
-        )
-    for key in ("callback_id", "external_id"):
-        value = view.get(key)
-        if value is not None and (not isinstance(value, str) or len(value) > _MAX_ID_CHARS):
-            raise _SlackError(
-                "invalid_arguments",
-                detail=f"must be less than {_MAX_ID_CHARS + 1} characters [json-pointer:/view/{key}]",
-            )
     return view
 
 

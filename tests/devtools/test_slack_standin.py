@@ -162,6 +162,7 @@ def test_message_argument_errors(client: WebClient) -> None:
 def test_too_many_blocks_in_message_is_invalid_blocks(standin: SlackStandIn, client: WebClient) -> None:
     section = {"type": "section", "text": {"type": "mrkdwn", "text": "x"}}
     client.chat_postMessage(channel="C1", text="fifty", blocks=[section] * 50)
+    standin.expect_violations(r"\$\.blocks: 51 > 50")
     with pytest.raises(SlackApiError) as err:
         client.chat_postMessage(channel="C1", text="fifty-one", blocks=[section] * 51)
     assert err.value.response["error"] == "invalid_blocks"
@@ -280,8 +281,9 @@ def test_views_push_joins_the_open_stack(standin: SlackStandIn, client: WebClien
     assert err.value.response["error"] == "exchanged_trigger_id"
 
 
-def test_view_limits_are_enforced(client: WebClient) -> None:
+def test_view_limits_are_enforced(standin: SlackStandIn, client: WebClient) -> None:
     client.views_open(trigger_id="t-100", view=_modal(blocks=100))
+    standin.expect_violations(r"\$\.blocks: 101 > 100|\$\.title: 25 > 24", method="views.open")
     with pytest.raises(SlackApiError) as err:
         client.views_open(trigger_id="t-101", view=_modal(blocks=101))
     assert err.value.response["error"] == "invalid_arguments"
@@ -334,7 +336,7 @@ def test_recorded_form_body_decodes_json_strings(standin: SlackStandIn, client: 
     assert opened.headers["Content-Type"] == "application/x-www-form-urlencoded"
 
     blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "form"}}]
-    client.api_call("chat.postMessage", params={"channel": "C5", "blocks": json.dumps(blocks)})
+    client.api_call("chat.postMessage", params={"channel": "C5", "text": "form", "blocks": json.dumps(blocks)})
     (posted,) = standin.calls_to("chat.postMessage")
     assert posted.body["blocks"] == blocks  # decoded from the JSON string in the form body
     assert "blocks=%5B%7B" in posted.raw

@@ -122,6 +122,11 @@ def test_bot_token_from_the_environment_is_read(monkeypatch: pytest.MonkeyPatch)
         ),
         ("koding_iam_profiles", json.dumps({"EC2": profile("Developers")}), "KODING_IAM_PROFILES"),
         ("koding_iam_profiles", json.dumps({"ec2": profile("bad group")}), "KODING_IAM_PROFILES"),
+        (  # the request form's checkboxes hold at most 10 options
+            "koding_iam_profiles",
+            json.dumps({f"p{i}": profile(f"Group{i}") for i in range(11)}),
+            "KODING_IAM_PROFILES",
+        ),
         ("koding_iam_permissions_boundary", "nope", "KODING_IAM_PERMISSIONS_BOUNDARY"),
         ("database_url", "mysql://x", "DATABASE_URL"),
         ("koding_iam_reveal_window_hours", 0, "KODING_IAM_REVEAL_WINDOW_HOURS"),

@@ -188,8 +188,21 @@ def test_profile_option_describes_group_and_policies_within_limits() -> None:
     option = _block(views.request_modal(suggested_name="", profiles={"many": many}), ids.PROFILES_BLOCK)["element"][
         "options"
     ][0]
-    assert len(option["description"]["text"]) == 150
+    # Slack allows 75 characters in an option's description (composition-objects#option), not 150.
+    assert len(option["description"]["text"]) == 75
+    assert option["description"]["text"].endswith("…")
     assert len(option["text"]["text"]) == 75
+
+
+def test_default_route53_option_description_is_shortened_visibly() -> None:
+    from bot.config import DEFAULT_PROFILES
+
+    defaults = {key: Profile(key=key, **spec) for key, spec in DEFAULT_PROFILES.items()}
+    checkboxes = _block(views.request_modal(suggested_name="", profiles=defaults), ids.PROFILES_BLOCK)["element"]
+    route53 = next(o for o in checkboxes["options"] if o["value"] == "route53")["description"]["text"]
+    assert len(route53) == 75  # the full text is 81 characters
+    assert route53.startswith("Group Developers-Route53: AmazonRoute53FullAccess, ")
+    assert route53.endswith("…")
 
 
 # parse_request_form -------------------------------------------------------------------------------------------
@@ -260,7 +273,7 @@ def test_parse_request_form_wrong_types_read_as_empty(view: dict[str, Any]) -> N
 def test_form_errors_map_fields_to_blocks_and_truncate() -> None:
     errors = views.form_errors({"iam_user_name": "x" * 400, "profiles": "Choose one.", "purpose": "Too long."})
     assert errors == {
-        ids.USER_NAME_BLOCK: "x" * 150,
+        ids.USER_NAME_BLOCK: "x" * 149 + "…",
         ids.PROFILES_BLOCK: "Choose one.",
         ids.PURPOSE_BLOCK: "Too long.",
     }
