@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 
 
 def _fail(message: str, code: int = 2) -> int:
-    print(f"koding-iam: {message}", file=sys.stderr)
+    from bot import logs
+
+    print(logs.error_line("koding_iam.cli", message), file=sys.stderr)
     return code
 
 
@@ -53,7 +55,7 @@ def ensure_migrated(settings: Settings) -> str | None:
 def cmd_serve(_: argparse.Namespace) -> int:
     from bot import logs
 
-    logs.configure(os.environ.get("LOG_LEVEL", "INFO"))
+    logs.configure()
     settings = load_settings()
     if problem := ensure_migrated(settings):
         return _fail(problem, 3)
@@ -67,10 +69,10 @@ def cmd_serve(_: argparse.Namespace) -> int:
     scheduler = start_scheduler(services) if settings.koding_iam_run_scheduler else None
     try:
         if settings.socket_mode:
-            from slack_bolt.adapter.socket_mode import SocketModeHandler
+            from bot.app import socket_mode_handler
 
             assert settings.slack_app_token is not None
-            SocketModeHandler(app, settings.slack_app_token.get_secret_value()).start()
+            socket_mode_handler(app, settings.slack_app_token.get_secret_value()).start()
         else:
             print(f"koding-iam: serving on port {settings.port} (POST /slack/events, GET /healthz)", flush=True)
             serve_http(
@@ -86,7 +88,7 @@ def cmd_serve(_: argparse.Namespace) -> int:
 def _services_for_jobs() -> Services:
     from bot import logs
 
-    logs.configure(os.environ.get("LOG_LEVEL", "INFO"))
+    logs.configure()
     settings = load_settings()
     if problem := ensure_migrated(settings):
         raise ConfigError(problem)
@@ -215,7 +217,10 @@ def cmd_doctor(_: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from bot import logs
     from bot.demo import run_demo
+
+    logs.settings_from_env()  # an unknown LOG_LEVEL or LOG_FORMAT stops here, in one line
 
     return run_demo(keep=args.keep)
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.aws_iam import IamGateway
 from bot.config import Settings
 from bot.notify import Notifier
+from bot.request_context import carrying_context
 
 
 def _utcnow() -> datetime:
@@ -41,3 +42,7 @@ class Services:
     background: Executor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=16, thread_name_prefix="background")
     )
+
+    def __post_init__(self) -> None:
+        # A pool's threads do not inherit contextvars: the work keeps the Slack request's fields for its log lines.
+        self.background = carrying_context(self.background)

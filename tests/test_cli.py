@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -26,7 +27,7 @@ def run(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProce
 
 
 def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "KODING_IAM_", "DATABASE_URL"))}
+    return {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "KODING_IAM_", "DATABASE_URL", "LOG_"))}
 
 
 @pytest.mark.parametrize(
@@ -42,6 +43,15 @@ def clean_env() -> dict[str, str]:
         (
             {"SLACK_BOT_TOKEN": "xoxb-1", "KODING_IAM_ADMINS": "U1AAA", "SLACK_SIGNING_SECRET": "s", "PORT": "http"},
             "koding-iam: PORT is malformed",
+        ),
+        (
+            {
+                "SLACK_BOT_TOKEN": "xoxb-1",
+                "KODING_IAM_ADMINS": "U1AAA",
+                "SLACK_SIGNING_SECRET": "s",
+                "LOG_LEVEL": "verbose",
+            },
+            "koding-iam: LOG_LEVEL is malformed: 'verbose' is not one of DEBUG, INFO, WARNING, ERROR",
         ),
     ],
 )
@@ -83,3 +93,11 @@ def test_other_databases_behind_are_refused(tmp_path: Path) -> None:
     )
     message = cli.ensure_migrated(settings)
     assert message is not None and "run `koding-iam db upgrade`" in message
+
+
+def test_a_start_up_failure_is_one_json_line_under_log_format_json(tmp_path: Path) -> None:
+    result = run("serve", env={**clean_env(), "LOG_FORMAT": "json"}, cwd=tmp_path)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    entry = json.loads(line)
+    assert entry["level"] == "ERROR" and entry["message"].startswith("SLACK_BOT_TOKEN is not set")
