@@ -342,12 +342,14 @@ def approved_dm(request: AccessRequest) -> tuple[str, Blocks]:
 
 
 def failed_dm(request: AccessRequest) -> tuple[str, Blocks]:
+    """To the requester, who can fix nothing: the admins' card carries the reason and the fix."""
     return (
         f"Creating your IAM user for request #{request.id} failed.",
         [
             _section(
-                f":x: Creating IAM user `{escape(request.iam_user_name)}` failed: "
-                f"{escape(request.failure_reason or 'unknown reason')}\nThe admins have been told and can retry."
+                f":x: Creating IAM user `{escape(request.iam_user_name)}` (request #{request.id}) failed on "
+                "koding-iam's side. The admins have been told and have the details; nothing is needed from you. "
+                "Once they retry it, a message here will let you reveal your access keys."
             )
         ],
     )
