@@ -64,17 +64,25 @@ def _plain(text: str) -> dict[str, str]:
 
 
 # Slash command --------------------------------------------------------------------------------------------
-def help_message(*, problem: str | None = None) -> dict[str, Any]:
+def help_message(*, problem: str | None = None, admin: bool = False) -> dict[str, Any]:
+    """The members' subcommands for everyone; the admins' subcommands only for an admin."""
     text = (
         "*koding-iam* creates a dedicated AWS IAM user for your Koding stacks, after an admin approves, and "
         "shows you its access keys once.\n"
         "• `/koding-iam request` — ask for an IAM user\n"
         "• `/koding-iam status` — your IAM user and keys\n"
         "• `/koding-iam rotate` — replace your access key with a new one\n"
-        "• `/koding-iam help` — this help\n"
-        "Admins: `list` · `revoke @member` · `audit [@member]` · `sync` · "
-        "`exempt <iam-user> <YYYY-MM-DD> <reason>`"
+        "• `/koding-iam help` — this help"
     )
+    if admin:
+        text += (
+            "\n*For admins*\n"
+            "• `/koding-iam list` — every IAM user and key koding-iam knows\n"
+            "• `/koding-iam audit [@member]` — the latest audit events\n"
+            "• `/koding-iam revoke @member` — remove a member's IAM user, after a confirmation\n"
+            "• `/koding-iam sync` — import IAM users made outside koding-iam and show drift\n"
+            "• `/koding-iam exempt <iam-user> <YYYY-MM-DD> <reason>` — no rotation reminders until that date"
+        )
     blocks: Blocks = []
     if problem:
         blocks.append(_section(f":warning: {escape(problem)}"))
