@@ -6,7 +6,7 @@ import logging
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
-from slack_bolt import App
+from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (
@@ -16,7 +16,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 from sqlalchemy import Engine
 
-from bot import logs
+from bot import logs, request_context
 from bot.aws_iam import IamGateway
 from bot.config import Settings
 from bot.db import make_engine, make_session_factory
@@ -70,6 +70,19 @@ class _KnownClientWarning(logging.Filter):
         return record.getMessage() != warning_client_prioritized_and_token_skipped()
 
 
+class _App(App):
+    """Bolt's App with the Slack request's fields bound (bot/request_context.py) while it handles a request, so
+    every log line about it, on this thread or on the pools after ack(), names the request; one line per request."""
+
+    def dispatch(self, req: BoltRequest) -> BoltResponse:
+        fields = request_context.fields_of(req.body)
+        if request_context.current().get("request_id"):  # the Socket Mode envelope's id, bound by the transport
+            del fields["request_id"]
+        with request_context.bind(**fields) as fields:
+            log.info("slack %s %s", fields.get("kind", "request"), fields.get("callback", "-"))
+            return super().dispatch(req)
+
+
 def create_app(services: Services, *, listener_executor: Executor | None = None) -> App:
     """The Bolt app: signatures verified, acknowledgements sent before slow work (process_before_response off).
 
@@ -80,12 +93,13 @@ def create_app(services: Services, *, listener_executor: Executor | None = None)
         listener_executor = ThreadPoolExecutor(
             max_workers=services.settings.koding_iam_listener_threads, thread_name_prefix="listener"
         )
+    listener_executor = request_context.carrying_context(listener_executor)
     logs.pin_chatty_loggers()
     logs.install_redaction()
     bolt_logger = logging.getLogger("slack_bolt.App")
     if not any(isinstance(f, _KnownClientWarning) for f in bolt_logger.filters):
         bolt_logger.addFilter(_KnownClientWarning())
-    app = App(
+    app = _App(
         name="koding-iam",
         client=services.notifier.client,
         signing_secret=services.settings.slack_signing_secret.get_secret_value(),
@@ -109,3 +123,17 @@ def create_app(services: Services, *, listener_executor: Executor | None = None)
 
     register_all(app, services)
     return app
+
+
+def socket_mode_handler(app: App, app_token: str) -> Any:
+    """Bolt's Socket Mode handler, with each envelope's id bound as the request id of what it carries."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+    from slack_sdk.socket_mode.client import BaseSocketModeClient
+    from slack_sdk.socket_mode.request import SocketModeRequest
+
+    class _Handler(SocketModeHandler):
+        def handle(self, client: BaseSocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
+            with request_context.bind(request_id=req.envelope_id):
+                super().handle(client, req)  # type: ignore[arg-type]
+
+    return _Handler(app, app_token)

@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 
 
 def _fail(message: str, code: int = 2) -> int:
-    print(f"koding-iam: {message}", file=sys.stderr)
+    from bot import logs
+
+    print(logs.error_line("koding_iam.cli", message), file=sys.stderr)
     return code
 
 
@@ -53,7 +55,7 @@ def ensure_migrated(settings: Settings) -> str | None:
 def cmd_serve(_: argparse.Namespace) -> int:
     from bot import logs
 
-    logs.configure(os.environ.get("LOG_LEVEL", "INFO"))
+    logs.configure()
     settings = load_settings()
     if problem := ensure_migrated(settings):
         return _fail(problem, 3)
@@ -67,10 +69,10 @@ def cmd_serve(_: argparse.Namespace) -> int:
     scheduler = start_scheduler(services) if settings.koding_iam_run_scheduler else None
     try:
         if settings.socket_mode:
-            from slack_bolt.adapter.socket_mode import SocketModeHandler
+            from bot.app import socket_mode_handler
 
             assert settings.slack_app_token is not None
-            SocketModeHandler(app, settings.slack_app_token.get_secret_value()).start()
+            socket_mode_handler(app, settings.slack_app_token.get_secret_value()).start()
         else:
             print(f"koding-iam: serving on port {settings.port} (POST /slack/events, GET /healthz)", flush=True)
             serve_http(
@@ -86,7 +88,7 @@ def cmd_serve(_: argparse.Namespace) -> int:
 def _services_for_jobs() -> Services:
     from bot import logs
 
-    logs.configure(os.environ.get("LOG_LEVEL", "INFO"))
+    logs.configure()
     settings = load_settings()
     if problem := ensure_migrated(settings):
         raise ConfigError(problem)
@@ -215,27 +217,117 @@ def cmd_doctor(_: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from bot import logs
     from bot.demo import run_demo
+
+    logs.settings_from_env()  # an unknown LOG_LEVEL or LOG_FORMAT stops here, in one line
 
     return run_demo(keep=args.keep)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("koding-iam")
+    except PackageNotFoundError:  # run from a checkout that was not installed (e.g. Heroku's `python -m bot.cli`)
+        return "unknown (not installed)"
+
+
+# Each subcommand: (one-line help for the list, the description its own --help prints).
+SUBCOMMANDS = {
+    "serve": (
+        "run the Slack app (Socket Mode if SLACK_APP_TOKEN is set, else HTTP on $PORT)",
+        "Run the Slack app. With SLACK_APP_TOKEN set it connects over Socket Mode; otherwise it serves HTTP on "
+        "$PORT (POST /slack/events for commands, interactivity and events; GET /healthz). Unless "
+        "KODING_IAM_RUN_SCHEDULER=false, the scheduled jobs run in the same process. Refuses to start on a "
+        "database whose migrations are behind (the default SQLite file upgrades itself). All settings come from "
+        "the environment (README.md, Configuration).",
+    ),
+    "db": (
+        "apply or inspect the database migrations",
+        "`db upgrade` applies the Alembic migrations to DATABASE_URL; `db current` prints the database's and the "
+        "code's revision and exits 1 when they differ.",
+    ),
+    "demo": (
+        "play the whole flow offline against local Slack and IAM stand-ins",
+        "Play the whole flow offline: the real app on a temporary SQLite file, moto's in-process IAM and a local "
+        "Slack Web API stand-in. Prints what the requester and the admin see, then the IAM state. Touches no Slack "
+        "workspace and no AWS account.",
+    ),
+    "sweep": (
+        "run one key-rotation sweep now",
+        "Run one key-rotation sweep now: remind owners of keys coming due, tell the admins of overdue keys, "
+        "deactivate or delete keys as the policy says, and print a table of what was done.",
+    ),
+    "scheduler": (
+        "run the scheduled jobs alone (rotation sweep, resuming interrupted work)",
+        "Run the scheduled jobs alone (rotation sweep, daily sync scan, request expiry, resuming interrupted "
+        "work), for a deployment whose web processes set KODING_IAM_RUN_SCHEDULER=false.",
+    ),
+    "sync": (
+        "import IAM users made before koding-iam and report drift",
+        "Compare the IAM users under KODING_IAM_PATH with koding-iam's records: import the access keys of users "
+        "made outside koding-iam (records only) and print the drift found. Never changes AWS. Exits 1 while drift "
+        "remains.",
+    ),
+    "doctor": (
+        "check configuration, database, Slack, AWS identity and IAM permissions",
+        "Check the configuration, the database and its migrations, the Slack token and its scopes, the AWS "
+        "identity and the bot's IAM permissions. One row per check with the fix for each failure; exits 1 on any "
+        "failure.",
+    ),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="koding-iam", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the Slack app (Socket Mode if SLACK_APP_TOKEN is set, else HTTP on $PORT)")
-    db_parser = sub.add_parser("db", help="database migrations")
-    db_parser.add_argument("action", choices=["upgrade", "current"])
-    demo = sub.add_parser("demo", help="play the whole flow offline against local Slack and IAM stand-ins")
-    demo.add_argument("--keep", action="store_true", help="keep the demo's temporary database")
-    sweep = sub.add_parser("sweep", help="run one key-rotation sweep now")
-    sweep.add_argument("--as-of", type=_as_of, help="sweep as if it were this time (ISO-8601)")
+    parser.add_argument("--version", action="version", version=f"koding-iam {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str) -> argparse.ArgumentParser:
+        help_line, description = SUBCOMMANDS[name]
+        return sub.add_parser(name, help=help_line, description=description)
+
+    add("serve")
+    db_parser = add("db")
+    db_parser.add_argument(
+        "action", choices=["upgrade", "current"], help="upgrade: apply the migrations; current: compare revisions"
+    )
+    demo = add("demo")
+    demo.add_argument("--keep", action="store_true", help="keep the demo's temporary database and print its path")
+    sweep = add("sweep")
+    sweep.add_argument("--as-of", type=_as_of, help="sweep as if it were this time (ISO-8601, e.g. 2027-03-01T09:00Z)")
     sweep.add_argument("--dry-run", action="store_true", help="print what would be sent and changed; do nothing")
-    sub.add_parser("scheduler", help="run the scheduled jobs alone (rotation sweep, resuming interrupted work)")
-    sync_parser = sub.add_parser("sync", help="import IAM users made before koding-iam and report drift")
+    add("scheduler")
+    sync_parser = add("sync")
     sync_parser.add_argument("--fix", action="store_true", help="fix the safe findings (koding-iam's records only)")
-    sub.add_parser("doctor", help="check configuration, database, Slack, AWS identity and IAM permissions")
+    add("doctor")
     return parser
+
+
+def _database_problem(exc: BaseException) -> str | None:
+    """One line for a database that cannot be reached or opened, naming the URL (without its password)."""
+    from sqlalchemy.exc import ArgumentError as UrlError
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    if not isinstance(exc, OperationalError | DBAPIError | UrlError):
+        return None
+    from sqlalchemy.engine import make_url
+
+    try:
+        shown = make_url(_database_url_from_env()).render_as_string(hide_password=True)
+    except Exception:
+        shown = "DATABASE_URL"
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    reason = detail[0].removeprefix("connection failed: ") if detail else type(exc).__name__
+    if shown.startswith("sqlite"):
+        fix = "check DATABASE_URL and that its folder exists and is writable"
+        return f"cannot open the database at {shown}: {reason}; {fix}"
+    return (
+        f"cannot reach the database at {shown}: {reason}; check DATABASE_URL and that the database server is "
+        "running and accepts connections from here"
+    )
 
 
 COMMANDS = {
@@ -257,6 +349,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc))
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if problem := _database_problem(exc):
+            return _fail(problem, 3)
+        raise
 
 
 if __name__ == "__main__":

@@ -441,7 +441,9 @@ def _offline_aws() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _quiet_logs() -> Iterator[None]:
-    """WARNING and above only while the demo runs; the caller's logging is put back afterwards."""
+    """WARNING and above only while the demo runs, so the story reads well; under LOG_FORMAT=json the logs go
+    to stderr at LOG_LEVEL as the server writes them (the story stays on stdout). The caller's logging is put
+    back afterwards."""
     from bot import logs
 
     root = logging.getLogger()
@@ -449,8 +451,9 @@ def _quiet_logs() -> Iterator[None]:
     # configure() also pins some library loggers' levels: remember every logger's level to put them all back.
     loggers = [logging.getLogger(name) for name in (*_LIBRARY_LOGGERS, *logging.root.manager.loggerDict)]
     saved_levels = {logger: logger.level for logger in loggers}
-    logs.configure("WARNING")
-    for name in _LIBRARY_LOGGERS:  # configure() may pin these at INFO, which would let their INFO records through
+    json_logs = logs.json_enabled()
+    logs.configure(None if json_logs else "WARNING")
+    for name in () if json_logs else _LIBRARY_LOGGERS:  # configure() may pin these at INFO: keep them quiet
         logger = logging.getLogger(name)
         if logger.level < logging.WARNING:
             logger.setLevel(logging.WARNING)
@@ -459,6 +462,7 @@ def _quiet_logs() -> Iterator[None]:
     finally:
         root.handlers[:] = saved_handlers
         root.setLevel(saved_level)
+        logging.captureWarnings(False)
         for logger, level in saved_levels.items():
             logger.setLevel(level)
 
@@ -489,7 +493,10 @@ def run_demo(keep: bool = False) -> int:
         raise
     except Exception as exc:
         story.say()
-        print(f"koding-iam demo failed at {story.step}: {_one_line(exc)}", file=sys.stderr, flush=True)
+        from bot import logs
+
+        failure = f"koding-iam demo failed at {story.step}: {_one_line(exc)}"
+        print(logs.error_line("koding_iam.demo", failure) if logs.json_enabled() else failure, file=sys.stderr)
         status = 1
     finally:
         if keep:

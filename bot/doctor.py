@@ -22,8 +22,8 @@ from typing import Any
 
 from bot.aws_iam import AccessDenied, AwsError, IamGateway
 from bot.config import ConfigError, Settings, load_settings, normalise_database_url
+from bot.slack_scopes import REQUIRED_SCOPES
 
-REQUIRED_SCOPES = ("commands", "chat:write", "im:write", "users:read")
 BAD_TOKEN_ERRORS = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"})
 
 # The IAM actions of docs/iam-policy.json, by the resource each is authorized against (a test keeps them equal).

@@ -159,6 +159,7 @@ def provision(services: Services, request_id: int) -> provisioning.Outcome:
     )
     if outcome.status == "skipped":
         return outcome
+    log.info("provisioning of request %s ended: %s", request_id, outcome.status)
     with session_scope(services.session_factory) as session:
         request = approval.load_request(session, request_id)
         services.notifier.update_approval_cards(

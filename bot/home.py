@@ -38,43 +38,34 @@ def latest_request(session: Session, user_id: str) -> AccessRequest | None:
 
 
 def user_blocks(services: Services, session: Session, user_id: str, *, now: datetime) -> list[dict[str, Any]]:
-    """What a person sees about themselves: their user, its access, their keys and what they can do next."""
+    """What a person sees about themselves: their IAM users, their access, every key they own (issued by
+    koding-iam or imported by `koding-iam sync`) and what they can do next."""
     policy = rotation.Policy.from_settings(services.settings)
     request = latest_request(session, user_id)
-    blocks: list[dict[str, Any]] = []
-    if request is None or request.status in (RequestStatus.DENIED, RequestStatus.EXPIRED, RequestStatus.REVOKED):
-        note = f" (your last request, #{request.id}, was {request.status})" if request else ""
-        blocks.append(_section(f"You have no IAM user from koding-iam{note}."))
-        blocks.append(
-            {"type": "actions", "elements": [_button("Request an IAM user", ids.OPEN_REQUEST, "open", "primary")]}
-        )
-        return blocks
-    access = "\n".join(
-        f"• *{views.escape(entry['label'])}*: group `{views.escape(entry['group'])}` — "
-        + ", ".join(views.escape(arn.rsplit("/", 1)[-1]) for arn in entry["policies"])
-        for entry in request.plan
-    )
-    blocks.append(
-        _section(
-            f"*IAM user* `{views.escape(request.iam_user_name)}` — request #{request.id}, *{request.status}*\n{access}"
-        )
-    )
-    grant = session.scalars(
-        select(KeyGrant).where(
-            KeyGrant.request_id == request.id,
-            KeyGrant.status == GrantStatus.AVAILABLE,
-            KeyGrant.replaces_access_key_id.is_(None),
-        )
-    ).first()
-    if grant is not None and grant.expires_at > now:
-        blocks.append(
-            {"type": "actions", "elements": [_button("Reveal my access keys", ids.REVEAL, str(grant.id), "primary")]}
-        )
+    if request is not None and request.status in (RequestStatus.DENIED, RequestStatus.EXPIRED, RequestStatus.REVOKED):
+        closed, request = request, None
+    else:
+        closed = None
     keys = session.scalars(
         select(AccessKey)
         .where(AccessKey.owner_id == user_id, AccessKey.status != KeyStatus.DELETED)
         .order_by(AccessKey.created_at.desc())
     ).all()
+    blocks: list[dict[str, Any]] = []
+    if request is None and not keys:
+        note = f" (your last request, #{closed.id}, was {closed.status})" if closed else ""
+        blocks.append(_section(f"You have no IAM user from koding-iam{note}."))
+        blocks.append(
+            {"type": "actions", "elements": [_button("Request an IAM user", ids.OPEN_REQUEST, "open", "primary")]}
+        )
+        return blocks
+    if request is not None:
+        blocks += _requested_user_blocks(session, request, now=now)
+    issued_user = request.iam_user_name.lower() if request is not None else None
+    imported_users = dict.fromkeys(k.iam_user_name for k in keys if k.iam_user_name.lower() != issued_user)
+    for name in imported_users:
+        blocks.append(_section(_imported_user_text(services, name)))
+    several_users = len(imported_users) + (request is not None) > 1
     active = [key for key in keys if key.status == KeyStatus.ACTIVE]
     for key in keys[:MAX_KEYS]:
         stage = rotation.stage_of(rotation.KeyState.of(key), policy, now)
@@ -82,10 +73,11 @@ def user_blocks(services: Services, session: Session, user_id: str, *, now: date
             used = views.last_used_text(services.gateway.access_key_last_used(key.access_key_id))
         except AwsError:
             used = views.last_used_text(None)
+        of_user = f" of `{views.escape(key.iam_user_name)}`" if several_users else ""
         blocks.append(
             _section(
-                f"*Key* `{views.escape(key.access_key_id)}` — {key.status}, {(now - key.created_at).days} days old, "
-                f"rotation: *{stage}*\nLast used: {used}"
+                f"*Key* `{views.escape(key.access_key_id)}`{of_user} — {key.status}, "
+                f"{(now - key.created_at).days} days old, rotation: *{stage}*\nLast used: {used}"
             )
         )
         buttons = []
@@ -104,6 +96,42 @@ def user_blocks(services: Services, session: Session, user_id: str, *, now: date
 
 def _count(session: Session, status: str) -> int:
     return session.scalar(select(func.count()).select_from(AccessRequest).where(AccessRequest.status == status)) or 0
+
+
+def _requested_user_blocks(session: Session, request: AccessRequest, *, now: datetime) -> list[dict[str, Any]]:
+    """The IAM user koding-iam made (or is making) for the member's live request, and its Reveal button."""
+    access = "\n".join(
+        f"• *{views.escape(entry['label'])}*: group `{views.escape(entry['group'])}` — "
+        + ", ".join(views.escape(arn.rsplit("/", 1)[-1]) for arn in entry["policies"])
+        for entry in request.plan
+    )
+    blocks = [
+        _section(
+            f"*IAM user* `{views.escape(request.iam_user_name)}` — request #{request.id}, *{request.status}*\n{access}"
+        )
+    ]
+    grant = session.scalars(
+        select(KeyGrant).where(
+            KeyGrant.request_id == request.id,
+            KeyGrant.status == GrantStatus.AVAILABLE,
+            KeyGrant.replaces_access_key_id.is_(None),
+        )
+    ).first()
+    if grant is not None and grant.expires_at > now:
+        blocks.append(
+            {"type": "actions", "elements": [_button("Reveal my access keys", ids.REVEAL, str(grant.id), "primary")]}
+        )
+    return blocks
+
+
+def _imported_user_text(services: Services, name: str) -> str:
+    """An IAM user made outside koding-iam whose keys `sync` recorded for this member; its groups, live from IAM."""
+    try:
+        groups = services.gateway.list_groups_for_user(name)
+        access = "groups: " + (", ".join(f"`{views.escape(g)}`" for g in groups) if groups else "none")
+    except AwsError:
+        access = "groups: could not be read from IAM just now"
+    return f"*IAM user* `{views.escape(name)}` — made outside koding-iam, imported by `koding-iam sync`\n{access}"
 
 
 def admin_blocks(services: Services, session: Session, *, now: datetime) -> list[dict[str, Any]]:

@@ -1,18 +1,35 @@
-"""Logging set-up: INFO by default, chatty libraries pinned at INFO, and redaction of every record as a second fence.
+"""Logging set-up: level and format from the environment, chatty libraries pinned, and redaction of every record.
 
 slack_sdk logs full request bodies at DEBUG (the reveal modal's body holds a secret access key) and botocore
 logs full response bodies at DEBUG (CreateAccessKey's holds the same secret), so those loggers are pinned at
 INFO whatever the root level is. Behind that, a log-record factory masks anything shaped like an AWS secret
-key or a Slack token in every record as it is created, before any handler or filter sees it.
+key or a Slack token in every record as it is created, before any handler or filter sees it; the JSON formatter
+masks its output once more.
+
+`LOG_FORMAT=json` writes one JSON object per line (time, level, logger, message and the Slack request's fields
+from bot/request_context.py); `text`, the default, is for a terminal. `LOG_LEVEL` and `LOG_LEVEL_THIRD_PARTY`
+(APScheduler and Alembic, WARNING by default: they report every tick and every migration at INFO) take DEBUG,
+INFO, WARNING or ERROR; anything else stops start-up with one line.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
+from bot import request_context
+from bot.config import ConfigError
+
 PINNED_LOGGERS = ("slack_sdk", "slack_bolt", "botocore", "boto3", "urllib3")
+THIRD_PARTY_LOGGERS = ("apscheduler", "alembic")
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+FORMATS = ("text", "json")
 _SECRET_PATTERNS = (
     # AWS secret access keys: 40 characters of the base64 alphabet, standing alone; "/" may arrive escaped as
     # "\/" (JSON) or "%2F" (form bodies), "+" as "%2B", and the key may follow an escaped newline or tab.
@@ -77,13 +94,96 @@ def pin_chatty_loggers() -> None:
             logger.setLevel(floor)
 
 
-def configure(level: str = "INFO") -> None:
-    """Process-wide logging for `koding-iam serve` and friends."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, the Slack request's fields, and the exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
+        entry.update(getattr(record, "slack", None) or {})
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = redact(record.exc_text)
+        return redact(json.dumps(entry, ensure_ascii=False, default=str))
+
+
+class TextFormatter(logging.Formatter):
+    """The terminal's format, with the Slack request's fields at the end of a line made while handling one."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = getattr(record, "slack", None)
+        if not fields:
+            return line
+        first, _, rest = line.partition("\n")
+        tail = " ".join(f"{key}={fields[key]}" for key in request_context.FIELDS if key in fields)
+        return f"{first} [{tail}]" + (f"\n{rest}" if rest else "")
+
+
+class RequestFields(logging.Filter):
+    """Stamps each record with the Slack request it was made for (`record.slack`), read where it is made."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "slack"):
+            record.slack = request_context.current()
+        return True
+
+
+def _choice(environ: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    value = raw.lower() if allowed == FORMATS else raw.upper()
+    if value not in allowed:
+        raise ConfigError(f"{name} is malformed: {raw!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def settings_from_env(environ: Mapping[str, str] | None = None) -> tuple[str, str, str]:
+    """(LOG_LEVEL, LOG_FORMAT, LOG_LEVEL_THIRD_PARTY), refusing unknown values with a ConfigError."""
+    env = os.environ if environ is None else environ
+    return (
+        _choice(env, "LOG_LEVEL", "INFO", LEVELS),
+        _choice(env, "LOG_FORMAT", "text", FORMATS),
+        _choice(env, "LOG_LEVEL_THIRD_PARTY", "WARNING", LEVELS),
+    )
+
+
+def json_enabled(environ: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if environ is None else environ
+    return env.get("LOG_FORMAT", "").strip().lower() == "json"
+
+
+def error_line(logger: str, message: str) -> str:
+    """A start-up failure as the configured format writes it: one JSON object, or the plain line."""
+    if json_enabled():
+        return JsonFormatter().format(logging.LogRecord(logger, logging.ERROR, "", 0, message, None, None))
+    return f"koding-iam: {redact(message)}"
+
+
+def configure(
+    level: str | None = None, *, fmt: str | None = None, third_party: str | None = None, stream: Any = None
+) -> None:
+    """Process-wide logging for `koding-iam serve` and friends; unset arguments come from the environment."""
+    env_level, env_fmt, env_third = settings_from_env()
+    level, fmt, third_party = (level or env_level).upper(), fmt or env_fmt, third_party or env_third
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(RedactingFilter())
+    handler.addFilter(RequestFields())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper() if level.upper() in ("INFO", "WARNING", "ERROR") else "INFO")
+    root.setLevel(level)
+    for name in THIRD_PARTY_LOGGERS:
+        logging.getLogger(name).setLevel(third_party)
     pin_chatty_loggers()
     install_redaction()
+    logging.captureWarnings(fmt == "json")  # a Python warning would otherwise be a plain line among the JSON

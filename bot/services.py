@@ -17,6 +17,7 @@ from bot.aws_iam import IamGateway
 from bot.config import Settings
 from bot.leases import Leaser
 from bot.notify import Notifier
+from bot.request_context import carrying_context
 
 
 def _utcnow() -> datetime:
@@ -52,3 +53,7 @@ class Services:
             clock=self.clock,
             seconds=self.settings.koding_iam_lease_seconds,
         )
+
+    def __post_init__(self) -> None:
+        # A pool's threads do not inherit contextvars: the work keeps the Slack request's fields for its log lines.
+        self.background = carrying_context(self.background)

@@ -73,17 +73,25 @@ def _title(text: str) -> dict[str, str]:
 
 
 # Slash command --------------------------------------------------------------------------------------------
-def help_message(*, problem: str | None = None) -> dict[str, Any]:
+def help_message(*, problem: str | None = None, admin: bool = False) -> dict[str, Any]:
+    """The members' subcommands for everyone; the admins' subcommands only for an admin."""
     text = (
         "*koding-iam* creates a dedicated AWS IAM user for your Koding stacks, after an admin approves, and "
         "shows you its access keys once.\n"
         "• `/koding-iam request` — ask for an IAM user\n"
         "• `/koding-iam status` — your IAM user and keys\n"
         "• `/koding-iam rotate` — replace your access key with a new one\n"
-        "• `/koding-iam help` — this help\n"
-        "Admins: `list` · `revoke @member` · `audit [@member]` · `sync` · "
-        "`exempt <iam-user> <YYYY-MM-DD> <reason>`"
+        "• `/koding-iam help` — this help"
     )
+    if admin:
+        text += (
+            "\n*For admins*\n"
+            "• `/koding-iam list` — every IAM user and key koding-iam knows\n"
+            "• `/koding-iam audit [@member]` — the latest audit events\n"
+            "• `/koding-iam revoke @member` — remove a member's IAM user, after a confirmation\n"
+            "• `/koding-iam sync` — import IAM users made outside koding-iam and show drift\n"
+            "• `/koding-iam exempt <iam-user> <YYYY-MM-DD> <reason>` — no rotation reminders until that date"
+        )
     blocks: Blocks = []
     if problem:
         blocks.append(_section(f":warning: {escape(problem)}"))
@@ -351,12 +359,14 @@ def approved_dm(request: AccessRequest) -> tuple[str, Blocks]:
 
 
 def failed_dm(request: AccessRequest) -> tuple[str, Blocks]:
+    """To the requester, who can fix nothing: the admins' card carries the reason and the fix."""
     return (
         f"Creating your IAM user for request #{request.id} failed.",
         [
             _section(
-                f":x: Creating IAM user `{escape(request.iam_user_name)}` failed: "
-                f"{escape(request.failure_reason or 'unknown reason')}\nThe admins have been told and can retry."
+                f":x: Creating IAM user `{escape(request.iam_user_name)}` (request #{request.id}) failed on "
+                "koding-iam's side. The admins have been told and have the details; nothing is needed from you. "
+                "Once they retry it, a message here will let you reveal your access keys."
             )
         ],
     )

@@ -23,11 +23,12 @@ def register(app: App, services: Services) -> None:
         words = str(command.get("text") or "").split()
         subcommand = words[0].lower() if words else "help"
         user_id, channel = str(command.get("user_id") or ""), command.get("channel_id")
-        if subcommand in ADMIN_ONLY and user_id not in services.settings.admins:
+        is_admin = user_id in services.settings.admins
+        if subcommand in ADMIN_ONLY and not is_admin:
             ack(**views.help_message(problem=f"`{subcommand}` is for koding-iam admins."))
             return
         if subcommand == "help":
-            ack(**views.help_message())
+            ack(**views.help_message(admin=is_admin))
         elif subcommand == "status":
             ack(response_type="ephemeral", text="Your koding-iam status", blocks=home.status_blocks(services, user_id))
         elif subcommand == "list":
@@ -35,12 +36,12 @@ def register(app: App, services: Services) -> None:
         elif subcommand == "audit":
             target, _ = admin_flows.parse_target(" ".join(words[1:])) if len(words) > 1 else (None, None)
             if len(words) > 1 and target is None:
-                ack(**views.help_message(problem="`audit` takes a @mention of a member, or nothing."))
+                ack(**views.help_message(problem="`audit` takes a @mention of a member, or nothing.", admin=True))
                 return
             ack(response_type="ephemeral", text="koding-iam audit", blocks=home.audit_blocks(services, target))
         elif subcommand == "revoke":
             if len(words) != 2:
-                ack(**views.help_message(problem="`revoke` takes one @member or IAM user name."))
+                ack(**views.help_message(problem="`revoke` takes one @member or IAM user name.", admin=True))
                 return
             ack()
             admin_flows.open_revoke(
@@ -72,4 +73,4 @@ def register(app: App, services: Services) -> None:
             )
         else:
             shown = subcommand if len(subcommand) <= 30 else subcommand[:30] + "…"
-            ack(**views.help_message(problem=f"Unknown subcommand “{shown}”."))
+            ack(**views.help_message(problem=f"Unknown subcommand “{shown}”.", admin=is_admin))

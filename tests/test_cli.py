@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -26,7 +29,7 @@ def run(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProce
 
 
 def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "KODING_IAM_", "DATABASE_URL"))}
+    return {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "KODING_IAM_", "DATABASE_URL", "LOG_"))}
 
 
 @pytest.mark.parametrize(
@@ -42,6 +45,15 @@ def clean_env() -> dict[str, str]:
         (
             {"SLACK_BOT_TOKEN": "xoxb-1", "KODING_IAM_ADMINS": "U1AAA", "SLACK_SIGNING_SECRET": "s", "PORT": "http"},
             "koding-iam: PORT is malformed",
+        ),
+        (
+            {
+                "SLACK_BOT_TOKEN": "xoxb-1",
+                "KODING_IAM_ADMINS": "U1AAA",
+                "SLACK_SIGNING_SECRET": "s",
+                "LOG_LEVEL": "verbose",
+            },
+            "koding-iam: LOG_LEVEL is malformed: 'verbose' is not one of DEBUG, INFO, WARNING, ERROR",
         ),
     ],
 )
@@ -83,3 +95,61 @@ def test_other_databases_behind_are_refused(tmp_path: Path) -> None:
     )
     message = cli.ensure_migrated(settings)
     assert message is not None and "run `koding-iam db upgrade`" in message
+
+
+def test_a_start_up_failure_is_one_json_line_under_log_format_json(tmp_path: Path) -> None:
+    result = run("serve", env={**clean_env(), "LOG_FORMAT": "json"}, cwd=tmp_path)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    entry = json.loads(line)
+    assert entry["level"] == "ERROR" and entry["message"].startswith("SLACK_BOT_TOKEN is not set")
+
+
+SERVE_ENV = {"SLACK_BOT_TOKEN": "xoxb-1", "KODING_IAM_ADMINS": "U1AAA", "SLACK_SIGNING_SECRET": "s"}
+
+
+@pytest.mark.parametrize(
+    ("args", "url", "expected"),
+    [
+        (
+            ("serve",),
+            "postgresql://koding:hunter2@127.0.0.1:1/koding",
+            "koding-iam: cannot reach the database at postgresql+psycopg://koding:***@127.0.0.1:1/koding: ",
+        ),
+        (("db", "current"), "postgres://koding@127.0.0.1:1/koding", "koding-iam: cannot reach the database at "),
+        (("db", "upgrade"), "sqlite:///{tmp}/missing/folder/x.db", "koding-iam: cannot open the database at sqlite:"),
+    ],
+)
+def test_an_unreachable_database_is_one_line_with_its_fix(
+    tmp_path: Path, args: tuple[str, ...], url: str, expected: str
+) -> None:
+    env = {**clean_env(), **SERVE_ENV, "DATABASE_URL": url.format(tmp=tmp_path)}
+    result = run(*args, env=env, cwd=tmp_path)
+    assert result.returncode == 3
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(expected) and "check DATABASE_URL" in line
+    assert "hunter2" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_on_a_database_behind_is_one_line_naming_the_command(tmp_path: Path) -> None:
+    env = {**clean_env(), **SERVE_ENV, "DATABASE_URL": f"sqlite:///{tmp_path / 'prod.db'}"}
+    result = run("serve", env=env, cwd=tmp_path)
+    assert result.returncode == 3
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("koding-iam: the database is at revision none but this version needs ")
+    assert line.endswith("run `koding-iam db upgrade` first")
+
+
+def test_version(tmp_path: Path) -> None:
+    result = run("--version", env=clean_env(), cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout.strip() == f"koding-iam {version('koding-iam')}"
+
+
+@pytest.mark.parametrize("command", sorted(cli.COMMANDS))
+def test_every_subcommand_help_says_what_it_does_and_its_options(command: str) -> None:
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    assert sub.description and sub.description == cli.SUBCOMMANDS[command][1] and len(sub.description) > 60
+    for action in sub._actions:
+        assert action.help, f"{command}: {action.dest} has no help"
+    assert sub.description.split()[0] in sub.format_help()

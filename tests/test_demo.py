@@ -3,6 +3,7 @@ reveal modal."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -139,3 +140,30 @@ def test_demo_fails_loudly_when_slack_would_refuse_a_body() -> None:
     standin.expect_violations("3001")  # declared for the suite's guard; the demo still refuses it
     with pytest.raises(DemoError, match=r"chat.postMessage \$.blocks\[0\].text: 3001 > 3000"):
         _check_block_kit(standin)
+
+
+@pytest.mark.slow
+def test_demo_with_json_logs_writes_only_json_lines_naming_each_slack_request() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_", "LOG_"))}
+    env["LOG_FORMAT"] = "json"
+    script = shutil.which("koding-iam", path=str(Path(sys.executable).parent))
+    command = [script, "demo"] if script else [sys.executable, "-m", "bot.cli", "demo"]
+
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "── 8. Summary" in done.stdout  # the story stays on stdout; the logs are on stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines()]  # every line: one JSON object
+    assert lines and all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+    requests = [line for line in lines if line["logger"] == "bot.app"]
+    assert [line["callback"] for line in requests][:3] == ["/koding-iam", "koding_iam.request", "koding_iam.approve"]
+    for line in requests:
+        assert line["team"] == "T0KODING" and line["user"] in (demo.REQUESTER, *demo.ADMINS) and line["request_id"]
+    assert len({line["request_id"] for line in requests}) == len(requests)
+    # Provisioning runs after the ack on the background pool, and still names the Approve click it came from.
+    approve = next(line for line in requests if line["callback"] == "koding_iam.approve")
+    provisioned = next(line for line in lines if line["message"] == "provisioning of request 1 ended: provisioned")
+    assert {k: provisioned[k] for k in ("request_id", "user", "callback")} == {
+        k: approve[k] for k in ("request_id", "user", "callback")
+    }
+    assert not SECRET.search(done.stderr)

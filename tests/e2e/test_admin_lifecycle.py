@@ -288,3 +288,12 @@ def test_revoking_a_user_deleted_in_the_console_closes_the_record(sandbox: Sandb
     assert sb.driver.submit("UADMIN1", modal, {}).text == ""
     sb.wait_idle()
     assert only_request(sb).status == "revoked"
+
+
+def test_help_lists_the_admin_subcommands_to_admins_only(sqlite_sandbox: Sandbox) -> None:
+    sb = sqlite_sandbox
+    admin = dumps(sb.driver.command("UADMIN1", "help")[0].json()["blocks"])
+    member = dumps(sb.driver.command("UALICE", "help")[0].json()["blocks"])
+    for sub in ("list", "audit", "revoke", "sync", "exempt"):
+        assert f"/koding-iam {sub}" in admin and f"/koding-iam {sub}" not in member
+    assert "/koding-iam request" in admin and "/koding-iam request" in member

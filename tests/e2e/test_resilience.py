@@ -96,8 +96,10 @@ def test_failed_step_is_explained_and_an_admin_retry_finishes_it(sandbox: Sandbo
     failed_card = refreshed(sb, approval)
     assert actions_in(failed_card) == [ids.RETRY]
     assert "✗ CreateGroup Developers" in json.dumps(failed_card["blocks"], ensure_ascii=False)
+    assert "outside koding-iam's path" in json.dumps(failed_card["blocks"])  # the admins get the reason and fix
     told = sb.driver.latest_message("UALICE", containing="failed")
-    assert "outside koding-iam" in json.dumps(told["blocks"])
+    assert "outside koding-iam" not in json.dumps(told["blocks"])  # the requester hears the admins are on it
+    assert "The admins have been told" in json.dumps(told["blocks"])
     assert sb.services.gateway.get_user("koding-ualice") is None
 
     click(sb, "UMALLORY", ids.RETRY, failed_card)  # not an admin

@@ -16,7 +16,7 @@ import boto3
 import pytest
 from sqlalchemy import select, update
 
-from bot import rotation, sync
+from bot import ids, rotation, sync
 from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
 from bot.rotation import ActionKind, Policy, Stage
@@ -353,3 +353,51 @@ def test_sync_command(command_env: Sandbox, capsys: pytest.CaptureFixture[str]) 
     iam().delete_user_policy(UserName="koding-ualice", PolicyName="extra")
     assert cli.main(["sync"]) == 0
     assert "no drift" in capsys.readouterr().out
+
+
+# What the owner of imported keys sees ----------------------------------------------------------------------
+def _home(sb: Sandbox, user: str) -> dict[str, Any]:
+    event = {"type": "app_home_opened", "user": user, "channel": sb.standin.dm_channel(user), "tab": "home"}
+    assert sb.driver.event({**event, "event_ts": "1.0"}).status == 200
+    sb.wait_idle()
+    view = sb.standin.published_home(user)
+    assert view is not None
+    return view
+
+
+def _buttons(blocks: list[dict[str, Any]]) -> list[str]:
+    return [e["action_id"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
+
+
+def test_home_and_status_show_the_keys_sync_imported_for_their_owner(sandbox: Sandbox) -> None:
+    sb = sandbox
+    bob_keys = legacy_user("legacy-bob", owner="UBOB", keys=2)
+    iam().update_access_key(UserName="legacy-bob", AccessKeyId=bob_keys[0], Status="Inactive")
+    iam().add_user_to_group(UserName="legacy-bob", GroupName=iam().create_group(GroupName="Ops")["Group"]["GroupName"])
+    scan(sb)
+
+    home = _home(sb, "UBOB")["blocks"]
+    status = sb.driver.command("UBOB", "status")[0].json()["blocks"]
+
+    for blocks in (home, status):
+        text = json.dumps(blocks)
+        assert "You have no IAM user" not in text
+        assert "`legacy-bob`" in text and "imported by `koding-iam sync`" in text and "`Ops`" in text
+        assert f"`{bob_keys[0]}`" in text and f"`{bob_keys[1]}`" in text
+        assert ids.OPEN_REQUEST not in _buttons(blocks)
+        assert ids.ROTATE in _buttons(blocks)  # the active imported key rotates like an issued one
+    # Someone else's imported key is not shown to a member without keys, who is still offered a request.
+    other = _home(sb, "UCAROL")["blocks"]
+    assert "legacy-bob" not in json.dumps(other) and _buttons(other) == [ids.OPEN_REQUEST]
+
+
+def test_a_member_with_an_issued_user_and_an_imported_one_sees_both(sandbox: Sandbox) -> None:
+    sb = sandbox
+    issued = reveal_first_key(sb)
+    (imported,) = legacy_user("legacy-alice", owner="UALICE")
+    scan(sb)
+
+    text = json.dumps(_home(sb, "UALICE")["blocks"])
+
+    assert "`koding-ualice`" in text and "`legacy-alice`" in text
+    assert f"`{issued}` of `koding-ualice`" in text and f"`{imported}` of `legacy-alice`" in text

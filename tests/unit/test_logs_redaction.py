@@ -1,14 +1,17 @@
-"""Unit tests for bot/logs.py: redaction of secrets and the Slack logger level pin."""
+"""Unit tests for bot/logs.py: redaction of secrets (text and JSON), the logger level pins, LOG_* validation."""
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from bot import logs
+from bot import logs, request_context
+from bot.config import ConfigError
 from bot.logs import RedactingFilter, redact
 
 pin_loggers = logs.pin_chatty_loggers
@@ -168,3 +171,126 @@ def test_pinned_loggers_are_no_more_talkative_than_root() -> None:
     pin_loggers()
     assert logging.getLogger("botocore").level == logging.WARNING
     assert not logging.getLogger("botocore.credentials").isEnabledFor(logging.INFO)
+
+
+# ------------------------------------------------------------------------------------------- JSON output
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    names = (*PINNED, *logs.THIRD_PARTY_LOGGERS)
+    saved = (root.handlers[:], root.level, {name: logging.getLogger(name).level for name in names})
+    try:
+        yield
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
+        for name, level in saved[2].items():
+            logging.getLogger(name).setLevel(level)
+        logging.captureWarnings(False)
+
+
+def _json_lines(monkeypatch: pytest.MonkeyPatch, emit: Callable[[], None], **env: str) -> list[dict[str, object]]:
+    for name in ("LOG_LEVEL", "LOG_LEVEL_THIRD_PARTY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {"LOG_FORMAT": "json", **env}.items():
+        monkeypatch.setenv(name, value)
+    stream = io.StringIO()
+    logs.configure(stream=stream)
+    emit()
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_json_lines_are_redacted_in_message_and_exception(monkeypatch: pytest.MonkeyPatch) -> None:
+    def emit() -> None:
+        log = logging.getLogger("koding_iam.tests.json")
+        log.info("revealed %s with %s", KEY_ID, AWS_SECRET)
+        try:
+            raise RuntimeError(f"boom {BOT_TOKEN} {AWS_SECRET}")
+        except RuntimeError:
+            log.exception("failed")
+
+    first, second = _json_lines(monkeypatch, emit)
+    assert first["message"] == f"revealed {KEY_ID} with [redacted]"
+    assert set(first) == {"time", "level", "logger", "message"} and first["level"] == "INFO"
+    assert first["logger"] == "koding_iam.tests.json" and str(first["time"]).endswith("+00:00")
+    assert second["level"] == "ERROR" and "boom [redacted] [redacted]" in str(second["exception"])
+    assert AWS_SECRET not in json.dumps([first, second]) and BOT_TOKEN not in json.dumps([first, second])
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_json_redaction_also_holds_for_a_record_made_before_the_factory_was_installed() -> None:
+    record = _record("secret %s", AWS_SECRET)  # a bare LogRecord: no factory, no filter ran
+    line = logs.JsonFormatter().format(record)
+    assert AWS_SECRET not in line and json.loads(line)["message"] == "secret [redacted]"
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_json_lines_carry_the_slack_request_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    def emit() -> None:
+        log = logging.getLogger("koding_iam.tests.json")
+        with request_context.bind(request_id="r1", team="T1", user="U1", kind="block_actions", callback="approve"):
+            log.info("inside")
+        log.info("outside")
+
+    inside, outside = _json_lines(monkeypatch, emit)
+    assert {k: inside[k] for k in request_context.FIELDS} == {
+        "request_id": "r1",
+        "team": "T1",
+        "user": "U1",
+        "kind": "block_actions",
+        "callback": "approve",
+    }
+    assert "request_id" not in outside
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("LOG_LEVEL", "verbose"), ("LOG_FORMAT", "yaml"), ("LOG_LEVEL_THIRD_PARTY", "loud")]
+)
+def test_unknown_values_are_refused_in_one_line(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as refused:
+        logs.settings_from_env()
+    assert str(refused.value).startswith(f"{name} is malformed: {value!r} is not one of")
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_debug_is_accepted_but_slack_and_aws_stay_at_info_and_third_parties_at_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def emit() -> None:
+        logging.getLogger("koding_iam.tests.json").debug("ours")
+        logging.getLogger("slack_sdk.web.base_client").debug("request body")
+        logging.getLogger("botocore.endpoint").debug("response body")
+        logging.getLogger("apscheduler.scheduler").info("tick")
+        logging.getLogger("alembic.runtime.migration").info("Context impl")
+        logging.getLogger("apscheduler.scheduler").warning("missed")
+
+    lines = _json_lines(monkeypatch, emit, LOG_LEVEL="debug")
+    assert [(line["logger"], line["message"]) for line in lines] == [
+        ("koding_iam.tests.json", "ours"),
+        ("apscheduler.scheduler", "missed"),
+    ]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_third_party_loggers_speak_at_info_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = _json_lines(
+        monkeypatch,
+        lambda: logging.getLogger("alembic.runtime.migration").info("Running upgrade"),
+        LOG_LEVEL_THIRD_PARTY="INFO",
+    )
+    assert [line["message"] for line in lines] == ["Running upgrade"]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_text_format_is_the_default_and_names_the_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LOG_FORMAT", raising=False)
+    stream = io.StringIO()
+    logs.configure(stream=stream)
+    with request_context.bind(request_id="r1", user="U1"):
+        logging.getLogger("koding_iam.tests.text").warning("refused")
+    line = stream.getvalue().strip()
+    assert line.endswith("WARNING koding_iam.tests.text: refused [request_id=r1 user=U1]")

@@ -569,3 +569,14 @@ def test_already_decided_text() -> None:
         "This request was already denied by <@U0ADM> on an unknown time."
     )
     assert "another admin" in views.already_decided_text("approved", None, NOW)
+
+
+def test_failed_dm_speaks_to_the_requester_and_leaves_the_reason_to_the_admins_card() -> None:
+    reason = "IAM group Developers exists outside koding-iam's path /koding/: rename the group in AWS"
+    request = make_request(RequestStatus.FAILED, failure_reason=reason)
+    text, blocks = views.failed_dm(request)
+    shown = text + json.dumps(blocks)
+    assert "rename the group" not in shown and "/koding/" not in shown
+    assert "The admins have been told" in shown and "nothing is needed from you" in shown
+    card = json.dumps(views.approval_card(request, calls=[])[1])
+    assert "rename the group in AWS" in card
