@@ -8,6 +8,7 @@ found by sync and the latest audit events. The tab is published again after each
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +17,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from bot import ids, rotation, views
-from bot.aws_iam import AwsError
+from bot.aws_iam import AwsError, KeyLastUsed
 from bot.db import session_scope
 from bot.limits import clip
 from bot.services import Services
@@ -37,7 +38,35 @@ def latest_request(session: Session, user_id: str) -> AccessRequest | None:
     ).first()
 
 
-def user_blocks(services: Services, session: Session, user_id: str, *, now: datetime) -> list[dict[str, Any]]:
+def last_used_of_keys(services: Services, user_id: str) -> dict[str, KeyLastUsed | None]:
+    """AWS's last-use record of each key the person owns, read before any transaction opens (an AWS call
+    must never hold one); a key AWS could not answer for shows as unknown."""
+    with session_scope(services.session_factory) as session:
+        key_ids = list(
+            session.scalars(
+                select(AccessKey.access_key_id)
+                .where(AccessKey.owner_id == user_id, AccessKey.status != KeyStatus.DELETED)
+                .order_by(AccessKey.created_at.desc())
+                .limit(MAX_KEYS)
+            )
+        )
+    found: dict[str, KeyLastUsed | None] = {}
+    for key_id in key_ids:
+        try:
+            found[key_id] = services.gateway.access_key_last_used(key_id)
+        except AwsError:
+            found[key_id] = None
+    return found
+
+
+def user_blocks(
+    services: Services,
+    session: Session,
+    user_id: str,
+    *,
+    now: datetime,
+    last_used: Mapping[str, KeyLastUsed | None],
+) -> list[dict[str, Any]]:
     """What a person sees about themselves: their user, its access, their keys and what they can do next."""
     policy = rotation.Policy.from_settings(services.settings)
     request = latest_request(session, user_id)
@@ -78,10 +107,7 @@ def user_blocks(services: Services, session: Session, user_id: str, *, now: date
     active = [key for key in keys if key.status == KeyStatus.ACTIVE]
     for key in keys[:MAX_KEYS]:
         stage = rotation.stage_of(rotation.KeyState.of(key), policy, now)
-        try:
-            used = views.last_used_text(services.gateway.access_key_last_used(key.access_key_id))
-        except AwsError:
-            used = views.last_used_text(None)
+        used = views.last_used_text(last_used.get(key.access_key_id))
         blocks.append(
             _section(
                 f"*Key* `{views.escape(key.access_key_id)}` — {key.status}, {(now - key.created_at).days} days old, "
@@ -201,9 +227,10 @@ def audit_row(event: AuditEvent) -> str:
 
 def home_view(services: Services, user_id: str) -> dict[str, Any]:
     now = services.clock()
+    last_used = last_used_of_keys(services, user_id)
     with session_scope(services.session_factory) as session:
         blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": "koding-iam"}}]
-        blocks += user_blocks(services, session, user_id, now=now)
+        blocks += user_blocks(services, session, user_id, now=now, last_used=last_used)
         if user_id in services.settings.admins:
             blocks += admin_blocks(services, session, now=now)
     return {"type": "home", "blocks": blocks}
@@ -224,8 +251,9 @@ def refresh(services: Services, *user_ids: str, admins: bool = False) -> None:
 
 
 def status_blocks(services: Services, user_id: str) -> list[dict[str, Any]]:
+    last_used = last_used_of_keys(services, user_id)
     with session_scope(services.session_factory) as session:
-        return user_blocks(services, session, user_id, now=services.clock())
+        return user_blocks(services, session, user_id, now=services.clock(), last_used=last_used)
 
 
 def list_blocks(services: Services) -> list[dict[str, Any]]:
