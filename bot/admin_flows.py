@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from bot import approval, audit, home, offboarding, provisioning, reveal, views
+from bot import approval, audit, home, notify, offboarding, provisioning, reveal, views
 from bot.aws_iam import AwsError
 from bot.db import session_scope
 from bot.errors import NotAuthorized
@@ -37,10 +37,10 @@ def open_revoke(services: Services, *, admin_id: str, target: str, trigger_id: s
     slack_id, name = parse_target(target)
     with session_scope(services.session_factory) as session:
         request = offboarding.find_user_request(session, slack_user_id=slack_id, iam_user_name=name)
-        if request is None:
-            who = f"<@{slack_id}>" if slack_id else f"`{views.escape(name or '')}`"
-            notifier.ephemeral(channel, admin_id, f"{who} has no IAM user from koding-iam to revoke.")
-            return
+    if request is None:
+        who = f"<@{slack_id}>" if slack_id else f"`{views.escape(name or '')}`"
+        notifier.ephemeral(channel, admin_id, f"{who} has no IAM user from koding-iam to revoke.")
+        return
     view_id = notifier.open_modal(trigger_id, views.revoke_checking_modal(request.iam_user_name))
     if view_id is None:
         return
@@ -239,7 +239,8 @@ def expire_requests(services: Services) -> None:
             audit.record(session, action="request.expired", request_id=request_id, at=now)
             request = approval.load_request(session, request_id)
             session.refresh(request)
-            services.notifier.update_approval_cards(session, request)
+            cards = notify.cards_of(session, request_id)
+        services.notifier.update_approval_cards(request, cards)
         services.notifier.dm(request.requester_id, *views.expired_dm(request))
         home.refresh(services, request.requester_id, admins=True)
 

@@ -8,10 +8,20 @@ from __future__ import annotations
 
 import logging
 
-from bot import approval, home, intake, provisioning, reveal, reveal_recovery, views
+from sqlalchemy import update
+
+from bot import approval, home, intake, notify, provisioning, reveal, reveal_recovery, views
 from bot.aws_iam import NewAccessKey
 from bot.db import session_scope
-from bot.errors import AdminAttention, AlreadyDecided, AlreadyRevealed, DomainError, GrantExpired, InvalidState
+from bot.errors import (
+    AdminAttention,
+    AlreadyDecided,
+    AlreadyRevealed,
+    DomainError,
+    GrantExpired,
+    InvalidState,
+    ValidationFailed,
+)
 from bot.services import Services
 from bot.validation import suggest_user_name
 from models import AccessRequest, KeyGrant, RequestStatus
@@ -34,15 +44,13 @@ def open_request_modal(services: Services, *, user_id: str, user_name: str | Non
 
 def submit_request(services: Services, *, user_id: str, team_id: str | None, form: intake.RequestForm) -> int:
     """Store a validated request; raises ValidationFailed with field errors (nothing stored then)."""
+    settings = services.settings
     with session_scope(services.session_factory) as session:
-        request = intake.submit_request(
-            session,
-            gateway=services.gateway,
-            settings=services.settings,
-            requester_id=user_id,
-            team_id=team_id,
-            form=form,
-        )
+        intake.check_request(session, settings=settings, requester_id=user_id, form=form)
+    if message := intake.aws_name_error(services.gateway, form.iam_user_name):  # no transaction open
+        raise ValidationFailed({"iam_user_name": message})
+    with session_scope(services.session_factory) as session:
+        request = intake.submit_request(session, settings=settings, requester_id=user_id, team_id=team_id, form=form)
         return request.id
 
 
@@ -57,11 +65,12 @@ def announce_request(services: Services, request_id: int, *, requester_dm: bool 
             return
     with session_scope(services.session_factory) as session:
         request = approval.load_request(session, request_id)
-        if requester_dm:
-            services.notifier.request_received(request)
-        services.notifier.post_approval_cards(session, request)
-        requester = request.requester_id
-    home.refresh(services, requester, admins=True)
+    if requester_dm:
+        services.notifier.request_received(request)
+    posted = services.notifier.post_approval_cards(request)
+    with session_scope(services.session_factory) as session:
+        notify.record_cards(session, request_id, posted)
+    home.refresh(services, request.requester_id, admins=True)
 
 
 # Deciding --------------------------------------------------------------------------------------------------
@@ -76,11 +85,12 @@ def approve(services: Services, *, request_id: int, admin_id: str, channel: str 
                 approve=True,
                 now=services.clock(),
             )
-            services.notifier.update_approval_cards(session, request)
-            services.notifier.decision(request)
     except DomainError as exc:
         refuse(services, channel, admin_id, exc)
         return
+    # Committed: only now do the cards say "Approved" and does the requester hear it.
+    refresh_cards(services, request_id)
+    services.notifier.decision(request)
     services.background.submit(provision_safely, services, request_id)
 
 
@@ -116,25 +126,38 @@ def deny(services: Services, *, request_id: int, admin_id: str, reason: str) -> 
 
 
 def announce_denial(services: Services, request_id: int) -> None:
+    request = refresh_cards(services, request_id)
+    services.notifier.decision(request)
+    home.refresh(services, request.requester_id, admins=True)
+
+
+def refresh_cards(
+    services: Services,
+    request_id: int,
+    progress: list[provisioning.StepProgress] | None = None,
+    *,
+    with_progress: bool = False,
+) -> AccessRequest:
+    """Read the request and where its cards are, close the transaction, then update every copy."""
     with session_scope(services.session_factory) as session:
         request = approval.load_request(session, request_id)
-        services.notifier.update_approval_cards(session, request)
-        services.notifier.decision(request)
-    home.refresh(services, request.requester_id, admins=True)
+        cards = notify.cards_of(session, request_id)
+        if progress is None and with_progress:
+            progress = provisioning.progress_of(session, request, services.settings)
+    services.notifier.update_approval_cards(request, cards, progress)
+    return request
 
 
 def retry(services: Services, *, request_id: int, admin_id: str, channel: str | None) -> None:
     try:
         with session_scope(services.session_factory) as session:
-            request = approval.retry(
+            approval.retry(
                 session, settings=services.settings, request_id=request_id, admin_id=admin_id, now=services.clock()
-            )
-            services.notifier.update_approval_cards(
-                session, request, provisioning.progress_of(session, request, services.settings)
             )
     except DomainError as exc:
         refuse(services, channel, admin_id, exc)
         return
+    refresh_cards(services, request_id, with_progress=True)
     services.background.submit(provision_safely, services, request_id)
 
 
@@ -143,9 +166,7 @@ def provision(services: Services, request_id: int) -> provisioning.Outcome:
     """Run provisioning with the approval cards updated live, then tell the requester how it ended."""
 
     def show_progress(progress: list[provisioning.StepProgress]) -> None:
-        with session_scope(services.session_factory) as session:
-            request = approval.load_request(session, request_id)
-            services.notifier.update_approval_cards(session, request, progress)
+        refresh_cards(services, request_id, progress)
 
     outcome = provisioning.run(
         services.session_factory,
@@ -160,13 +181,9 @@ def provision(services: Services, request_id: int) -> provisioning.Outcome:
     if outcome.status == "skipped":
         return outcome
     log.info("provisioning of request %s ended: %s", request_id, outcome.status)
-    with session_scope(services.session_factory) as session:
-        request = approval.load_request(session, request_id)
-        services.notifier.update_approval_cards(
-            session, request, provisioning.progress_of(session, request, services.settings)
-        )
-        if outcome.status == "failed":
-            services.notifier.provisioning_failed(request)
+    request = refresh_cards(services, request_id, with_progress=True)
+    if outcome.status == "failed":
+        services.notifier.provisioning_failed(request)
     if outcome.status == "provisioned" and outcome.grant_id is not None:
         deliver_reveal_dm(services, outcome.grant_id)
     home.refresh(services, request.requester_id, admins=True)
@@ -180,7 +197,12 @@ def deliver_reveal_dm(services: Services, grant_id: int) -> None:
             return
     with session_scope(services.session_factory) as session:
         grant = reveal.load_grant(session, grant_id)
-        services.notifier.post_reveal_dm(session, grant, now=services.clock())
+    posted = services.notifier.post_reveal_dm(grant, now=services.clock())
+    if posted:
+        with session_scope(services.session_factory) as session:
+            session.execute(
+                update(KeyGrant).where(KeyGrant.id == grant_id).values(dm_channel=posted[0], dm_ts=posted[1])
+            )
 
 
 def provision_safely(services: Services, request_id: int) -> None:
@@ -357,8 +379,8 @@ def renew_reveal_window(services: Services, *, grant_id: int, user_id: str, chan
 def _refresh_reveal_dm(services: Services, grant_id: int) -> None:
     with session_scope(services.session_factory) as session:
         grant = session.get(KeyGrant, grant_id)
-        if grant is not None:
-            services.notifier.update_reveal_dm(grant, now=services.clock())
+    if grant is not None:
+        services.notifier.update_reveal_dm(grant, now=services.clock())
 
 
 def _try_update_modal(services: Services, view_id: str, message: str) -> None:

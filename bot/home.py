@@ -8,6 +8,8 @@ found by sync and the latest audit events. The tab is published again after each
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +18,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from bot import ids, rotation, views
-from bot.aws_iam import AwsError
+from bot.aws_iam import AwsError, KeyLastUsed
 from bot.db import session_scope
 from bot.limits import clip
 from bot.services import Services
@@ -37,7 +39,47 @@ def latest_request(session: Session, user_id: str) -> AccessRequest | None:
     ).first()
 
 
-def user_blocks(services: Services, session: Session, user_id: str, *, now: datetime) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class AwsFacts:
+    """What the person's view needs from AWS, read before any transaction opens (an AWS call must never hold
+    one): each key's last use and the groups of users made outside koding-iam. None where AWS did not answer."""
+
+    last_used: Mapping[str, KeyLastUsed | None]
+    groups: Mapping[str, list[str] | None]
+
+
+def aws_facts(services: Services, user_id: str) -> AwsFacts:
+    with session_scope(services.session_factory) as session:
+        request = latest_request(session, user_id)
+        rows = session.execute(
+            select(AccessKey.access_key_id, AccessKey.iam_user_name)
+            .where(AccessKey.owner_id == user_id, AccessKey.status != KeyStatus.DELETED)
+            .order_by(AccessKey.created_at.desc())
+        ).all()
+    issued = request.iam_user_name.lower() if request is not None else None
+    last_used: dict[str, KeyLastUsed | None] = {}
+    for key_id, _ in rows[:MAX_KEYS]:
+        try:
+            last_used[key_id] = services.gateway.access_key_last_used(key_id)
+        except AwsError:
+            last_used[key_id] = None
+    groups: dict[str, list[str] | None] = {}
+    for name in dict.fromkeys(name for _, name in rows if name.lower() != issued):
+        try:
+            groups[name] = services.gateway.list_groups_for_user(name)
+        except AwsError:
+            groups[name] = None
+    return AwsFacts(last_used, groups)
+
+
+def user_blocks(
+    services: Services,
+    session: Session,
+    user_id: str,
+    *,
+    now: datetime,
+    aws: AwsFacts,
+) -> list[dict[str, Any]]:
     """What a person sees about themselves: their IAM users, their access, every key they own (issued by
     koding-iam or imported by `koding-iam sync`) and what they can do next."""
     policy = rotation.Policy.from_settings(services.settings)
@@ -64,15 +106,12 @@ def user_blocks(services: Services, session: Session, user_id: str, *, now: date
     issued_user = request.iam_user_name.lower() if request is not None else None
     imported_users = dict.fromkeys(k.iam_user_name for k in keys if k.iam_user_name.lower() != issued_user)
     for name in imported_users:
-        blocks.append(_section(_imported_user_text(services, name)))
+        blocks.append(_section(_imported_user_text(name, aws.groups.get(name))))
     several_users = len(imported_users) + (request is not None) > 1
     active = [key for key in keys if key.status == KeyStatus.ACTIVE]
     for key in keys[:MAX_KEYS]:
         stage = rotation.stage_of(rotation.KeyState.of(key), policy, now)
-        try:
-            used = views.last_used_text(services.gateway.access_key_last_used(key.access_key_id))
-        except AwsError:
-            used = views.last_used_text(None)
+        used = views.last_used_text(aws.last_used.get(key.access_key_id))
         of_user = f" of `{views.escape(key.iam_user_name)}`" if several_users else ""
         blocks.append(
             _section(
@@ -124,13 +163,12 @@ def _requested_user_blocks(session: Session, request: AccessRequest, *, now: dat
     return blocks
 
 
-def _imported_user_text(services: Services, name: str) -> str:
-    """An IAM user made outside koding-iam whose keys `sync` recorded for this member; its groups, live from IAM."""
-    try:
-        groups = services.gateway.list_groups_for_user(name)
-        access = "groups: " + (", ".join(f"`{views.escape(g)}`" for g in groups) if groups else "none")
-    except AwsError:
+def _imported_user_text(name: str, groups: list[str] | None) -> str:
+    """An IAM user made outside koding-iam whose keys `sync` recorded for this member, with its groups."""
+    if groups is None:
         access = "groups: could not be read from IAM just now"
+    else:
+        access = "groups: " + (", ".join(f"`{views.escape(g)}`" for g in groups) if groups else "none")
     return f"*IAM user* `{views.escape(name)}` — made outside koding-iam, imported by `koding-iam sync`\n{access}"
 
 
@@ -229,9 +267,10 @@ def audit_row(event: AuditEvent) -> str:
 
 def home_view(services: Services, user_id: str) -> dict[str, Any]:
     now = services.clock()
+    aws = aws_facts(services, user_id)
     with session_scope(services.session_factory) as session:
         blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": "koding-iam"}}]
-        blocks += user_blocks(services, session, user_id, now=now)
+        blocks += user_blocks(services, session, user_id, now=now, aws=aws)
         if user_id in services.settings.admins:
             blocks += admin_blocks(services, session, now=now)
     return {"type": "home", "blocks": blocks}
@@ -252,8 +291,9 @@ def refresh(services: Services, *user_ids: str, admins: bool = False) -> None:
 
 
 def status_blocks(services: Services, user_id: str) -> list[dict[str, Any]]:
+    aws = aws_facts(services, user_id)
     with session_scope(services.session_factory) as session:
-        return user_blocks(services, session, user_id, now=services.clock())
+        return user_blocks(services, session, user_id, now=services.clock(), aws=aws)
 
 
 def list_blocks(services: Services) -> list[dict[str, Any]]:

@@ -61,16 +61,9 @@ def build_plan(profile_keys: list[str], settings: Settings) -> list[dict[str, ob
     ]
 
 
-def submit_request(
-    session: Session,
-    *,
-    gateway: IamGateway,
-    settings: Settings,
-    requester_id: str,
-    team_id: str | None,
-    form: RequestForm,
-) -> AccessRequest:
-    """Validate against the rules, the database and AWS, then store a pending request (or raise ValidationFailed)."""
+def check_request(session: Session, *, settings: Settings, requester_id: str, form: RequestForm) -> None:
+    """The rules and the database's view of the form (raises ValidationFailed); no AWS call, so it can run in a
+    transaction."""
     errors = validate_form(form, settings)
     if errors:
         raise ValidationFailed(errors)
@@ -79,18 +72,27 @@ def submit_request(
     if existing is not None:
         raise ValidationFailed({"iam_user_name": already_have_message(existing)})
 
-    name_key = form.iam_user_name.lower()
     taken = session.scalars(
         select(AccessRequest).where(
-            AccessRequest.iam_user_name_key == name_key, AccessRequest.status.in_(OPEN_STATUSES)
+            AccessRequest.iam_user_name_key == form.iam_user_name.lower(), AccessRequest.status.in_(OPEN_STATUSES)
         )
     ).first()
     if taken is not None:
         raise ValidationFailed({"iam_user_name": f"The IAM user name {taken.iam_user_name} is already taken."})
 
-    if message := _aws_name_error(gateway, form.iam_user_name):
-        raise ValidationFailed({"iam_user_name": message})
 
+def submit_request(
+    session: Session,
+    *,
+    settings: Settings,
+    requester_id: str,
+    team_id: str | None,
+    form: RequestForm,
+) -> AccessRequest:
+    """Check the form again and store a pending request (or raise ValidationFailed). The AWS name check
+    (`aws_name_error`) runs before this, outside any transaction."""
+    check_request(session, settings=settings, requester_id=requester_id, form=form)
+    name_key = form.iam_user_name.lower()
     request = AccessRequest(
         requester_id=requester_id,
         team_id=team_id,
@@ -124,7 +126,7 @@ def already_have_message(existing: AccessRequest) -> str:
     return f"You already have request #{existing.id} for {existing.iam_user_name}, which is {existing.status}."
 
 
-def _aws_name_error(gateway: IamGateway, name: str) -> str | None:
+def aws_name_error(gateway: IamGateway, name: str) -> str | None:
     """Refuse a name that exists in AWS. A slow AWS does not hold the Slack ack: provisioning checks again."""
     try:
         user = gateway.get_user(name, fast=True)

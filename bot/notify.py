@@ -49,10 +49,9 @@ class Notifier:
     def provisioning_failed(self, request: AccessRequest) -> None:
         self.dm(request.requester_id, *views.failed_dm(request))
 
-    def post_reveal_dm(self, session: Session, grant: KeyGrant, *, now: datetime) -> None:
-        posted = self.dm(grant.requester_id, *views.reveal_dm(grant, now=now))
-        if posted:
-            grant.dm_channel, grant.dm_ts = posted
+    def post_reveal_dm(self, grant: KeyGrant, *, now: datetime) -> tuple[str, str] | None:
+        """Post the Reveal button; the caller records where it went (after this returns, not during)."""
+        return self.dm(grant.requester_id, *views.reveal_dm(grant, now=now))
 
     def update_reveal_dm(self, grant: KeyGrant, *, now: datetime) -> None:
         if not (grant.dm_channel and grant.dm_ts):
@@ -81,17 +80,19 @@ class Notifier:
             return [self.settings.koding_iam_approval_channel]
         return sorted(self.settings.admins)
 
-    def post_approval_cards(self, session: Session, request: AccessRequest) -> None:
-        """One card in the approval channel, or one in each admin's DM; each remembered for later updates."""
+    def post_approval_cards(self, request: AccessRequest) -> list[tuple[str, str]]:
+        """One card in the approval channel, or one in each admin's DM; returns where each went, for the
+        caller to record (no transaction is open while Slack is called)."""
         text, blocks = self.approval_card(request)
+        posted = []
         for target in self.admin_targets():
             try:
                 response = self.client.chat_postMessage(channel=target, text=text, blocks=blocks)
             except SlackApiError as exc:
                 log.warning("could not post approval card to %s: %s", target, exc.response.get("error"))
                 continue
-            session.add(ApprovalCard(request_id=request.id, channel=response["channel"], ts=response["ts"]))
-        session.flush()
+            posted.append((str(response["channel"]), str(response["ts"])))
+        return posted
 
     def admin_notice(self, text: str, blocks: views.Blocks) -> bool:
         """Tell the admins something; True only if every copy was posted."""
@@ -105,12 +106,15 @@ class Notifier:
         return views.approval_card(request, calls=calls, progress=progress)
 
     def update_approval_cards(
-        self, session: Session, request: AccessRequest, progress: Sequence[StepProgress] | None = None
+        self,
+        request: AccessRequest,
+        cards: Sequence[tuple[str, str]],
+        progress: Sequence[StepProgress] | None = None,
     ) -> None:
+        """Bring every recorded copy of the card up to date; `cards` were read (cards_of) before this call."""
         text, blocks = self.approval_card(request, progress)
-        cards = session.scalars(select(ApprovalCard).where(ApprovalCard.request_id == request.id)).all()
-        for card in cards:
-            self._update(card.channel, card.ts, text, blocks)
+        for channel, ts in cards:
+            self._update(channel, ts, text, blocks)
 
     def _update(self, channel: str, ts: str, text: str, blocks: views.Blocks) -> bool:
         try:
@@ -133,3 +137,14 @@ class Notifier:
     def update_modal(self, view_id: str, view: dict) -> None:
         """views.update; raises SlackApiError so the reveal can undo a key nobody saw."""
         self.client.views_update(view_id=view_id, view=view)
+
+
+def cards_of(session: Session, request_id: int) -> list[tuple[str, str]]:
+    """Where a request's approval cards were posted (channel, ts), as the bot recorded it."""
+    cards = session.scalars(select(ApprovalCard).where(ApprovalCard.request_id == request_id).order_by(ApprovalCard.id))
+    return [(card.channel, card.ts) for card in cards]
+
+
+def record_cards(session: Session, request_id: int, posted: Sequence[tuple[str, str]]) -> None:
+    for channel, ts in posted:
+        session.add(ApprovalCard(request_id=request_id, channel=channel, ts=ts))

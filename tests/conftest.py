@@ -137,3 +137,17 @@ def all_logs() -> Iterator[_Capture]:
     finally:
         root.removeHandler(capture)
         root.setLevel(previous)
+
+
+@pytest.fixture(autouse=True)
+def no_outside_call_inside_a_transaction(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fails a test in which the app called Slack or AWS while its thread held an open database transaction."""
+    from bot.devtools import transaction_guard
+
+    transaction_guard.install()
+    transaction_guard.take()
+    yield
+    found = transaction_guard.take()
+    if found and not request.node.get_closest_marker("allows_calls_in_transactions"):
+        lines = "\n".join(f"  {v.call}  <- {v.where}" for v in found[:20])
+        pytest.fail(f"{len(found)} Slack/AWS call(s) made inside an open database transaction:\n{lines}", pytrace=False)
