@@ -4,6 +4,7 @@ owner's guided rotate → deactivate → delete flow. The decisions are in bot/r
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,6 +19,7 @@ from bot.services import Services
 from models import AccessKey, KeyGrant
 
 log = logging.getLogger(__name__)
+DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 
 
 @dataclass
@@ -319,26 +321,32 @@ def delete_inactive(services: Services, *, key_row_id: int, user_id: str, channe
 
 
 def exempt_command(services: Services, *, admin_id: str, words: list[str]) -> str:
-    """`/koding-iam exempt <iam-user> <YYYY-MM-DD> <reason…>` (admins)."""
+    """`/koding-iam exempt <iam-user> <YYYY-MM-DD> <reason…>` (admins). Every mistake is explained; nothing is
+    stored unless the name, the date and the reason are all acceptable."""
     usage = "Usage: `/koding-iam exempt <iam-user-name> <YYYY-MM-DD> <reason>`"
     if len(words) < 3:
         return usage
     name, day, reason = words[0], words[1], " ".join(words[2:])
+    now = services.clock()
     try:
-        until = datetime.fromisoformat(day).replace(tzinfo=services.clock().tzinfo)
+        if not DATE.fullmatch(day):
+            raise ValueError(day)
+        until = datetime.fromisoformat(day).replace(tzinfo=now.tzinfo)
     except ValueError:
         return f"“{views.escape(day[:20])}” is not a date. {usage}"
     try:
         with session_scope(services.session_factory) as session:
-            rotation.exempt(
+            exemption = rotation.exempt(
                 session,
                 iam_user_name=name,
                 until=until,
                 reason=reason,
                 admin_id=admin_id,
-                now=services.clock(),
+                now=now,
                 admins=services.settings.admins,
+                max_days=services.settings.koding_iam_max_exemption_days,
             )
+            recorded = exemption.iam_user_name
     except DomainError as exc:
         return views.escape(exc.user_message)
-    return f"`{views.escape(name)}` is exempt from rotation reminders until {views.when(until)}."
+    return f"`{views.escape(recorded)}` is exempt from rotation reminders until {views.when(until)}."
