@@ -21,6 +21,9 @@ from bot.provisioning import StepProgress, plan_steps
 from models import AccessRequest, ApprovalCard, KeyGrant
 
 log = logging.getLogger(__name__)
+# A URL someone typed into a purpose or reason is shown as text, never previewed: no unfurl fetches it and no
+# preview card dresses it up (https://api.slack.com/methods/chat.postMessage#arg_unfurl_links).
+NO_UNFURL = {"unfurl_links": False, "unfurl_media": False}
 
 
 class Notifier:
@@ -33,7 +36,7 @@ class Notifier:
         """Post a DM (or, given a channel id, a channel message); returns (channel, ts), or None when Slack
         refused (logged, never raised to the caller)."""
         try:
-            response = self.client.chat_postMessage(channel=user_id, text=text, blocks=blocks)
+            response = self.client.chat_postMessage(channel=user_id, text=text, blocks=blocks, **NO_UNFURL)
         except SlackApiError as exc:
             log.warning("could not post to %s: %s", user_id, exc.response.get("error"))
             return None
@@ -86,7 +89,7 @@ class Notifier:
         text, blocks = self.approval_card(request)
         for target in self.admin_targets():
             try:
-                response = self.client.chat_postMessage(channel=target, text=text, blocks=blocks)
+                response = self.client.chat_postMessage(channel=target, text=text, blocks=blocks, **NO_UNFURL)
             except SlackApiError as exc:
                 log.warning("could not post approval card to %s: %s", target, exc.response.get("error"))
                 continue

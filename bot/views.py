@@ -31,6 +31,18 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def quoted(text: str) -> str:
+    """Free text a person typed (purpose, reasons), as a mrkdwn blockquote: escaped, and every line behind the
+    quote bar, so a typed newline cannot start a line that passes for the bot's own heading or section."""
+    return "\n".join(f">{escape(line)}" for line in text.splitlines() or [""])
+
+
+def one_line(text: str, limit: int) -> str:
+    """Free text shortened for a list row: whitespace (newlines too) collapsed, at most `limit` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 def when(at: datetime | None) -> str:
     """A timestamp every reader sees in their own time zone, with a UTC fallback."""
     if at is None:
@@ -184,7 +196,7 @@ def _summary_fields(request: AccessRequest) -> Blocks:
             f"*IAM user* `{escape(request.iam_user_name)}`\n"
             f"*Access profiles*\n{profiles}"
         ),
-        _section(f"*Purpose*\n{escape(request.purpose)}"),
+        _section(f"*Purpose*\n{quoted(request.purpose)}"),
     ]
 
 
@@ -226,7 +238,7 @@ def approval_card(
         return text, blocks
 
     if status == RequestStatus.DENIED:
-        reason = f"\n*Reason:* {escape(request.deny_reason)}" if request.deny_reason else ""
+        reason = f"\n*Reason:*\n{quoted(request.deny_reason)}" if request.deny_reason else ""
         blocks.append(_section(f":no_entry: *Denied* by <@{request.decided_by}> on {when(request.decided_at)}{reason}"))
         return f"Request #{request.id} was denied.", blocks
 
@@ -317,7 +329,7 @@ def already_decided_text(status: str, decided_by: str | None, decided_at: dateti
 
 # Requester DMs --------------------------------------------------------------------------------------------
 def denied_dm(request: AccessRequest) -> tuple[str, Blocks]:
-    reason = f"\n*Reason:* {escape(request.deny_reason)}" if request.deny_reason else ""
+    reason = f"\n*Reason:*\n{quoted(request.deny_reason)}" if request.deny_reason else ""
     return (
         f"Your request #{request.id} was denied.",
         [
