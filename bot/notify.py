@@ -98,7 +98,12 @@ class Notifier:
 
     def admin_notice(self, text: str, blocks: views.Blocks) -> bool:
         """Tell the admins something; True only if every copy was posted."""
-        return all(self.dm(target, text, blocks) is not None for target in self.admin_targets())
+        return self.post_to_admins(text, blocks)[1]
+
+    def post_to_admins(self, text: str, blocks: views.Blocks) -> tuple[list[tuple[str, str]], bool]:
+        """Every copy posted (channel, ts), to be recorded for later updates, and whether all of them were."""
+        posted = [self.dm(target, text, blocks) for target in self.admin_targets()]
+        return [at for at in posted if at is not None], all(at is not None for at in posted)
 
     def approval_card(
         self, request: AccessRequest, progress: Sequence[StepProgress] | None = None

@@ -311,6 +311,10 @@ def _set_status(
         return load_key(session, key_row_id)
 
 
+class AlreadyInState(InvalidState):
+    """A toggle asked for the state the key is already in: a no-op, told as such."""
+
+
 def deactivate(
     factory: sessionmaker[Session],
     gateway: IamGateway,
@@ -321,6 +325,10 @@ def deactivate(
     owner_told: bool,
 ) -> AccessKey:
     """Active → Inactive. `owner_told` marks the deactivated stage as told (the owner pressed the button)."""
+    with session_scope(factory) as session:
+        key = load_key(session, key_row_id)
+        if key.status == KeyStatus.INACTIVE:
+            raise AlreadyInState(f"Key {key.access_key_id} is already inactive; nothing was changed.")
     return _retire(
         factory, gateway, key_row_id=key_row_id, actor=actor, now=now, owner_told=owner_told, stage=Stage.DEACTIVATED
     )
@@ -334,11 +342,22 @@ def reactivate(
     actor: str,
     now: datetime,
     policy: Policy,
+    deactivation: datetime | None = None,
 ) -> AccessKey:
-    """Inactive → Active, only inside the recovery window; reminders resume from the key's current stage."""
+    """Inactive → Active, only inside the recovery window; reminders resume from the key's current stage.
+
+    `deactivation` (from the button) is the deactivation this click undoes: after a later one, nothing changes.
+    """
     with session_scope(factory) as session:
         key = load_key(session, key_row_id)
         age_stage = stage_of(replace(KeyState.of(key), status=KeyStatus.ACTIVE), policy, now)
+        if key.status == KeyStatus.ACTIVE:
+            raise AlreadyInState(f"Key {key.access_key_id} is already active; nothing was changed.")
+        if deactivation is not None and key.status == KeyStatus.INACTIVE and key.deactivated_at != deactivation:
+            raise InvalidState(
+                f"This Reactivate button belongs to an earlier deactivation of key {key.access_key_id}, which was "
+                "deactivated again since; nothing was changed. Use the latest message about it."
+            )
         if key.status == KeyStatus.INACTIVE and key.deactivated_at and key.deactivated_at <= now - policy.delete_after:
             raise InvalidState(
                 f"Key {key.access_key_id} can no longer be reactivated: its recovery window closed on "
@@ -353,7 +372,8 @@ def reactivate(
         to_status=KeyStatus.ACTIVE,
         now=now,
         actor=actor,
-        extra_where=[AccessKey.deactivated_at > window_start],
+        extra_where=[AccessKey.deactivated_at > window_start]
+        + ([AccessKey.deactivated_at == deactivation] if deactivation is not None else []),
         deactivated_at=None,
         deactivated_by=None,
         reminder_stage=age_stage,

@@ -2,6 +2,7 @@
 
 The router checks the Slack signature itself before handing the request to Bolt: Bolt checks it too, but
 answers a non-numeric timestamp or an unparsable payload with a 500, where a 401 or 400 is the right answer.
+A signed request seen before (same timestamp and signature) is a replay: an empty 200, and nothing runs.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import Engine
 
 from bot.db import ping
+from bot.replay import ReplayGuard
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,7 @@ def make_wsgi_app(
     app: App, engine: Engine, *, signing_secret: str
 ) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
     verifier = SignatureVerifier(signing_secret)
+    guard = ReplayGuard(engine)
 
     def wsgi(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -55,6 +58,18 @@ def make_wsgi_app(
         headers = request.get_headers()
         if not _signed(verifier, body, headers):
             return _answer(start_response, 401, b"invalid signature")
+        try:
+            first = guard.first_delivery(
+                timestamp=headers["x-slack-request-timestamp"],
+                signature=headers["x-slack-signature"],
+                retry_num=headers.get("x-slack-retry-num"),
+            )
+        except Exception as exc:  # the database is down: nothing could be done safely, and Slack retries events
+            log.warning("replay guard unavailable: %s", type(exc).__name__)
+            return _answer(start_response, 503, b"try again shortly")
+        if not first:
+            log.info("ignored a replayed request")
+            return _answer(start_response, 200, b"")
         try:
             bolt_request = BoltRequest(body=body, query=request.query_string, headers=headers)
         except (ValueError, TypeError, KeyError, AttributeError):

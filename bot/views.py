@@ -501,7 +501,9 @@ def admin_overdue_card(
         blocks.append(
             {
                 "type": "actions",
-                "elements": [_button("Deactivate now", ids.ADMIN_DEACTIVATE, str(key_row_id), "danger")],
+                "elements": [
+                    _button("Deactivate now", ids.ADMIN_DEACTIVATE, ids.toggle_value(key_row_id, "inactive"), "danger")
+                ],
             }
         )
         blocks.append(_context("Deactivating stops every stack that still uses this key until the owner rotates."))
@@ -522,7 +524,9 @@ def rotated_dm(
     )
     actions = {
         "type": "actions",
-        "elements": [_button("Deactivate old key", ids.DEACTIVATE_OLD, str(old_key_row_id), "danger")],
+        "elements": [
+            _button("Deactivate old key", ids.DEACTIVATE_OLD, ids.toggle_value(old_key_row_id, "inactive"), "danger")
+        ],
     }
     return f"New key {new_access_key_id} is ready; deactivate {old_access_key_id} next.", [
         _section(text),
@@ -547,7 +551,14 @@ def key_deactivated_dm(
     )
     blocks: Blocks = [_section(text)]
     if now < delete_at:
-        blocks.append({"type": "actions", "elements": [_button("Reactivate", ids.REACTIVATE, str(key_row_id))]})
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [
+                    _button("Reactivate", ids.REACTIVATE, ids.toggle_value(key_row_id, "active", deactivated_at))
+                ],
+            }
+        )
         blocks.append(_context("Reactivate if something still needed this key; then rotate again."))
     return f"Key {access_key_id} was deactivated.", blocks
 

@@ -202,7 +202,7 @@ def test_reactivate_inside_the_window_only(sandbox: Sandbox) -> None:
     sb.driver.click("UALICE", ids.DEACTIVATE_OLD, message=guide)
     sb.wait_idle()
     late = sb.make_services(sb.settings, clock=lambda: sb.services.clock() + 8 * DAY)
-    rotation_flows.reactivate(late, key_row_id=key_row(sb, first).id, user_id="UALICE", channel="DUALICE", message=None)
+    rotation_flows.reactivate(late, key_row_id=key_row(sb, first).id, user_id="UALICE", channel="DUALICE")
     assert key_row(sb, first).status == "inactive"
     assert "can no longer be reactivated" in dumps(sb.standin.ephemerals("UALICE"))
     statuses = {k.access_key_id: k.status for k in sb.services.gateway.list_access_keys("koding-ualice")}
