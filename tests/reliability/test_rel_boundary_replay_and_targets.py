@@ -78,6 +78,7 @@ def test_forged_containers_never_rewrite_another_requests_card(sandbox: Sandbox)
 
     # An admin's Deactivate now, with the container pointing at Bob's approval card.
     press(sb, "UADMIN1", ids.ADMIN_DEACTIVATE, forged(admin_card, target))
+    assert updates_of(sb, target) == [] and sb.standin.message(target["channel"], target["ts"]) == before
     assert key_status(sb, key) == ("inactive", "Inactive")
     for admin in ("UADMIN1", "UADMIN2"):  # both recorded copies of the overdue card show the outcome
         assert "Deactivated on" in dumps(sb.driver.latest_message(admin, containing="Overdue key"))
@@ -85,6 +86,7 @@ def test_forged_containers_never_rewrite_another_requests_card(sandbox: Sandbox)
     # The owner's Reactivate (on the DM the bot recorded), forged the same way.
     notice = sb.driver.latest_message("UALICE", containing="was deactivated by")
     press(sb, "UALICE", ids.REACTIVATE, forged(notice, target))
+    assert updates_of(sb, target) == []
     assert key_status(sb, key) == ("active", "Active")
     assert "active again" in dumps(refreshed(sb, notice))
 
