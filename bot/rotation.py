@@ -563,6 +563,13 @@ def exempt(
     recorded = recorded_user_name(session, iam_user_name)
     if recorded is None:
         raise NotFound(f"koding-iam has no IAM user named {iam_user_name}; `/koding-iam list` shows the ones it knows.")
+    same = session.scalars(
+        select(Exemption).where(
+            Exemption.iam_user_name == recorded, Exemption.until == until, Exemption.reason == reason
+        )
+    ).first()
+    if same is not None:  # the same exemption asked for again (a resent command): one row, one audit event
+        return same
     exemption = Exemption(iam_user_name=recorded, until=until, reason=reason, created_by=admin_id, created_at=now)
     session.add(exemption)
     audit.record(
