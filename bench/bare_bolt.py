@@ -66,16 +66,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--slack-api-url", required=True, help="the Slack stand-in's Web API URL")
     args = parser.parse_args(argv)
-    from waitress import serve
+    from bot.server import create_http_server
 
-    serve(
+    server = create_http_server(
         make_wsgi(make_app(args.slack_api_url)),
         host="127.0.0.1",
         port=args.port,
         threads=WAITRESS_THREADS,
         ident="bare-bolt",
-        clear_untrusted_proxy_headers=True,
     )
+    server.run()
     return 0
 
 

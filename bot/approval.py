@@ -9,7 +9,8 @@ from sqlalchemy.orm import Session
 
 from bot import audit
 from bot.config import Settings
-from bot.errors import AlreadyDecided, InvalidState, NotAuthorized, NotFound
+from bot.errors import AlreadyDecided, InvalidState, NotAuthorized, NotFound, ValidationFailed
+from bot.validation import reason_error
 from models import AccessRequest, ApprovalCard, RequestStatus
 
 DENY_REASON_MAX = 500
@@ -43,6 +44,8 @@ def decide(
     """Approve (pending → provisioning) or deny (pending → denied). Losers get AlreadyDecided with the winner."""
     request = load_request(session, request_id)
     authorize_decision(settings, request, admin_id)
+    if not approve and reason and (problem := reason_error(reason, limit=DENY_REASON_MAX)):
+        raise ValidationFailed({"reason": problem})
     reason = (reason or "").strip()[:DENY_REASON_MAX] or None
     target = RequestStatus.PROVISIONING if approve else RequestStatus.DENIED
     result = session.execute(

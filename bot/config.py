@@ -108,6 +108,8 @@ class Settings(BaseSettings):
     koding_iam_auto_deactivate_after_days: int | None = Field(default=None, ge=0, le=3650)
     koding_iam_delete_after_days: int = Field(default=7, ge=1, le=365)
     koding_iam_sweep_interval_minutes: int = Field(default=5, ge=1, le=1440)
+    # How far ahead `/koding-iam exempt` may set an exemption's end date.
+    koding_iam_max_exemption_days: int = Field(default=365, ge=1, le=3650)
     # False on web processes when a separate `koding-iam scheduler` process runs the scheduled jobs.
     koding_iam_run_scheduler: bool = True
     port: int = Field(default=3000, ge=1, le=65535)

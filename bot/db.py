@@ -18,7 +18,12 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine tuned for many short transactions from several threads (and, on PostgreSQL, processes)."""
+    """An engine tuned for many short transactions from several threads (and, on PostgreSQL, processes).
+
+    `hide_parameters`: a failing statement's error (and so any log line quoting it) names the SQL but never the
+    values, which are what people typed.
+    """
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
 

@@ -190,8 +190,8 @@ def admin_blocks(services: Services, session: Session, *, now: datetime) -> list
         blocks.append(
             _section(
                 f"#{request.id} <@{request.requester_id}> → `{views.escape(request.iam_user_name)}`"
-                f" ({', '.join(views.escape(e['label']) for e in request.plan)}): "
-                f"{views.escape(request.purpose)}"
+                f" ({', '.join(views.escape(e['label']) for e in request.plan)}):\n"
+                f"{views.quoted(request.purpose)}"
             )
         )
         blocks.append(
@@ -260,9 +260,11 @@ def audit_row(event: AuditEvent) -> str:
     detail = ", ".join(
         f"{k}={views.escape(clip(str(v), 60))}"
         for k, v in sorted(event.detail.items())
-        if k in ("iam_user_name", "access_key_id", "reason", "step", "until")
+        if k in ("iam_user_name", "access_key_id", "step", "until")
     )
-    return f"{views.when(event.at)} {actor} *{views.escape(event.action)}*{subject} {detail}".rstrip()
+    reason = event.detail.get("reason")
+    quoted = f"\n{views.quoted(views.one_line(str(reason), 60))}" if reason else ""
+    return f"{views.when(event.at)} {actor} *{views.escape(event.action)}*{subject} {detail}".rstrip() + quoted
 
 
 def home_view(services: Services, user_id: str) -> dict[str, Any]:

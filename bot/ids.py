@@ -1,5 +1,9 @@
 """callback_id, action_id and block_id constants shared by the view builders and the handlers."""
 
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
 COMMAND = "/koding-iam"
 
 # Modals
@@ -31,3 +35,15 @@ ADMIN_DEACTIVATE = "koding_iam.admin_deactivate"
 DELETE_INACTIVE = "koding_iam.delete_inactive"
 REVOKE_MODAL = "koding_iam.revoke"
 REVOKE_START = "koding_iam.revoke_start"
+
+# Key status toggles name the state they want: "<key row id>:<target>", and a Reactivate button also names the
+# deactivation it undoes ("…:<deactivated_at>"), so a click replayed after a later deactivation changes nothing.
+TOGGLE_TARGETS = {DEACTIVATE_OLD: "inactive", ADMIN_DEACTIVATE: "inactive", REACTIVATE: "active"}
+
+
+def stamp(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y%m%dT%H%M%S%f")
+
+
+def toggle_value(key_row_id: int, target: str, since: datetime | None = None) -> str:
+    return f"{key_row_id}:{target}" + (f":{stamp(since)}" if since else "")

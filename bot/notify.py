@@ -21,6 +21,9 @@ from bot.provisioning import StepProgress, plan_steps
 from models import AccessRequest, ApprovalCard, KeyGrant
 
 log = logging.getLogger(__name__)
+# A URL someone typed into a purpose or reason is shown as text, never previewed: no unfurl fetches it and no
+# preview card dresses it up (https://api.slack.com/methods/chat.postMessage#arg_unfurl_links).
+NO_UNFURL = {"unfurl_links": False, "unfurl_media": False}
 
 
 class Notifier:
@@ -33,7 +36,7 @@ class Notifier:
         """Post a DM (or, given a channel id, a channel message); returns (channel, ts), or None when Slack
         refused (logged, never raised to the caller)."""
         try:
-            response = self.client.chat_postMessage(channel=user_id, text=text, blocks=blocks)
+            response = self.client.chat_postMessage(channel=user_id, text=text, blocks=blocks, **NO_UNFURL)
         except SlackApiError as exc:
             log.warning("could not post to %s: %s", user_id, exc.response.get("error"))
             return None
@@ -87,7 +90,7 @@ class Notifier:
         posted = []
         for target in self.admin_targets():
             try:
-                response = self.client.chat_postMessage(channel=target, text=text, blocks=blocks)
+                response = self.client.chat_postMessage(channel=target, text=text, blocks=blocks, **NO_UNFURL)
             except SlackApiError as exc:
                 log.warning("could not post approval card to %s: %s", target, exc.response.get("error"))
                 continue
@@ -96,7 +99,12 @@ class Notifier:
 
     def admin_notice(self, text: str, blocks: views.Blocks) -> bool:
         """Tell the admins something; True only if every copy was posted."""
-        return all(self.dm(target, text, blocks) is not None for target in self.admin_targets())
+        return self.post_to_admins(text, blocks)[1]
+
+    def post_to_admins(self, text: str, blocks: views.Blocks) -> tuple[list[tuple[str, str]], bool]:
+        """Every copy posted (channel, ts), to be recorded for later updates, and whether all of them were."""
+        posted = [self.dm(target, text, blocks) for target in self.admin_targets()]
+        return [at for at in posted if at is not None], all(at is not None for at in posted)
 
     def approval_card(
         self, request: AccessRequest, progress: Sequence[StepProgress] | None = None

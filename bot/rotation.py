@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,7 +24,8 @@ from bot.config import Settings
 from bot.db import session_scope
 from bot.errors import DomainError, InvalidState, NotAuthorized, NotFound
 from bot.leases import Leaser
-from models import AccessKey, Exemption, GrantStatus, KeyGrant, KeyStatus
+from bot.validation import iam_user_name_error, reason_error
+from models import OPEN_STATUSES, AccessKey, AccessRequest, Exemption, GrantStatus, KeyGrant, KeyStatus
 
 # How long a click waits for another operation on the same IAM user before it is told to try again.
 LEASE_WAIT_SECONDS = 5.0
@@ -192,8 +193,9 @@ def candidates(factory: sessionmaker[Session], policy: Policy, now: datetime) ->
 
 
 def exempt_users(session: Session, now: datetime) -> set[str]:
-    """IAM users exempt from rotation right now (a small table: read once per sweep)."""
-    return set(session.scalars(select(Exemption.iam_user_name).where(Exemption.until > now)))
+    """IAM users exempt from rotation right now, lower-cased (IAM names are unique regardless of case; a small
+    table: read once per sweep)."""
+    return {name.lower() for name in session.scalars(select(Exemption.iam_user_name).where(Exemption.until > now))}
 
 
 def plan(factory: sessionmaker[Session], policy: Policy, now: datetime) -> Iterator[SweepAction]:
@@ -202,7 +204,7 @@ def plan(factory: sessionmaker[Session], policy: Policy, now: datetime) -> Itera
         exempt = exempt_users(session, now)
     for batch in candidates(factory, policy, now):
         for key in batch:
-            action = decide(key, policy, now, exempt=key.iam_user_name in exempt)
+            action = decide(key, policy, now, exempt=key.iam_user_name.lower() in exempt)
             if action is not None:
                 yield action
 
@@ -343,6 +345,10 @@ def _set_status_held(
         return load_key(session, key_row_id)
 
 
+class AlreadyInState(InvalidState):
+    """A toggle asked for the state the key is already in: a no-op, told as such."""
+
+
 def deactivate(
     factory: sessionmaker[Session],
     gateway: IamGateway,
@@ -354,6 +360,10 @@ def deactivate(
     owner_told: bool,
 ) -> AccessKey:
     """Active → Inactive. `owner_told` marks the deactivated stage as told (the owner pressed the button)."""
+    with session_scope(factory) as session:
+        key = load_key(session, key_row_id)
+        if key.status == KeyStatus.INACTIVE:
+            raise AlreadyInState(f"Key {key.access_key_id} is already inactive; nothing was changed.")
     return _retire(
         factory,
         gateway,
@@ -375,11 +385,22 @@ def reactivate(
     actor: str,
     now: datetime,
     policy: Policy,
+    deactivation: datetime | None = None,
 ) -> AccessKey:
-    """Inactive → Active, only inside the recovery window; reminders resume from the key's current stage."""
+    """Inactive → Active, only inside the recovery window; reminders resume from the key's current stage.
+
+    `deactivation` (from the button) is the deactivation this click undoes: after a later one, nothing changes.
+    """
     with session_scope(factory) as session:
         key = load_key(session, key_row_id)
         age_stage = stage_of(replace(KeyState.of(key), status=KeyStatus.ACTIVE), policy, now)
+        if key.status == KeyStatus.ACTIVE:
+            raise AlreadyInState(f"Key {key.access_key_id} is already active; nothing was changed.")
+        if deactivation is not None and key.status == KeyStatus.INACTIVE and key.deactivated_at != deactivation:
+            raise InvalidState(
+                f"This Reactivate button belongs to an earlier deactivation of key {key.access_key_id}, which was "
+                "deactivated again since; nothing was changed. Use the latest message about it."
+            )
         if key.status == KeyStatus.INACTIVE and key.deactivated_at and key.deactivated_at <= now - policy.delete_after:
             raise InvalidState(
                 f"Key {key.access_key_id} can no longer be reactivated: its recovery window closed on "
@@ -395,7 +416,8 @@ def reactivate(
         to_status=KeyStatus.ACTIVE,
         now=now,
         actor=actor,
-        extra_where=[AccessKey.deactivated_at > window_start],
+        extra_where=[AccessKey.deactivated_at > window_start]
+        + ([AccessKey.deactivated_at == deactivation] if deactivation is not None else []),
         deactivated_at=None,
         deactivated_by=None,
         reminder_stage=age_stage,
@@ -577,22 +599,56 @@ def exempt(
     admin_id: str,
     now: datetime,
     admins: frozenset[str],
+    max_days: int,
 ) -> Exemption:
+    """Exempt a recorded IAM user (named in any case) until a date at most `max_days` ahead; stored under the
+    name as recorded, so the sweep's case-insensitive match and the audit trail agree."""
     if admin_id not in admins:
         raise NotAuthorized("Only koding-iam admins can exempt a user from rotation.")
+    if message := iam_user_name_error(iam_user_name):
+        raise DomainError(message)
     if until <= now:
         raise DomainError("The exemption must end in the future.")
-    exemption = Exemption(
-        iam_user_name=iam_user_name, until=until, reason=reason[:300], created_by=admin_id, created_at=now
-    )
+    if until > now + timedelta(days=max_days):
+        latest = now + timedelta(days=max_days)
+        raise DomainError(f"An exemption lasts at most {max_days} days; pick a date up to {latest:%Y-%m-%d}.")
+    if message := reason_error(reason, what="The reason", required=True):
+        raise DomainError(message)
+    recorded = recorded_user_name(session, iam_user_name)
+    if recorded is None:
+        raise NotFound(f"koding-iam has no IAM user named {iam_user_name}; `/koding-iam list` shows the ones it knows.")
+    same = session.scalars(
+        select(Exemption).where(
+            Exemption.iam_user_name == recorded, Exemption.until == until, Exemption.reason == reason
+        )
+    ).first()
+    if same is not None:  # the same exemption asked for again (a resent command): one row, one audit event
+        return same
+    exemption = Exemption(iam_user_name=recorded, until=until, reason=reason, created_by=admin_id, created_at=now)
     session.add(exemption)
     audit.record(
         session,
         action="rotation.exempted",
         actor=admin_id,
         at=now,
-        iam_user_name=iam_user_name,
+        iam_user_name=recorded,
         until=until.isoformat(),
-        reason=reason[:300],
+        reason=reason,
     )
     return exemption
+
+
+def recorded_user_name(session: Session, name: str) -> str | None:
+    """The IAM user name as koding-iam recorded it, matched case-insensitively (IAM names are unique regardless
+    of case): a key it tracks, else an open request."""
+    key = name.lower()
+    found = session.scalars(
+        select(AccessKey.iam_user_name).where(func.lower(AccessKey.iam_user_name) == key).order_by(AccessKey.id.desc())
+    ).first()
+    if found is None:
+        found = session.scalars(
+            select(AccessRequest.iam_user_name).where(
+                AccessRequest.iam_user_name_key == key, AccessRequest.status.in_(OPEN_STATUSES)
+            )
+        ).first()
+    return found

@@ -4,20 +4,22 @@ owner's guided rotate → deactivate → delete flow. The decisions are in bot/r
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from bot import flows, home, rotation, views
+from bot import flows, home, key_messages, rotation, views
 from bot.aws_iam import AwsError, KeyLastUsed
 from bot.db import session_scope
 from bot.errors import DomainError, NotAuthorized
 from bot.rotation import ActionKind, Policy, Stage, SweepAction
 from bot.services import Services
-from models import AccessKey, KeyGrant
+from models import AccessKey, KeyGrant, KeyMessageRole
 
 log = logging.getLogger(__name__)
+DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 
 
 @dataclass
@@ -89,7 +91,7 @@ def _notify(services: Services, action: SweepAction, policy: Policy, now: dateti
     else:  # a key imported by sync with no known Slack owner: the admins get its reminders
         posted = None
         owner_ok = services.notifier.admin_notice(text, blocks)
-    admins_ok = True
+    admins_ok, admin_cards = True, []
     if owner_ok and action.tell_admins:
         admin_text, admin_blocks = views.admin_overdue_card(
             key_row_id=key.id,
@@ -101,8 +103,12 @@ def _notify(services: Services, action: SweepAction, policy: Policy, now: dateti
             now=now,
             deactivated=action.stage == Stage.DEACTIVATED,
         )
-        admins_ok = services.notifier.admin_notice(admin_text, admin_blocks)
+        admin_cards, admins_ok = services.notifier.post_to_admins(admin_text, admin_blocks)
     with session_scope(services.session_factory) as session:
+        for card in admin_cards:
+            key_messages.record(session, key.id, KeyMessageRole.ADMIN, card)
+        if action.stage == Stage.DEACTIVATED:  # it carries Reactivate: later clicks update it
+            key_messages.record(session, key.id, KeyMessageRole.OWNER, posted)
         if owner_ok and admins_ok:
             rotation.confirm(session, action, now, notice=posted)
             return "sent"
@@ -189,7 +195,7 @@ def after_rotation(services: Services, grant_id: int) -> None:
         services.notifier.update_message(
             notice[0], notice[1], *views.notice_rotated(access_key_id=old_key_id, new_access_key_id=new_key_id)
         )
-    services.notifier.dm(
+    guide = services.notifier.dm(
         grant.requester_id,
         *views.rotated_dm(
             old_key_row_id=old_id,
@@ -198,6 +204,8 @@ def after_rotation(services: Services, grant_id: int) -> None:
             old_last_used=_last_used(services, old_key_id),
         ),
     )
+    with session_scope(services.session_factory) as session:
+        key_messages.record(session, old_id, KeyMessageRole.OWNER, guide)
 
 
 def rotate_command(services: Services, *, user_id: str, trigger_id: str, channel: str | None) -> str | None:
@@ -217,10 +225,10 @@ def deactivate_old(
     key_row_id: int,
     user_id: str,
     channel: str | None,
-    message: tuple[str, str] | None,
     by_admin: bool = False,
 ) -> None:
-    """Deactivate a key from a button (the owner after rotating, or an admin on an overdue card)."""
+    """Deactivate a key from a button (the owner after rotating, or an admin on an overdue card). The messages
+    updated are the ones recorded for this key, never one named by the click."""
     now = services.clock()
     try:
         with session_scope(services.session_factory) as session:
@@ -249,39 +257,38 @@ def deactivate_old(
         by=user_id if by_admin else None,
         now=now,
     )
+    admin_view = views.admin_overdue_card(
+        key_row_id=key.id,
+        access_key_id=key.access_key_id,
+        iam_user_name=key.iam_user_name,
+        owner_id=key.owner_id,
+        created_at=key.created_at,
+        last_used=None,
+        now=now,
+        deactivated=True,
+    )
+    _update_recorded(services, key.id, KeyMessageRole.ADMIN, admin_view)
+    _update_recorded(services, key.id, KeyMessageRole.OWNER, owner_view)
     if by_admin:
-        if message:
-            services.notifier.update_message(
-                *message,
-                *views.admin_overdue_card(
-                    key_row_id=key.id,
-                    access_key_id=key.access_key_id,
-                    iam_user_name=key.iam_user_name,
-                    owner_id=key.owner_id,
-                    created_at=key.created_at,
-                    last_used=None,
-                    now=now,
-                    deactivated=True,
-                ),
-            )
         posted = services.notifier.dm(key.owner_id, *owner_view)
         if posted:
             with session_scope(services.session_factory) as session:
+                key_messages.record(session, key.id, KeyMessageRole.OWNER, posted)
                 rotation.confirm(
                     session,
                     SweepAction(rotation.KeyState.of(key), ActionKind.REMIND, Stage.DEACTIVATED),
                     now,
                     notice=posted,
                 )
-    elif message:
-        services.notifier.update_message(*message, *owner_view)
     home.refresh(services, key.owner_id, user_id)
 
 
 def reactivate(
-    services: Services, *, key_row_id: int, user_id: str, channel: str | None, message: tuple[str, str] | None
+    services: Services, *, key_row_id: int, user_id: str, channel: str | None, since: str | None = None
 ) -> None:
+    """Reactivate from a button; `since` is the deactivation the button was posted for (ids.stamp)."""
     now = services.clock()
+    deactivation = datetime.strptime(since, "%Y%m%dT%H%M%S%f").replace(tzinfo=UTC) if since else None
     try:
         with session_scope(services.session_factory) as session:
             rotation.authorize_owner_or_admin(rotation.load_key(session, key_row_id), user_id, services.settings.admins)
@@ -293,13 +300,23 @@ def reactivate(
             actor=user_id,
             now=now,
             policy=Policy.from_settings(services.settings),
+            deactivation=deactivation,
         )
     except DomainError as exc:
         flows.refuse(services, channel, user_id, exc)
         return
-    if message:
-        services.notifier.update_message(*message, *views.key_reactivated_dm(access_key_id=key.access_key_id, at=now))
+    _update_recorded(
+        services, key.id, KeyMessageRole.OWNER, views.key_reactivated_dm(access_key_id=key.access_key_id, at=now)
+    )
     home.refresh(services, key.owner_id)
+
+
+def _update_recorded(services: Services, key_id: int, role: KeyMessageRole, message: tuple[str, views.Blocks]) -> None:
+    """Show the key's new state on every message the bot recorded for it in this role."""
+    with session_scope(services.session_factory) as session:
+        targets = key_messages.of_key(session, key_id, role)
+    for channel, ts in targets:
+        services.notifier.update_message(channel, ts, *message)
 
 
 def delete_inactive(services: Services, *, key_row_id: int, user_id: str, channel: str | None) -> None:
@@ -328,26 +345,32 @@ def delete_inactive(services: Services, *, key_row_id: int, user_id: str, channe
 
 
 def exempt_command(services: Services, *, admin_id: str, words: list[str]) -> str:
-    """`/koding-iam exempt <iam-user> <YYYY-MM-DD> <reason…>` (admins)."""
+    """`/koding-iam exempt <iam-user> <YYYY-MM-DD> <reason…>` (admins). Every mistake is explained; nothing is
+    stored unless the name, the date and the reason are all acceptable."""
     usage = "Usage: `/koding-iam exempt <iam-user-name> <YYYY-MM-DD> <reason>`"
     if len(words) < 3:
         return usage
     name, day, reason = words[0], words[1], " ".join(words[2:])
+    now = services.clock()
     try:
-        until = datetime.fromisoformat(day).replace(tzinfo=services.clock().tzinfo)
+        if not DATE.fullmatch(day):
+            raise ValueError(day)
+        until = datetime.fromisoformat(day).replace(tzinfo=now.tzinfo)
     except ValueError:
         return f"“{views.escape(day[:20])}” is not a date. {usage}"
     try:
         with session_scope(services.session_factory) as session:
-            rotation.exempt(
+            exemption = rotation.exempt(
                 session,
                 iam_user_name=name,
                 until=until,
                 reason=reason,
                 admin_id=admin_id,
-                now=services.clock(),
+                now=now,
                 admins=services.settings.admins,
+                max_days=services.settings.koding_iam_max_exemption_days,
             )
+            recorded = exemption.iam_user_name
     except DomainError as exc:
         return views.escape(exc.user_message)
-    return f"`{views.escape(name)}` is exempt from rotation reminders until {views.when(until)}."
+    return f"`{views.escape(recorded)}` is exempt from rotation reminders until {views.when(until)}."

@@ -2,6 +2,7 @@
 
 The router checks the Slack signature itself before handing the request to Bolt: Bolt checks it too, but
 answers a non-numeric timestamp or an unparsable payload with a 500, where a 401 or 400 is the right answer.
+A signed request seen before (same timestamp and signature) is a replay: an empty 200, and nothing runs.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import Engine
 
 from bot.db import ping
+from bot.replay import ReplayGuard
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,7 @@ def make_wsgi_app(
     app: App, engine: Engine, *, signing_secret: str
 ) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
     verifier = SignatureVerifier(signing_secret)
+    guard = ReplayGuard(engine)
 
     def wsgi(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -55,6 +58,18 @@ def make_wsgi_app(
         headers = request.get_headers()
         if not _signed(verifier, body, headers):
             return _answer(start_response, 401, b"invalid signature")
+        try:
+            first = guard.first_delivery(
+                timestamp=headers["x-slack-request-timestamp"],
+                signature=headers["x-slack-signature"],
+                retry_num=headers.get("x-slack-retry-num"),
+            )
+        except Exception as exc:  # the database is down: nothing could be done safely, and Slack retries events
+            log.warning("replay guard unavailable: %s", type(exc).__name__)
+            return _answer(start_response, 503, b"try again shortly")
+        if not first:
+            log.info("ignored a replayed request")
+            return _answer(start_response, 200, b"")
         try:
             bolt_request = BoltRequest(body=body, query=request.query_string, headers=headers)
         except (ValueError, TypeError, KeyError, AttributeError):
@@ -85,19 +100,64 @@ def _answer(
     return [body]
 
 
+# waitress, tuned for what Slack sends (small bodies, quick requests) and against idle or slow clients:
+# - a body larger than the app accepts is refused with a 413 from its Content-Length, before any of it is read
+#   (waitress refuses when Content-Length >= max_request_body_size, the app when it is > MAX_BODY);
+# - a connection that sends nothing for CHANNEL_TIMEOUT seconds is closed, checked every CLEANUP_INTERVAL;
+# - up to CONNECTION_LIMIT connections at once, watched with poll(): select() cannot watch a descriptor numbered
+#   1024 or above, so with select (waitress's default) a thousand idle connections stop the server answering.
+# Idle connections cost no worker thread (waitress hands a request to a thread only once it is complete), so
+# /healthz and Slack's requests are answered while they wait. docs/SECURITY.md has the reverse proxy to add.
+WAITRESS_OPTIONS: dict[str, Any] = {
+    "max_request_body_size": MAX_BODY + 1,
+    "max_request_header_size": 65536,
+    "channel_timeout": 15,
+    "cleanup_interval": 5,
+    "connection_limit": 4000,
+    "asyncore_use_poll": True,
+    "backlog": 2048,
+    "ident": "koding-iam",
+    "clear_untrusted_proxy_headers": True,
+}
+
+
+def create_http_server(
+    wsgi: Callable[..., Any],
+    *,
+    port: int,
+    host: str = "0.0.0.0",  # noqa: S104
+    threads: int = 16,
+    **overrides: Any,
+) -> Any:
+    """A waitress server with WAITRESS_OPTIONS (tests pass `overrides`, e.g. a shorter timeout); call `.run()`."""
+    from waitress.server import create_server
+
+    limit = int(overrides.get("connection_limit", WAITRESS_OPTIONS["connection_limit"]))
+    if raise_open_files_limit(limit + 256) < limit + 256:
+        log.warning("the open-files limit is below %s: fewer connections than connection_limit can be open", limit)
+    return create_server(wsgi, host=host, port=port, threads=threads, **{**WAITRESS_OPTIONS, **overrides})
+
+
+def raise_open_files_limit(wanted: int) -> int:
+    """Raise this process's soft RLIMIT_NOFILE towards `wanted` (never above the hard limit); the soft limit is
+    often 1024, below the connection limit. Returns the soft limit in force."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
+
+
 def serve_http(wsgi: Callable[..., Any], *, port: int, host: str = "0.0.0.0", threads: int = 16) -> None:  # noqa: S104
     """waitress: a production, multi-threaded WSGI server (Bolt's own `app.start()` is single-threaded).
 
     Its threads only carry requests up to the acknowledgement; slow work continues on the listener pool.
     """
-    from waitress import serve
-
-    serve(
-        wsgi,
-        host=host,
-        port=port,
-        threads=threads,
-        connection_limit=1000,
-        ident="koding-iam",
-        clear_untrusted_proxy_headers=True,
-    )
+    server = create_http_server(wsgi, host=host, port=port, threads=threads)
+    server.print_listen("Serving on http://{}:{}")
+    server.run()

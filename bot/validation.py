@@ -9,6 +9,7 @@ from bot.config import Profile
 
 IAM_USER_NAME = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)
 PURPOSE_MAX = 300
+REASON_MAX = 300  # an exemption reason (its column holds 300 characters)
 SUGGESTION_PREFIX = "koding-"
 
 
@@ -30,8 +31,30 @@ def purpose_error(purpose: str) -> str | None:
         return "Say which Koding team or stack these keys are for."
     if len(purpose) > PURPOSE_MAX:
         return f"Keep the purpose under {PURPOSE_MAX} characters; this one has {len(purpose)}."
-    if any(unicodedata.category(char) == "Cc" and char not in "\n\t" for char in purpose):
-        return "The purpose contains control characters."
+    return hidden_characters_error(purpose, "The purpose")
+
+
+def reason_error(
+    reason: str, *, what: str = "The reason", limit: int = REASON_MAX, required: bool = False
+) -> str | None:
+    """A free-text reason (deny, exemption): bounded, and free of characters that hide or reorder text."""
+    if required and not reason.strip():
+        return f"{what} is required."
+    if len(reason) > limit:
+        return f"Keep {what.lower()} under {limit} characters; this one has {len(reason)}."
+    return hidden_characters_error(reason, what)
+
+
+def hidden_characters_error(text: str, what: str) -> str | None:
+    """Refuse controls (Cc) other than newline and tab, and format characters (Cf: U+202E right-to-left
+    override, U+200B zero-width space...), which make text read differently from what it is. Newlines stay:
+    free text is always shown quoted, so a line cannot pass for the bot's own."""
+    for char in text:
+        category = unicodedata.category(char)
+        if category == "Cc" and char not in "\n\t":
+            return f"{what} contains control characters."
+        if category == "Cf":
+            return f"{what} contains an invisible formatting character (U+{ord(char):04X}); retype it without."
     return None
 
 

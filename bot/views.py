@@ -35,6 +35,18 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def quoted(text: str) -> str:
+    """Free text a person typed (purpose, reasons), as a mrkdwn blockquote: escaped, and every line behind the
+    quote bar, so a typed newline cannot start a line that passes for the bot's own heading or section."""
+    return "\n".join(f">{escape(line)}" for line in text.splitlines() or [""])
+
+
+def one_line(text: str, limit: int) -> str:
+    """Free text shortened for a list row: whitespace (newlines too) collapsed, at most `limit` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 def when(at: datetime | None) -> str:
     """A timestamp every reader sees in their own time zone, with a UTC fallback."""
     if at is None:
@@ -201,7 +213,7 @@ def _summary_fields(request: AccessRequest) -> Blocks:
             f"*IAM user* `{escape(request.iam_user_name)}`\n"
             f"*Access profiles*\n{profiles}"
         ),
-        _section(f"*Purpose*\n{escape(request.purpose)}"),
+        _section(f"*Purpose*\n{quoted(request.purpose)}"),
     ]
 
 
@@ -243,7 +255,7 @@ def approval_card(
         return text, blocks
 
     if status == RequestStatus.DENIED:
-        reason = f"\n*Reason:* {escape(request.deny_reason)}" if request.deny_reason else ""
+        reason = f"\n*Reason:*\n{quoted(request.deny_reason)}" if request.deny_reason else ""
         blocks.append(_section(f":no_entry: *Denied* by <@{request.decided_by}> on {when(request.decided_at)}{reason}"))
         return f"Request #{request.id} was denied.", blocks
 
@@ -334,7 +346,7 @@ def already_decided_text(status: str, decided_by: str | None, decided_at: dateti
 
 # Requester DMs --------------------------------------------------------------------------------------------
 def denied_dm(request: AccessRequest) -> tuple[str, Blocks]:
-    reason = f"\n*Reason:* {escape(request.deny_reason)}" if request.deny_reason else ""
+    reason = f"\n*Reason:*\n{quoted(request.deny_reason)}" if request.deny_reason else ""
     return (
         f"Your request #{request.id} was denied.",
         [
@@ -533,7 +545,9 @@ def admin_overdue_card(
         blocks.append(
             {
                 "type": "actions",
-                "elements": [_button("Deactivate now", ids.ADMIN_DEACTIVATE, str(key_row_id), "danger")],
+                "elements": [
+                    _button("Deactivate now", ids.ADMIN_DEACTIVATE, ids.toggle_value(key_row_id, "inactive"), "danger")
+                ],
             }
         )
         blocks.append(_context("Deactivating stops every stack that still uses this key until the owner rotates."))
@@ -554,7 +568,9 @@ def rotated_dm(
     )
     actions = {
         "type": "actions",
-        "elements": [_button("Deactivate old key", ids.DEACTIVATE_OLD, str(old_key_row_id), "danger")],
+        "elements": [
+            _button("Deactivate old key", ids.DEACTIVATE_OLD, ids.toggle_value(old_key_row_id, "inactive"), "danger")
+        ],
     }
     return f"New key {new_access_key_id} is ready; deactivate {old_access_key_id} next.", [
         _section(text),
@@ -579,7 +595,14 @@ def key_deactivated_dm(
     )
     blocks: Blocks = [_section(text)]
     if now < delete_at:
-        blocks.append({"type": "actions", "elements": [_button("Reactivate", ids.REACTIVATE, str(key_row_id))]})
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [
+                    _button("Reactivate", ids.REACTIVATE, ids.toggle_value(key_row_id, "active", deactivated_at))
+                ],
+            }
+        )
         blocks.append(_context("Reactivate if something still needed this key; then rotate again."))
     return f"Key {access_key_id} was deactivated.", blocks
 

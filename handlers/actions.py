@@ -9,7 +9,7 @@ from slack_bolt import Ack, App
 
 from bot import admin_flows, flows, ids, rotation_flows
 from bot.services import Services
-from handlers.parsing import button_id, channel_of, message_of, user_of
+from handlers.parsing import Toggle, button_id, channel_of, toggle_of, user_of
 
 BROKEN_BUTTON = "This button does not point to anything koding-iam knows. Nothing was changed."
 
@@ -80,22 +80,35 @@ def register(app: App, services: Services) -> None:
             services, key_row_id=key_id, user_id=user_id, trigger_id=body["trigger_id"], channel=channel
         ),
     )
-    on_button(
+
+    def on_toggle(action_id: str, run: Callable[[Toggle, str, str | None], None]) -> None:
+        """Key status buttons carry the state they ask for; the flow updates only messages it recorded."""
+
+        @app.action(action_id)
+        def listener(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+            ack()
+            toggle, user_id, channel = toggle_of(action), user_of(body), channel_of(body)
+            if toggle is None:
+                notifier.ephemeral(channel, user_id, BROKEN_BUTTON)
+                return
+            run(toggle, user_id, channel)
+
+    on_toggle(
         ids.DEACTIVATE_OLD,
-        lambda key_id, user_id, channel, body: rotation_flows.deactivate_old(
-            services, key_row_id=key_id, user_id=user_id, channel=channel, message=message_of(body)
+        lambda toggle, user_id, channel: rotation_flows.deactivate_old(
+            services, key_row_id=toggle.key_row_id, user_id=user_id, channel=channel
         ),
     )
-    on_button(
+    on_toggle(
         ids.ADMIN_DEACTIVATE,
-        lambda key_id, user_id, channel, body: rotation_flows.deactivate_old(
-            services, key_row_id=key_id, user_id=user_id, channel=channel, message=message_of(body), by_admin=True
+        lambda toggle, user_id, channel: rotation_flows.deactivate_old(
+            services, key_row_id=toggle.key_row_id, user_id=user_id, channel=channel, by_admin=True
         ),
     )
-    on_button(
+    on_toggle(
         ids.REACTIVATE,
-        lambda key_id, user_id, channel, body: rotation_flows.reactivate(
-            services, key_row_id=key_id, user_id=user_id, channel=channel, message=message_of(body)
+        lambda toggle, user_id, channel: rotation_flows.reactivate(
+            services, key_row_id=toggle.key_row_id, user_id=user_id, channel=channel, since=toggle.since
         ),
     )
     on_button(

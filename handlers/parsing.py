@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+from bot.ids import TOGGLE_TARGETS
 
 MAX_ID = 2**53
 
@@ -14,6 +17,33 @@ def button_id(action: dict[str, Any]) -> int | None:
         return None
     number = int(value)
     return number if 0 < number < MAX_ID else None
+
+
+@dataclass(frozen=True)
+class Toggle:
+    """A key status button: the key, the status it asks for and, for Reactivate, the deactivation it undoes."""
+
+    key_row_id: int
+    target: str
+    since: str | None = None
+
+
+def toggle_of(action: dict[str, Any]) -> Toggle | None:
+    """`<id>:<target>[:<stamp>]` as the bot posts it, or a bare id from a button posted before toggles named
+    their target; None for anything else, or a target that is not the one this button's action asks for."""
+    expected = TOGGLE_TARGETS.get(str(action.get("action_id") or ""))
+    parts = str(action.get("value") or "").split(":")
+    key_row_id = button_id({"value": parts[0]})
+    if expected is None or key_row_id is None or len(parts) > 3:
+        return None
+    if len(parts) == 1:
+        return Toggle(key_row_id, expected)
+    if parts[1] != expected:
+        return None
+    since = parts[2] if len(parts) == 3 else None
+    if since is not None and not (since.isascii() and since.replace("T", "", 1).isdigit() and len(since) == 21):
+        return None
+    return Toggle(key_row_id, expected, since)
 
 
 def channel_of(body: dict[str, Any]) -> str | None:
@@ -30,12 +60,3 @@ def user_of(body: dict[str, Any]) -> str:
     if isinstance(user, dict):
         return str(user.get("id") or "")
     return str(body.get("user_id") or "")
-
-
-def message_of(body: dict[str, Any]) -> tuple[str, str] | None:
-    """(channel, ts) of the message whose button was clicked, so it can be updated in place."""
-    container = body.get("container") or {}
-    if not isinstance(container, dict) or container.get("type") != "message" or container.get("is_ephemeral"):
-        return None
-    channel, ts = container.get("channel_id"), container.get("message_ts")
-    return (str(channel), str(ts)) if channel and ts else None

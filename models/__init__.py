@@ -2,8 +2,9 @@
 
 from models.audit import AuditEvent
 from models.base import Base
+from models.boundary import SeenRequest
 from models.exemptions import Exemption
-from models.keys import AccessKey, GrantStatus, KeyGrant, KeyStatus
+from models.keys import AccessKey, GrantStatus, KeyGrant, KeyMessage, KeyMessageRole, KeyStatus
 from models.leases import UserLease
 from models.requests import OPEN_STATUSES, AccessRequest, ApprovalCard, ProvisioningStep, RequestStatus
 from models.sync import SyncFinding
@@ -18,9 +19,12 @@ __all__ = [
     "Exemption",
     "GrantStatus",
     "KeyGrant",
+    "KeyMessage",
+    "KeyMessageRole",
     "KeyStatus",
     "ProvisioningStep",
     "RequestStatus",
+    "SeenRequest",
     "SyncFinding",
     "UserLease",
 ]

@@ -93,3 +93,24 @@ class AccessKey(Base):
         # Keys by status and age: the admins' due/overdue list; the sweep itself walks the primary key in id order.
         Index("ix_access_keys_status_created_at", "status", "created_at"),
     )
+
+
+class KeyMessageRole(StrEnum):
+    OWNER = "owner"  # the owner's DM about this key (rotation guide, deactivated notice) with its buttons
+    ADMIN = "admin"  # an admin's overdue card for this key, with Deactivate now
+
+
+class KeyMessage(Base):
+    """A message the bot posted about a key, recorded when posted: a click on a key's button updates these, never
+    a message named in the click's payload (which the clicker controls)."""
+
+    __tablename__ = "key_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("access_keys.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(32))
+    ts: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_key_messages_key_id", "key_id"),)

@@ -202,7 +202,7 @@ def test_reactivate_inside_the_window_only(sandbox: Sandbox) -> None:
     sb.driver.click("UALICE", ids.DEACTIVATE_OLD, message=guide)
     sb.wait_idle()
     late = sb.make_services(sb.settings, clock=lambda: sb.services.clock() + 8 * DAY)
-    rotation_flows.reactivate(late, key_row_id=key_row(sb, first).id, user_id="UALICE", channel="DUALICE", message=None)
+    rotation_flows.reactivate(late, key_row_id=key_row(sb, first).id, user_id="UALICE", channel="DUALICE")
     assert key_row(sb, first).status == "inactive"
     assert "can no longer be reactivated" in dumps(sb.standin.ephemerals("UALICE"))
     statuses = {k.access_key_id: k.status for k in sb.services.gateway.list_access_keys("koding-ualice")}
@@ -231,9 +231,10 @@ def test_admin_deactivate_now_and_non_admins(sandbox: Sandbox) -> None:
 def test_exemption_pauses_reminders(sandbox: Sandbox) -> None:
     sb = sandbox
     key = reveal_first_key(sb)
-    response, _ = sb.driver.command("UALICE", "exempt koding-ualice 2099-01-01 migrating stacks")
+    until = f"{sb.services.clock() + 200 * DAY:%Y-%m-%d}"  # an exemption ends at most a year ahead
+    response, _ = sb.driver.command("UALICE", f"exempt koding-ualice {until} migrating stacks")
     assert "`exempt` is for koding-iam admins" in json.dumps(response.json())
-    response, _ = sb.driver.command("UADMIN1", "exempt koding-ualice 2099-01-01 migrating stacks")
+    response, _ = sb.driver.command("UADMIN1", f"exempt koding-ualice {until} migrating stacks")
     assert "exempt from rotation reminders" in response.json()["text"]
     assert sweep(sb, key_row(sb, key).created_at + 120 * DAY).actions == []
 

@@ -67,7 +67,7 @@ def test_slack_markup_in_purpose_and_deny_reason_is_inert_in_every_message(sandb
     card_text = json.dumps(card(sb, "UADMIN1", 1)["blocks"], ensure_ascii=False)
     assert "&lt;!channel&gt;" in card_text and "&lt;@UEVIL&gt;" in card_text and "&amp;amp; done" in card_text
     denial = json.dumps(sb.driver.latest_message("UBOB", containing="was denied")["blocks"], ensure_ascii=False)
-    assert "*Reason:* Stack for &lt;!channel&gt;" in denial
+    assert "*Reason:*\\n>Stack for &lt;!channel&gt;" in denial  # quoted: every line behind the quote bar
     # Stored as typed (escaping is a presentation concern), so the audit trail shows what the person wrote.
     assert requests(sb)[0].purpose == TYPED and requests(sb)[1].deny_reason == TYPED
 

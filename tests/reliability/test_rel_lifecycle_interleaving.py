@@ -117,14 +117,12 @@ class World:
     def admin_deactivate(self, admin: str, services: Services) -> None:
         key = newest_key(services, self.member, "active")
         if key is not None:
-            rotation_flows.deactivate_old(
-                services, key_row_id=key, user_id=admin, channel=None, message=None, by_admin=True
-            )
+            rotation_flows.deactivate_old(services, key_row_id=key, user_id=admin, channel=None, by_admin=True)
 
     def admin_reactivate(self, admin: str, services: Services) -> None:
         key = newest_key(services, self.member, "inactive")
         if key is not None:
-            rotation_flows.reactivate(services, key_row_id=key, user_id=admin, channel=None, message=None)
+            rotation_flows.reactivate(services, key_row_id=key, user_id=admin, channel=None)
 
     def admin_revoke(self, admin: str, services: Services) -> None:
         with session_scope(services.session_factory) as session:

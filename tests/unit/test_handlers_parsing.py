@@ -83,3 +83,45 @@ def test_user_of_slash_command_shape() -> None:
 @pytest.mark.parametrize("body", [{}, {"user": None}, {"user": {}}, {"user": {"id": None}}])
 def test_user_of_missing_is_empty(body: dict[str, Any]) -> None:
     assert user_of(body) == ""
+
+
+# Key status toggles ------------------------------------------------------------------------------------------
+def test_toggle_values_name_their_target_and_round_trip() -> None:
+    from datetime import UTC, datetime
+
+    from bot import ids
+    from handlers.parsing import Toggle, toggle_of
+
+    at = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    value = ids.toggle_value(12, "active", at)
+    assert toggle_of({"action_id": ids.REACTIVATE, "value": value}) == Toggle(12, "active", "20260102T030405678901")
+    assert toggle_of({"action_id": ids.DEACTIVATE_OLD, "value": "12:inactive"}) == Toggle(12, "inactive")
+    # A button posted before toggles named their state: the action says which state it asks for.
+    assert toggle_of({"action_id": ids.ADMIN_DEACTIVATE, "value": "12"}) == Toggle(12, "inactive")
+
+
+@pytest.mark.parametrize(
+    ("action_id", "value"),
+    [
+        ("koding_iam.reactivate", "12:inactive"),  # a Reactivate asking for the opposite state
+        ("koding_iam.deactivate_old", "12:active"),
+        ("koding_iam.reactivate", "12:active:yesterday"),
+        ("koding_iam.reactivate", "12:active:20260102T030405678901:x"),
+        ("koding_iam.reactivate", "-1:active"),
+        ("koding_iam.approve", "12:active"),  # not a toggle at all
+        ("koding_iam.reactivate", ""),
+    ],
+)
+def test_toggle_values_that_are_not_what_the_bot_posts_are_refused(action_id: str, value: str) -> None:
+    from handlers.parsing import toggle_of
+
+    assert toggle_of({"action_id": action_id, "value": value}) is None
+
+
+def test_replay_digest_counts_only_slacks_own_retry_numbers() -> None:
+    from bot.replay import digest
+
+    original = digest("1700000000", "v0=abc")
+    assert digest("1700000000", "v0=abc", "1") != original  # Slack's retry: a delivery of its own
+    assert digest("1700000000", "v0=abc", "99") == original  # a made-up retry number is no new delivery
+    assert digest("1700000001", "v0=abc") != original
