@@ -61,31 +61,31 @@ def cmd_serve(_: argparse.Namespace) -> int:
         return _fail(problem, 3)
 
     from bot.app import create_app, create_services
+    from bot.lifecycle import HttpServing, Lifecycle
     from bot.scheduler import start_scheduler
-    from bot.server import make_wsgi_app, serve_http
+    from bot.server import make_wsgi_app
 
-    services = create_services(settings)
-    app = create_app(services)
-    scheduler = start_scheduler(services) if settings.koding_iam_run_scheduler else None
-    try:
-        if settings.socket_mode:
-            from bot.app import socket_mode_handler
+    life = Lifecycle()
+    life.install_signal_handlers()  # SIGTERM/SIGINT: stop taking work, drain, release leases, exit 0
+    services = create_services(settings, background=life.executor("background", 16))
+    app = create_app(services, listener_executor=life.executor("listener", settings.koding_iam_listener_threads))
+    scheduler = None
+    if settings.koding_iam_run_scheduler:
+        scheduler = start_scheduler(services, pool=life.executor("scheduler", 10))
+    if settings.socket_mode:
+        from bot.app import socket_mode_handler
 
-            assert settings.slack_app_token is not None
-            socket_mode_handler(app, settings.slack_app_token.get_secret_value()).start()
-        else:
-            print(f"koding-iam: serving on port {settings.port} (POST /slack/events, GET /healthz)", flush=True)
-            serve_http(
-                make_wsgi_app(app, services.engine, signing_secret=settings.slack_signing_secret.get_secret_value()),
-                port=settings.port,
-            )
-    finally:
-        if scheduler is not None:
-            scheduler.shutdown(wait=False)
-    return 0
+        assert settings.slack_app_token is not None
+        handler = socket_mode_handler(app, settings.slack_app_token.get_secret_value())
+        handler.connect()
+        return life.run(services, scheduler=scheduler, close_transport=handler.close)
+    wsgi = make_wsgi_app(app, services.engine, signing_secret=settings.slack_signing_secret.get_secret_value())
+    http = HttpServing(wsgi, port=settings.port, work=life.work)
+    print(f"koding-iam: serving on port {settings.port} (POST /slack/events, GET /healthz)", flush=True)
+    return life.run(services, scheduler=scheduler, http=http)
 
 
-def _services_for_jobs() -> Services:
+def _services_for_jobs(**overrides: Any) -> Services:
     from bot import logs
 
     logs.configure()
@@ -94,14 +94,17 @@ def _services_for_jobs() -> Services:
         raise ConfigError(problem)
     from bot.app import create_services
 
-    return create_services(settings)
+    return create_services(settings, **overrides)
 
 
 def cmd_scheduler(_: argparse.Namespace) -> int:
-    from bot.scheduler import run_scheduler
+    from bot.lifecycle import Lifecycle
+    from bot.scheduler import start_scheduler
 
-    run_scheduler(_services_for_jobs())
-    return 0
+    life = Lifecycle()
+    life.install_signal_handlers()
+    services = _services_for_jobs(background=life.executor("background", 16))
+    return life.run(services, scheduler=start_scheduler(services, pool=life.executor("scheduler", 10)))
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     port: int = Field(default=3000, ge=1, le=65535)
     # Threads that run Slack listeners; acknowledgements must never queue behind slow work after an ack.
     koding_iam_listener_threads: int = Field(default=32, ge=4, le=512)
+    # Seconds a stopping process (SIGTERM/SIGINT) gives in-flight requests and work before it releases its leases
+    # and exits; 25 fits inside the 30 s Heroku and Kubernetes wait before they kill. 0: release and exit at once.
+    koding_iam_drain_seconds: int = Field(default=25, ge=0, le=3600)
 
     @field_validator("koding_iam_auto_deactivate_after_days", mode="before")
     @classmethod

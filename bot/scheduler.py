@@ -2,18 +2,20 @@
 
 Runs inside `koding-iam serve`, or alone as `koding-iam scheduler` for deployments that want one scheduler
 beside many web processes (set KODING_IAM_RUN_SCHEDULER=false on the web processes then). Each job is a thin
-call into the flows; the database claims make two schedulers safe anyway.
+call into the flows; the database claims make two schedulers safe anyway. Both commands stop gracefully
+(bot/lifecycle.py): no new job starts, running ones get the drain time.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import Executor
 from datetime import UTC, datetime, timedelta
 
+from apscheduler.executors.pool import BasePoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
-from apscheduler.schedulers.blocking import BlockingScheduler
 
 from bot import admin_flows, flows, rotation_flows, sync
 from bot.services import Services
@@ -85,16 +87,17 @@ def add_jobs(scheduler: BaseScheduler, services: Services) -> None:
         )
 
 
-def start_scheduler(services: Services) -> BackgroundScheduler:
-    """In the serving process: jobs run on a background thread."""
-    scheduler = BackgroundScheduler(timezone=UTC)
+class _PoolExecutor(BasePoolExecutor):
+    """APScheduler's thread-pool executor, on a pool given to it."""
+
+    def __init__(self, pool: Executor) -> None:
+        super().__init__(pool)
+
+
+def start_scheduler(services: Services, *, pool: Executor | None = None) -> BackgroundScheduler:
+    """Jobs on a background thread, run on `pool` when given (bot/lifecycle.py waits for it when stopping)."""
+    executors = {"default": _PoolExecutor(pool)} if pool is not None else {}
+    scheduler = BackgroundScheduler(timezone=UTC, executors=executors)
     add_jobs(scheduler, services)
     scheduler.start()
     return scheduler
-
-
-def run_scheduler(services: Services) -> None:
-    """`koding-iam scheduler`: the jobs alone, in the foreground."""
-    scheduler = BlockingScheduler(timezone=UTC)
-    add_jobs(scheduler, services)
-    scheduler.start()
