@@ -188,7 +188,8 @@ class HangingProxy:
 
     - a label in `hang_before` is held without forwarding (the call never reaches the upstream);
     - a label in `hang_after` is forwarded, the upstream's answer is read, then the client is held without it
-      (the upstream did the work, the caller never learns the result).
+      (the upstream did the work, the caller never learns the result);
+    - a label in `pause_before` is held until `resume()`, then forwarded normally (a slow upstream).
 
     `hung` reports each held label, so a test can SIGKILL the caller at exactly that moment.
     """
@@ -197,12 +198,14 @@ class HangingProxy:
     classify: Callable[[str, str, dict[str, str], bytes], str]
     hang_before: set[str] = field(default_factory=set)
     hang_after: set[str] = field(default_factory=set)
+    pause_before: set[str] = field(default_factory=set)
     seen: list[str] = field(default_factory=list)
     hung: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._release = threading.Event()
+        self._resume = threading.Event()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -235,10 +238,14 @@ class HangingProxy:
         label = self.classify(h.command, h.path, headers, body)
         with self._lock:
             self.seen.append(label)
-            before, after = label in self.hang_before, label in self.hang_after
+            before, after, pause = label in self.hang_before, label in self.hang_after, label in self.pause_before
         if before:
             self._hold(label)
             return
+        if pause:
+            with self._lock:
+                self.hung.append(label)
+            self._resume.wait(timeout=120)
         target = urlsplit(self.upstream)
         connection = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
         try:
@@ -266,12 +273,19 @@ class HangingProxy:
     def wait_hung(self, label: str, timeout: float = 20.0) -> None:
         wait_for(lambda: label in self.hung, timeout=timeout, what=f"a held {label} call")
 
+    def resume(self) -> None:
+        """Forward the calls held by `pause_before`, and stop pausing new ones."""
+        with self._lock:
+            self.pause_before.clear()
+        self._resume.set()
+
     def pass_everything(self) -> None:
         """Stop holding new calls and let held handler threads finish (their clients are gone by then)."""
         with self._lock:
             self.hang_before.clear()
             self.hang_after.clear()
         self._release.set()
+        self.resume()
 
     def count(self, label: str) -> int:
         with self._lock:
@@ -279,6 +293,7 @@ class HangingProxy:
 
     def stop(self) -> None:
         self._release.set()
+        self._resume.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
