@@ -6,12 +6,15 @@ A provisioning run is held mid-way by a proxy in front of moto. After SIGTERM th
 - when the run is still stuck at the end of the drain, it releases its leases (the request's run lease and the
   IAM user's lease) and exits 0 within the drain, and a second process resumes the run at once. The lease is
   600 s, so only the release can explain a resume within seconds.
+`koding-iam scheduler` stops the same way.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -196,3 +199,52 @@ def test_a_run_in_flight_at_sigterm_is_finished_before_the_process_exits(databas
     record_figure(
         f"graceful-stop-drained-{database_url.split(':', 1)[0]}", sigterm_to_exit_seconds=round(stopped_in, 2)
     )
+
+
+def test_the_scheduler_command_stopped_mid_run_releases_its_leases_and_exits_0(
+    database_url: str, tmp_path: Path
+) -> None:
+    """`koding-iam scheduler` resumes a stopped run, is stopped in turn while the run is stuck, and gives it up."""
+    db.upgrade(database_url)
+    store = Store(database_url)
+    drain = 3
+    with SlackStandIn() as slack, moto_server() as aws, hanging_proxy(aws, iam_action) as proxy:
+        env = serve_env(
+            database_url=database_url,
+            slack=slack,
+            aws_endpoint=proxy.url,
+            port=free_port(),
+            KODING_IAM_LEASE_SECONDS=str(LEASE_SECONDS),
+            KODING_IAM_RESUME_INTERVAL_SECONDS="1",
+            KODING_IAM_RUN_SCHEDULER="false",
+            KODING_IAM_DRAIN_SECONDS=str(drain),
+        )
+        proxy.hang_before.add("AddUserToGroup")
+        with serve(env, slack, str(tmp_path / "serve.log")) as app:
+            approve_and_hold(app, slack, proxy, "AddUserToGroup")
+            sigterm(app)
+            assert app.process.wait(drain + 5) == 0
+        assert store.request().lease_owner is None
+
+        with open(tmp_path / "scheduler.log", "w", encoding="utf-8") as log:
+            scheduler = subprocess.Popen(
+                [sys.executable, "-m", "bot.cli", "scheduler"], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        try:
+            wait_for(lambda: proxy.count("AddUserToGroup") == 2, what="the scheduler resuming the run")
+            owner = wait_for(lambda: store.request().lease_owner, what="the scheduler's run lease")
+            assert (store.user_lease_owner() or "").startswith(owner + "/")
+            stopped_at = time.monotonic()
+            os.kill(scheduler.pid, signal.SIGTERM)
+            assert scheduler.wait(drain + 5) == 0
+            assert time.monotonic() - stopped_at <= drain + 0.5
+        finally:
+            if scheduler.poll() is None:
+                scheduler.kill()
+                scheduler.wait(10)
+        output = (tmp_path / "scheduler.log").read_text(encoding="utf-8")
+        assert "released 1 run lease(s) and 1 user lease(s)" in output and "Traceback" not in output
+        request = store.request()
+        assert (request.status, request.lease_owner) == ("provisioning", None)
+        assert store.user_lease_owner() is None
+    store.engine.dispose()
