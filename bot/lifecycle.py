@@ -298,6 +298,10 @@ class Lifecycle:
             self.exit(0)
         with contextlib.suppress(Exception):
             services.engine.dispose()
+        # A normal exit waits for every non-daemon thread; should one linger, still exit 0 within the drain.
+        watchdog = threading.Timer(max(0.5, started + drain_seconds - time.monotonic()), self.exit, (0,))
+        watchdog.daemon = True
+        watchdog.start()
         return 0
 
 

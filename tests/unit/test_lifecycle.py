@@ -220,11 +220,12 @@ def test_run_drains_finished_work_then_releases_and_returns_0(factory: Any) -> N
     take_user_lease(factory, "koding-a", ME)
     pool.submit(time.sleep, 0.3)
     scheduler = FakeScheduler()
+    closed: list[str] = []  # Socket Mode: the client is closed so no new envelope arrives
     life.stop_requested.set()
     started = time.monotonic()
-    assert life.run(fake_services(factory, 10), scheduler=scheduler) == 0
+    assert life.run(fake_services(factory, 10), scheduler=scheduler, close_transport=lambda: closed.append("x")) == 0
     assert 0.25 < time.monotonic() - started < 5
-    assert scheduler.stopped and exits == []  # finished: a normal return
+    assert scheduler.stopped and closed == ["x"] and exits == []  # finished: a normal return
     with db.session_scope(factory) as session:
         assert session.scalars(select(UserLease.owner)).one() is None
 
