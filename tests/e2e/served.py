@@ -63,6 +63,8 @@ def serve_env(*, database_url: str, slack: SlackStandIn, aws_endpoint: str, port
             "AWS_ENDPOINT_URL": aws_endpoint,
             "KODING_IAM_ADMINS": "UADMIN1,UADMIN2",
             "PORT": str(port),
+            # A test ends its process with SIGTERM: a short drain keeps a teardown with work still held quick.
+            "KODING_IAM_DRAIN_SECONDS": "5",
             **extra,
         }
     )
