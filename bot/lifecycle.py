@@ -28,10 +28,11 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text, update
+from sqlalchemy import Engine, event, text, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.db import session_scope
+from bot.db import make_engine, make_session_factory, session_scope
 from models import AccessRequest, UserLease
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,30 @@ def release_leases(factory: sessionmaker[Session], process_owner: str) -> Releas
             .execution_options(synchronize_session=False)
         )
         return Released(runs=runs.rowcount, users=users.rowcount)
+
+
+class Stopped(SQLAlchemyError):
+    """Raised for any statement of a process whose unfinished work was handed over (its leases released)."""
+
+
+def fence(engine: Engine) -> None:
+    """No statement runs on `engine` from now on. Threads still running unfinished work could otherwise take a
+    released run lease back (a run renews its lease where the owner is empty) in the moment before the process
+    exits; a write already under way commits first, and the release, made on another engine, then sees it."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _refuse(*_: Any) -> None:
+        raise Stopped("this process is stopping and has handed its work over")
+
+
+def release_after_fencing(engine: Engine, process_owner: str) -> Released:
+    """Fence `engine`, then release `process_owner`'s leases through an engine of its own."""
+    fence(engine)
+    releaser = make_engine(engine.url.render_as_string(hide_password=False))
+    try:
+        return release_leases(make_session_factory(releaser), process_owner)
+    finally:
+        releaser.dispose()
 
 
 class HttpServing:
@@ -278,7 +303,10 @@ class Lifecycle:
             closer.join(max(0.0, deadline - time.monotonic()))
         drained = self.drain(deadline, http=http)
         try:
-            released = release_leases(services.session_factory, services.owner)
+            if drained:
+                released = release_leases(services.session_factory, services.owner)
+            else:
+                released = release_after_fencing(services.engine, services.owner)
         except Exception as exc:  # the database is away: the leases lapse on their own, as after a crash
             log.error("could not release this process's leases: %s: %s", type(exc).__name__, exc)
             released = None

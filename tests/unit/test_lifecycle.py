@@ -13,11 +13,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot import db, leases
 from bot.config import ConfigError, load_settings
-from bot.lifecycle import HttpServing, Lifecycle, TrackedExecutor, Work, release_leases
+from bot.lifecycle import HttpServing, Lifecycle, Stopped, TrackedExecutor, Work, release_leases
 from models import AccessRequest, RequestStatus, UserLease
 
 # Wildcards of SQL LIKE in the process name: an unescaped prefix match would release the neighbour's leases.
@@ -199,7 +199,7 @@ def test_stopping_answers_healthz_503_serves_requests_in_flight_and_refuses_new_
 
 # The whole stop --------------------------------------------------------------------------------------------
 def fake_services(factory: Any, drain: int) -> Any:
-    engine = SimpleNamespace(dispose=lambda: None)
+    engine = factory.kw["bind"]
     return SimpleNamespace(
         settings=SimpleNamespace(koding_iam_drain_seconds=drain), session_factory=factory, owner=ME, engine=engine
     )
@@ -243,8 +243,14 @@ def test_run_releases_and_exits_0_at_the_drain_deadline_when_work_is_stuck(facto
     life.run(fake_services(factory, 2), scheduler=FakeScheduler())
     assert 1.0 < time.monotonic() - started < 2.5  # within the drain, a moment kept for the release
     assert exits == [0]
-    with db.session_scope(factory) as session:
-        assert session.scalars(select(AccessRequest.lease_owner)).one() is None
+    # Released through an engine of its own; the app's engine is fenced, so no thread left running can take
+    # the released lease back before the process is gone.
+    with pytest.raises(Stopped), db.session_scope(factory) as session:
+        session.execute(update(AccessRequest).values(lease_owner=ME, lease_until=now() + timedelta(seconds=600)))
+    reader = db.make_engine(factory.kw["bind"].url.render_as_string(hide_password=False))
+    with reader.connect() as connection:
+        assert connection.scalars(select(AccessRequest.lease_owner)).one() is None
+    reader.dispose()
     stuck.set()
     pool.shutdown()
 
