@@ -149,14 +149,24 @@ def create_app(services: Services, *, listener_executor: Executor | None = None)
 
 
 def socket_mode_handler(app: App, app_token: str) -> Any:
-    """Bolt's Socket Mode handler, with each envelope's id bound as the request id of what it carries."""
+    """Bolt's Socket Mode handler, with each envelope's id bound as the request id of what it carries, and a
+    watchdog (bot/socket_watchdog.py) that reconnects promptly when the websocket drops without a close."""
     from slack_bolt.adapter.socket_mode import SocketModeHandler
     from slack_sdk.socket_mode.client import BaseSocketModeClient
     from slack_sdk.socket_mode.request import SocketModeRequest
 
+    from bot.socket_watchdog import PING_INTERVAL, SocketWatchdog
+
     class _Handler(SocketModeHandler):
+        watchdog: SocketWatchdog | None = None
+
         def handle(self, client: BaseSocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
             with request_context.bind(request_id=req.envelope_id):
                 super().handle(client, req)  # type: ignore[arg-type]
 
-    return _Handler(app, app_token)
+        def connect(self) -> None:
+            super().connect()
+            if self.watchdog is None:
+                self.watchdog = SocketWatchdog(self.client).start()
+
+    return _Handler(app, app_token, ping_interval=PING_INTERVAL)

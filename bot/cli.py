@@ -69,12 +69,15 @@ def cmd_serve(_: argparse.Namespace) -> int:
     scheduler = start_scheduler(services) if settings.koding_iam_run_scheduler else None
     try:
         if settings.socket_mode:
-            from bot.app import socket_mode_handler
+            from bot.health_server import run_socket_mode
 
-            assert settings.slack_app_token is not None
-            socket_mode_handler(app, settings.slack_app_token.get_secret_value()).start()
+            # /healthz and /metrics on $PORT only when PORT is set (a platform that checks a bound port sets it).
+            run_socket_mode(app, services, port=settings.port if "port" in settings.model_fields_set else None)
         else:
-            print(f"koding-iam: serving on port {settings.port} (POST /slack/events, GET /healthz)", flush=True)
+            print(
+                f"koding-iam: serving on port {settings.port} (POST /slack/events, GET /healthz, GET /metrics)",
+                flush=True,
+            )
             serve_http(
                 make_wsgi_app(app, services.engine, signing_secret=settings.slack_signing_secret.get_secret_value()),
                 port=settings.port,
@@ -239,7 +242,8 @@ SUBCOMMANDS = {
     "serve": (
         "run the Slack app (Socket Mode if SLACK_APP_TOKEN is set, else HTTP on $PORT)",
         "Run the Slack app. With SLACK_APP_TOKEN set it connects over Socket Mode; otherwise it serves HTTP on "
-        "$PORT (POST /slack/events for commands, interactivity and events; GET /healthz). Unless "
+        "$PORT (POST /slack/events for commands, interactivity and events; GET /healthz; GET /metrics). In Socket "
+        "Mode, GET /healthz and GET /metrics are served on $PORT when PORT is set. Unless "
         "KODING_IAM_RUN_SCHEDULER=false, the scheduled jobs run in the same process. Refuses to start on a "
         "database whose migrations are behind (the default SQLite file upgrades itself). All settings come from "
         "the environment (README.md, Configuration).",

@@ -105,6 +105,10 @@ def make_wsgi_app(
     return wsgi
 
 
+def not_found(start_response: StartResponse) -> list[bytes]:
+    return _answer(start_response, 404, b"not found")
+
+
 def _signed(verifier: SignatureVerifier, body: str, headers: dict[str, Any]) -> bool:
     timestamp, signature = headers.get("x-slack-request-timestamp"), headers.get("x-slack-signature")
     if not isinstance(timestamp, str) or not timestamp.isascii() or not timestamp.isdigit():
