@@ -14,6 +14,7 @@ from sqlalchemy import update
 from bot import ids
 from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
+from bot.metrics import KEY_STAGES
 from bot.scheduler import add_jobs
 from models import AccessKey
 from tests.e2e.flow_steps import card, click, reveal_dm, submit_request
@@ -107,6 +108,19 @@ def test_metrics_follow_a_provisioning_flow(sandbox: Sandbox) -> None:
     assert value(swept, "koding_iam_job_duration_seconds_count", job="rotation-sweep") == 1
     assert value(swept, "koding_iam_job_failures_total", job="rotation-sweep") == 0
     assert value(swept, "koding_iam_job_duration_seconds_count", job="sync-scan") == 0
+
+    # An admin revokes the user: one revoke run, and no key left to count.
+    _, trigger = sb.driver.command("UADMIN1", "revoke <@UALICE|alice>")
+    sb.wait_idle()
+    assert sb.driver.submit("UADMIN1", sb.driver.view_opened_with(trigger), {}).status == 200
+    sb.wait_idle()
+    _, revoked = scrape(sb)
+    assert value(revoked, "koding_iam_revoke_runs_total", outcome="revoked") == 1
+    assert value(revoked, "koding_iam_revoke_runs_total", outcome="failed") == 0
+    assert sum(value(revoked, "koding_iam_access_keys", stage=stage) for stage in KEY_STAGES) == 0
+    assert value(revoked, "koding_iam_oldest_active_key_age_seconds") == 0
+    assert value(revoked, "koding_iam_slack_ack_seconds_count", surface="slash_command") == 2
+    assert value(revoked, "koding_iam_slack_ack_seconds_count", surface="view_submission") == 2
 
 
 def test_each_app_has_its_own_registry(sqlite_sandbox: Sandbox) -> None:
