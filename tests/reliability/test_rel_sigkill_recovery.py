@@ -264,7 +264,8 @@ def test_sigkill_after_create_access_key_leaves_no_orphan_key_once_recovery_ran(
             assert len(new_keys) == 1
             shown = posts_with(slack, "Secret Access Key", method="views.update")
             assert len(shown) == 1 and next(iter(new_keys)) in json.dumps(shown[0].body)
-            assert store.grant().status == "revealed"
+            # The grant is marked revealed just after the modal shows the key: wait for that write.
+            wait_for(lambda: store.grant().status == "revealed", what="the grant marked revealed")
         record_figure(
             "sigkill-after-CreateAccessKey",
             rearmed_after_lease_lapsed_seconds=round(rearmed_in, 2),
