@@ -120,6 +120,7 @@ def run_revoke(services: Services, request_id: int, *, admin_id: str | None = No
         progress=show,
         leaser=services.leaser,
     )
+    services.metrics.revoke_ended(outcome.status)
     if outcome.status == "skipped":
         return outcome
     for channel, ts in posted:

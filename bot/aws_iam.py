@@ -183,6 +183,9 @@ class IamGateway(UserCleanupCalls):
         self._sts = sts_client
         self.backoff = backoff or Backoff()
         self.calls: int = 0
+        # Told of each retry: on_retry(reason, times), reason "botocore" (its own retries, from the answer's
+        # RetryAttempts), "concurrent_modification" or "eventual_consistency" (this gateway's backoff).
+        self.on_retry: Callable[[str, int], None] = lambda reason, times: None
 
     @classmethod
     def from_environment(cls, *, backoff: Backoff | None = None) -> IamGateway:
@@ -202,15 +205,28 @@ class IamGateway(UserCleanupCalls):
         while True:
             self.calls += 1
             try:
-                return method(**kwargs)
+                result = method(**kwargs)
             except Exception as exc:
                 if not _is_aws_failure(exc):
                     raise
+                if isinstance(exc, ClientError):
+                    self._count_botocore_retries(exc.response)
                 error = _translate(exc, operation)
                 retryable = isinstance(error, ConcurrentModification) or (eventual and isinstance(error, NoSuchEntity))
                 if not retryable or not delays:
                     raise error from None
+                concurrent = isinstance(error, ConcurrentModification)
+                self.on_retry("concurrent_modification" if concurrent else "eventual_consistency", 1)
                 self.backoff.sleep(delays.pop(0))
+            else:
+                self._count_botocore_retries(result)
+                return result
+
+    def _count_botocore_retries(self, answer: Any) -> None:
+        metadata = answer.get("ResponseMetadata") if isinstance(answer, dict) else None
+        attempts = metadata.get("RetryAttempts") if isinstance(metadata, dict) else None
+        if isinstance(attempts, int) and attempts > 0:
+            self.on_retry("botocore", attempts)
 
     def _gone_ok(self, operation: str, **kwargs: Any) -> bool:
         """A removal that is done if the thing is already gone: True when it existed and was removed."""

@@ -74,14 +74,24 @@ def cmd_serve(_: argparse.Namespace) -> int:
         scheduler = start_scheduler(services, pool=life.executor("scheduler", 10))
     if settings.socket_mode:
         from bot.app import socket_mode_handler
+        from bot.health_server import make_ops_app
 
         assert settings.slack_app_token is not None
+        http = None
+        # /healthz and /metrics on $PORT only when PORT is set (a platform that checks a bound port sets it).
+        if "port" in settings.model_fields_set:
+            ops = make_ops_app(services.engine, services.metrics)
+            http = HttpServing(ops, port=settings.port, work=life.work, threads=4)
+            http.start()
+            print(f"koding-iam: Socket Mode; GET /healthz and /metrics on port {settings.port}", flush=True)
+        else:
+            print("koding-iam: Socket Mode (PORT is not set: no /healthz or /metrics)", flush=True)
         handler = socket_mode_handler(app, settings.slack_app_token.get_secret_value())
         handler.connect()
-        return life.run(services, scheduler=scheduler, close_transport=handler.close)
+        return life.run(services, scheduler=scheduler, http=http, close_transport=handler.close)
     wsgi = make_wsgi_app(app, services.engine, signing_secret=settings.slack_signing_secret.get_secret_value())
     http = HttpServing(wsgi, port=settings.port, work=life.work)
-    print(f"koding-iam: serving on port {settings.port} (POST /slack/events, GET /healthz)", flush=True)
+    print(f"koding-iam: serving on port {settings.port} (POST /slack/events, GET /healthz, GET /metrics)", flush=True)
     return life.run(services, scheduler=scheduler, http=http)
 
 
@@ -242,7 +252,8 @@ SUBCOMMANDS = {
     "serve": (
         "run the Slack app (Socket Mode if SLACK_APP_TOKEN is set, else HTTP on $PORT)",
         "Run the Slack app. With SLACK_APP_TOKEN set it connects over Socket Mode; otherwise it serves HTTP on "
-        "$PORT (POST /slack/events for commands, interactivity and events; GET /healthz). Unless "
+        "$PORT (POST /slack/events for commands, interactivity and events; GET /healthz; GET /metrics). In Socket "
+        "Mode, GET /healthz and GET /metrics are served on $PORT when PORT is set. Unless "
         "KODING_IAM_RUN_SCHEDULER=false, the scheduled jobs run in the same process. Refuses to start on a "
         "database whose migrations are behind (the default SQLite file upgrades itself). All settings come from "
         "the environment (README.md, Configuration).",

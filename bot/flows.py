@@ -178,6 +178,7 @@ def provision(services: Services, request_id: int) -> provisioning.Outcome:
         progress=show_progress,
         leaser=services.leaser,
     )
+    services.metrics.provisioning_ended(outcome.status)
     if outcome.status == "skipped":
         return outcome
     log.info("provisioning of request %s ended: %s", request_id, outcome.status)

@@ -176,7 +176,9 @@ class HttpServing:
         return int(self.server.effective_port)
 
     def start(self) -> None:
-        self._thread.start()
+        """Serve from now on (once; later calls do nothing)."""
+        if not self._thread.is_alive() and self._thread.ident is None:
+            self._thread.start()
 
     def gate(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         admitted = self.admitted

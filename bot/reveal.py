@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 # How long a click waits for another operation on the same IAM user before it is told to try again.
 LEASE_WAIT_SECONDS = 1.0
+REVEAL_PURPOSE = "a key reveal"
+IN_ANOTHER_WINDOW = "Your keys are being generated in another window; they are shown only once."
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,17 @@ def _check_usable(session: Session, grant: KeyGrant, now: datetime) -> None:
         raise GrantExpired("This reveal button has expired. Ask for a fresh window to reveal your keys.")
 
 
+def _explain_busy(factory: sessionmaker[Session], *, grant_id: int, user_name: str, now: datetime) -> None:
+    """A click that waited out another holder of the user's lease: when that holder is a reveal (another click,
+    another window, another process), the member hears what happened to their keys, not "try again"."""
+    with session_scope(factory) as session:
+        grant = load_grant(session, grant_id)
+        _check_usable(session, grant, now)  # revealed or ended meanwhile: say so
+        revealing = grant.status == GrantStatus.REVEALING
+    if revealing or leases.holder_purpose(factory, user_name) == REVEAL_PURPOSE:
+        raise InvalidState(IN_ANOTHER_WINDOW)
+
+
 def claim(
     factory: sessionmaker[Session],
     *,
@@ -96,15 +109,19 @@ def claim(
         authorize(grant, user_id)
         _check_usable(session, grant, clock())
         user_name = grant.iam_user_name
-    lease = leases.acquire(
-        factory,
-        iam_user_name=user_name,
-        owner=leases.new_owner(process_owner),
-        purpose="a key reveal",
-        clock=clock,
-        seconds=lease_seconds,
-        wait=LEASE_WAIT_SECONDS,
-    )
+    try:
+        lease = leases.acquire(
+            factory,
+            iam_user_name=user_name,
+            owner=leases.new_owner(process_owner),
+            purpose=REVEAL_PURPOSE,
+            clock=clock,
+            seconds=lease_seconds,
+            wait=LEASE_WAIT_SECONDS,
+        )
+    except leases.UserBusy:
+        _explain_busy(factory, grant_id=grant_id, user_name=user_name, now=clock())
+        raise
     try:
         with session_scope(factory) as session:
             now = clock()
@@ -117,7 +134,7 @@ def claim(
                 .execution_options(synchronize_session=False)
             )
             if result.rowcount != 1:
-                raise InvalidState("Your keys are being generated in another window; they are shown only once.")
+                raise InvalidState(IN_ANOTHER_WINDOW)
             audit.record(
                 session, action="reveal.started", actor=user_id, request_id=grant.request_id, at=now, grant_id=grant_id
             )

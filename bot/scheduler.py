@@ -23,10 +23,13 @@ from bot.services import Services
 log = logging.getLogger(__name__)
 
 
-def _guarded(name: str, job: Callable[[Services], object]) -> Callable[[Services], None]:
+def _guarded(job_id: str, name: str, job: Callable[[Services], object]) -> Callable[[Services], None]:
+    """The job, timed in the metrics (koding_iam_job_duration_seconds), its failures logged and counted."""
+
     def run(services: Services) -> None:
         try:
-            job(services)
+            with services.metrics.timed_job(job_id):
+                job(services)
         except Exception as exc:  # a failed tick must not kill the scheduler; the next tick tries again
             log.error("%s failed: %s: %s", name, type(exc).__name__, exc)
 
@@ -76,7 +79,7 @@ def add_jobs(scheduler: BaseScheduler, services: Services) -> None:
     ]
     for job_id, name, job, interval, first_run in jobs:
         scheduler.add_job(
-            _guarded(name, job),
+            _guarded(job_id, name, job),
             "interval",
             **interval,
             args=[services],

@@ -1,4 +1,5 @@
-"""HTTP serving: a small WSGI router in front of Bolt (POST /slack/events) with GET /healthz, run by waitress.
+"""HTTP serving: a small WSGI router in front of Bolt (POST /slack/events) with GET /healthz and GET /metrics
+(Prometheus text format, bot/metrics.py), run by waitress.
 
 The router checks the Slack signature itself before handing the request to Bolt: Bolt checks it too, but
 answers a non-numeric timestamp or an unparsable payload with a 500, where a 401 or 400 is the right answer.
@@ -19,6 +20,7 @@ from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import Engine
 
 from bot.db import ping
+from bot.metrics import Metrics
 from bot.replay import ReplayGuard
 
 log = logging.getLogger(__name__)
@@ -29,19 +31,37 @@ MAX_BODY = 1_000_000  # Slack payloads are far smaller; anything larger is refus
 StartResponse = Callable[..., Any]
 
 
+def ops_endpoint(
+    environ: dict[str, Any], start_response: StartResponse, engine: Engine, metrics: Metrics | None
+) -> list[bytes] | None:
+    """GET /healthz (the database reachable?) and GET /metrics; None for any other request. Shared with the
+    health server that runs beside Socket Mode (bot/health_server.py)."""
+    path = environ.get("PATH_INFO", "")
+    if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
+        return None
+    if path == "/healthz":
+        healthy = ping(engine)
+        body = json.dumps({"ok": healthy, "database": "reachable" if healthy else "unreachable"}).encode()
+        return _answer(start_response, 200 if healthy else 503, body, "application/json")
+    if path == "/metrics" and metrics is not None:
+        body, content_type = metrics.exposition()
+        return _answer(start_response, 200, body, content_type)
+    return None
+
+
 def make_wsgi_app(
-    app: App, engine: Engine, *, signing_secret: str
+    app: App, engine: Engine, *, signing_secret: str, metrics: Metrics | None = None
 ) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+    """The router; `metrics` defaults to the app's own (bot/app.py `create_app`)."""
     verifier = SignatureVerifier(signing_secret)
     guard = ReplayGuard(engine)
+    metrics = metrics or getattr(app, "metrics", None)
 
     def wsgi(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "GET")
-        if path == "/healthz" and method in ("GET", "HEAD"):
-            healthy = ping(engine)
-            body = json.dumps({"ok": healthy, "database": "reachable" if healthy else "unreachable"}).encode()
-            return _answer(start_response, 200 if healthy else 503, body, "application/json")
+        if (ops := ops_endpoint(environ, start_response, engine, metrics)) is not None:
+            return ops
         if path != SLACK_PATH or method != "POST":
             return _answer(start_response, 404, b"not found")
         try:
@@ -83,6 +103,10 @@ def make_wsgi_app(
         return _answer(start_response, response.status, response.body.encode(), content_type)
 
     return wsgi
+
+
+def not_found(start_response: StartResponse) -> list[bytes]:
+    return _answer(start_response, 404, b"not found")
 
 
 def _signed(verifier: SignatureVerifier, body: str, headers: dict[str, Any]) -> bool:

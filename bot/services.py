@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.aws_iam import IamGateway
 from bot.config import Settings
 from bot.leases import Leaser
+from bot.metrics import Metrics
 from bot.notify import Notifier
 from bot.request_context import carrying_context
 
@@ -43,6 +44,8 @@ class Services:
     background: Executor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=16, thread_name_prefix="background")
     )
+    # This instance's Prometheus metrics (its own registry), served on GET /metrics.
+    metrics: Metrics = field(default_factory=Metrics)
 
     @property
     def leaser(self) -> Leaser:

@@ -39,3 +39,10 @@ EVENT_SCOPES: dict[str, str | None] = {
 }
 
 REQUIRED_SCOPES = tuple(BOT_SCOPES)
+
+# The app-level token (SLACK_APP_TOKEN, Socket Mode only) and its one scope: apps.connections.open, which
+# slack_sdk's Socket Mode client calls to get each websocket URL. Not a bot scope: it is chosen when the token is
+# generated, not in the manifest's oauth_config (https://docs.slack.dev/reference/scopes/connections.write).
+APP_TOKEN_SCOPES: dict[str, tuple[tuple[str, ...], str]] = {
+    "connections:write": (("apps.connections.open",), "https://docs.slack.dev/reference/scopes/connections.write"),
+}

@@ -12,13 +12,16 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from slack_sdk.signature import SignatureVerifier
 
 from bot.devtools import blockkit_rules
 from bot.devtools.slack_standin import SlackStandIn
+
+if TYPE_CHECKING:
+    from bot.devtools.socket_standin import SocketStandIn
 
 _counter = itertools.count(1)
 
@@ -131,7 +134,11 @@ class SlackDriver:
             "response_url": self.standin.new_response_url(),
             "trigger_id": trigger,
         }
-        return self.post(urlencode(form)), trigger
+        return self.send_command(form), trigger
+
+    def send_command(self, form: dict[str, str]) -> Response:
+        """How a slash command reaches the app: a signed form POST (SocketDriver: a Socket Mode envelope)."""
+        return self.post(urlencode(form))
 
     def click(
         self,
@@ -235,6 +242,9 @@ class SlackDriver:
             "event_time": int(time.time()),
             "event": event,
         }
+        return self.send_event(body, headers)
+
+    def send_event(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
         return self.post(json.dumps(body), content_type="application/json", headers=headers)
 
     # Reading what the bot showed ----------------------------------------------------------------------------
@@ -266,3 +276,25 @@ class SlackDriver:
             if time.monotonic() > deadline:
                 raise AssertionError(f"no message in {channel} containing {containing!r}")
             time.sleep(0.02)
+
+
+class SocketDriver(SlackDriver):
+    """The same people, reaching the app over Socket Mode: each command, interaction and event is an envelope
+    on the socket stand-in's connection, and the answer is the app's ack (its payload as the response text)."""
+
+    def __init__(self, socket: SocketStandIn, standin: SlackStandIn, **kwargs: Any) -> None:
+        super().__init__("socket-mode", "unsigned: Socket Mode envelopes carry no signature", standin, **kwargs)
+        self.socket = socket
+
+    def _deliver(self, kind: str, payload: dict[str, Any]) -> Response:
+        ack = self.socket.deliver(kind, payload)
+        return Response(200, json.dumps(ack.payload) if ack.payload else "")
+
+    def send_command(self, form: dict[str, str]) -> Response:
+        return self._deliver("slash_commands", form)
+
+    def post_payload(self, payload: dict[str, Any], **kwargs: Any) -> Response:
+        return self._deliver("interactive", payload)
+
+    def send_event(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+        return self._deliver("events_api", body)

@@ -214,6 +214,24 @@ def test_row3_a_reveal_racing_a_revoke_leaves_no_key_and_no_live_row(sandbox: Sa
     record_figure("lifecycle-row3", live_rows_for_deleted_user=0)
 
 
+def test_a_click_that_waits_out_another_reveal_hears_about_its_keys_not_try_again(sandbox: Sandbox) -> None:
+    """A reveal held up by Slack keeps the user's lease past the other clicks' wait: they are told their keys are
+    being shown in another window, as when the claim itself loses, never "something else is changing"."""
+    sb = sandbox
+    _, dm = provision_for(sb, "UALICE")
+    with held_modal_update(sb.services) as held:
+        sb.driver.click("UALICE", ids.REVEAL, message=dm)
+        assert held.entered.wait(20), "the reveal never reached Slack"
+        sb.driver.click("UALICE", ids.REVEAL, message=dm)
+        told = wait_for(lambda: sb.standin.ephemerals("UALICE"), what="the second click told")
+        held.release.set()
+        sb.wait_idle()
+    assert [e["text"] for e in told] == [
+        "Your keys are being generated in another window; they are shown only once."
+    ], told
+    assert len(iam_keys(sb, "koding-ualice")) == 1
+
+
 # Row 4 -----------------------------------------------------------------------------------------------------
 def test_row4_a_slow_slack_does_not_make_recovery_delete_the_key_being_shown(database_url: str) -> None:
     offset = [timedelta(0)]

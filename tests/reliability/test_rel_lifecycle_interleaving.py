@@ -248,6 +248,8 @@ def check_secrets(sb: Sandbox) -> int:
     return len(shown)
 
 
+# 200 seeds take about three minutes per backend on an idle two-core machine; the budget leaves room for a loaded one.
+@pytest.mark.timeout(900)
 def test_random_interleavings_keep_iam_and_the_database_in_agreement(database_url: str) -> None:
     started = time.monotonic()
     trigger = [0]

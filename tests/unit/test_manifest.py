@@ -67,3 +67,14 @@ def test_setup_doc_names_each_scope_with_what_needs_it() -> None:
     assert set(rows) == set(REQUIRED_SCOPES)
     for scope, (users, _) in BOT_SCOPES.items():
         assert all(u in rows[scope] for u in users), f"docs/SLACK-SETUP.md: {scope} should name {users}"
+
+
+def test_socket_mode_asks_for_an_app_level_token_with_connections_write_only() -> None:
+    from bot.slack_scopes import APP_TOKEN_SCOPES
+
+    assert set(APP_TOKEN_SCOPES) == {"connections:write"}
+    assert "connections:write" not in MANIFEST["oauth_config"]["scopes"]["bot"]
+    doc = (ROOT / "docs" / "SLACK-SETUP.md").read_text()
+    assert "`connections:write`" in doc and "apps.connections.open" in doc
+    standin = (ROOT / "bot" / "devtools" / "slack_wire.py").read_text()
+    assert all(method in standin for users, _ in APP_TOKEN_SCOPES.values() for method in users)
