@@ -6,7 +6,7 @@ A provisioning run is held mid-way by a proxy in front of moto. After SIGTERM th
 - when the run is still stuck at the end of the drain, it releases its leases (the request's run lease and the
   IAM user's lease) and exits 0 within the drain, and a second process resumes the run at once. The lease is
   600 s, so only the release can explain a resume within seconds.
-`koding-iam scheduler` stops the same way.
+`koding-iam scheduler` stops the same way, and so does `serve` in Socket Mode (the websocket closes at once).
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ from reliability_support import (
 from sqlalchemy import select
 
 from bot import db, ids
+from bot.devtools.driver import SocketDriver
 from bot.devtools.slack_standin import SlackStandIn
+from bot.devtools.socket_standin import SocketStandIn
 from models import AccessRequest, ProvisioningStep, UserLease
 from tests.e2e.served import Served, free_port, moto_server, serve, serve_env
 
@@ -79,13 +81,15 @@ def healthz(app: Served) -> int:
         return int(exc.code)
 
 
-def approve_and_hold(app: Served, slack: SlackStandIn, proxy: Any, operation: str) -> None:
-    response, trigger = app.driver.command("UALICE", "request", user_name="alice")
+def approve_and_hold(app: Served, slack: SlackStandIn, proxy: Any, operation: str, driver: Any = None) -> None:
+    """Request, approve, and wait until provisioning reaches `operation` (held by the proxy)."""
+    driver = driver or app.driver
+    response, trigger = driver.command("UALICE", "request", user_name="alice")
     assert response.status == 200, response.text
-    submitted = app.driver.submit("UALICE", app.driver.view_opened_with(trigger), {ids.PURPOSE_BLOCK: "Stop test"})
+    submitted = driver.submit("UALICE", driver.view_opened_with(trigger), {ids.PURPOSE_BLOCK: "Stop test"})
     assert (submitted.status, submitted.text) == (200, "")
     card = wait_for(lambda: messages_with(slack, "UADMIN1", "IAM user request #1"), what="approval card")[-1]
-    assert app.driver.click("UADMIN1", ids.APPROVE, message=card)[0].status == 200
+    assert driver.click("UADMIN1", ids.APPROVE, message=card)[0].status == 200
     proxy.wait_hung(operation)
 
 
@@ -247,4 +251,43 @@ def test_the_scheduler_command_stopped_mid_run_releases_its_leases_and_exits_0(
         request = store.request()
         assert (request.status, request.lease_owner) == ("provisioning", None)
         assert store.user_lease_owner() is None
+    store.engine.dispose()
+
+
+def test_socket_mode_disconnects_at_sigterm_and_finishes_the_run_in_flight(database_url: str, tmp_path: Path) -> None:
+    """Socket Mode: the websocket closes at once (no new envelope arrives), /healthz on $PORT answers 503, and
+    the run in flight is finished before the process exits 0."""
+    db.upgrade(database_url)
+    store = Store(database_url)
+    with (
+        SlackStandIn() as slack,
+        SocketStandIn(slack) as socket,
+        moto_server() as aws,
+        hanging_proxy(aws, iam_action) as proxy,
+    ):
+        env = serve_env(
+            database_url=database_url,
+            slack=slack,
+            aws_endpoint=proxy.url,
+            port=free_port(),
+            SLACK_APP_TOKEN="xapp-1-AKODING-1-socketmode",
+            KODING_IAM_LEASE_SECONDS=str(LEASE_SECONDS),
+            KODING_IAM_DRAIN_SECONDS="20",
+        )
+        proxy.pause_before.add("AddUserToGroup")
+        with serve(env, slack, str(tmp_path / "serve.log")) as app:
+            socket.wait_connected()
+            approve_and_hold(app, slack, proxy, "AddUserToGroup", driver=SocketDriver(socket, slack))
+            sigterm(app)
+            wait_for(lambda: socket.open_connections() == 0, what="the websocket closed")
+            assert wait_for(lambda: healthz(app) == 503, timeout=5, what="/healthz 503 while draining")
+            assert app.process.poll() is None  # still draining: the run has not finished
+            proxy.resume()
+            assert app.process.wait(25) == 0
+            log = app.output()
+            assert "all work finished" in log and "Traceback" not in log
+        request = store.request()
+        assert (request.status, request.lease_owner) == ("provisioned", None)
+        assert store.user_lease_owner() is None and store.steps() == ALL_STEPS
+        assert len(messages_with(slack, "UALICE", "Reveal my access keys")) == 1
     store.engine.dispose()
