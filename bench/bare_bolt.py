@@ -1,8 +1,9 @@
 """The floor for acknowledgement latency: a bare Bolt app whose listeners only call ack().
 
 Run as `python -m bench.bare_bolt --port N --slack-api-url URL`. Same framework, same signature verification,
-same waitress settings as `koding-iam serve` (bot.server.serve_http), so the gap between its latency and the
-real app's is what koding-iam itself adds. GET /healthz answers 200 without touching anything (for start-up timing).
+same waitress settings as `koding-iam serve` (bot.server.create_http_server), so the gap between its latency
+and the real app's is what koding-iam itself adds. GET /healthz answers 200 without touching anything (for
+start-up timing).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from slack_sdk import WebClient
 from bot import ids
 from bot.devtools.sandbox import SIGNING_SECRET
 
-WAITRESS_THREADS = 16  # bot.server.serve_http's default, which `koding-iam serve` uses
+WAITRESS_THREADS = 16  # bot.server.create_http_server's default, which `koding-iam serve` uses
 
 
 def make_app(slack_api_url: str, signing_secret: str = SIGNING_SECRET) -> App:

@@ -24,7 +24,7 @@ from bot.config import Settings
 from bot.db import session_scope
 from bot.errors import DomainError, InvalidState, NotAuthorized, NotFound
 from bot.leases import Leaser
-from bot.provisioning import Outcome, StepProgress, StepState, acquire_lease
+from bot.provisioning import Outcome, StepProgress, StepState, acquire_lease, under_user_lease
 from models import (
     AccessKey,
     AccessRequest,
@@ -173,16 +173,13 @@ def run(
     """Run (or resume) the offboarding of one user under its user lease; each finished step is recorded before
     the next. A resumed run does every step again (each lists what is left, then removes it): whatever appeared
     since a step last ran, say a key made by hand, is removed before DeleteUser."""
-    with session_scope(factory) as session:
-        request = session.get(AccessRequest, request_id)
-        if request is None or request.status != RequestStatus.REVOKING:
-            return Outcome("skipped")
-        name = request.iam_user_name
-    user_lease = leaser.try_acquire(name, purpose="a revoke")
-    if user_lease is None:
-        return Outcome("skipped")  # a reveal or key change is finishing; the next resume tick carries on
-    try:
-        return _run_held(
+    return under_user_lease(
+        factory,
+        request_id=request_id,
+        status=RequestStatus.REVOKING,
+        leaser=leaser,
+        purpose="a revoke",
+        work=lambda: _run_held(
             factory,
             gateway=gateway,
             settings=settings,
@@ -190,9 +187,8 @@ def run(
             owner=owner,
             clock=clock,
             progress=progress,
-        )
-    finally:
-        user_lease.release()
+        ),
+    )
 
 
 def _run_held(

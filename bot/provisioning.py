@@ -157,16 +157,13 @@ def run(
     leaser: Leaser,
 ) -> Outcome:
     """Run (or resume) provisioning of one approved request, under its IAM user's lease."""
-    with session_scope(factory) as session:
-        request = session.get(AccessRequest, request_id)
-        if request is None or request.status != RequestStatus.PROVISIONING:
-            return Outcome("skipped")
-        name = request.iam_user_name
-    user_lease = leaser.try_acquire(name, purpose="provisioning")
-    if user_lease is None:
-        return Outcome("skipped")  # another operation on this name is finishing; the resume tick carries on
-    try:
-        return _run_held(
+    return under_user_lease(
+        factory,
+        request_id=request_id,
+        status=RequestStatus.PROVISIONING,
+        leaser=leaser,
+        purpose="provisioning",
+        work=lambda: _run_held(
             factory,
             gateway=gateway,
             settings=settings,
@@ -174,7 +171,32 @@ def run(
             owner=owner,
             clock=clock,
             progress=progress,
-        )
+        ),
+    )
+
+
+def under_user_lease(
+    factory: sessionmaker[Session],
+    *,
+    request_id: int,
+    status: str,
+    leaser: Leaser,
+    purpose: str,
+    work: Callable[[], Outcome],
+) -> Outcome:
+    """Run a request's run (provisioning, offboarding) under its IAM user's lease, while the request is in
+    `status`; skipped when it moved on or another operation on the name is finishing (the resume tick carries
+    on once that holder lets go)."""
+    with session_scope(factory) as session:
+        request = session.get(AccessRequest, request_id)
+        if request is None or request.status != status:
+            return Outcome("skipped")
+        name = request.iam_user_name
+    user_lease = leaser.try_acquire(name, purpose=purpose)
+    if user_lease is None:
+        return Outcome("skipped")
+    try:
+        return work()
     finally:
         user_lease.release()
 

@@ -175,13 +175,3 @@ def raise_open_files_limit(wanted: int) -> int:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
         soft = target
     return soft
-
-
-def serve_http(wsgi: Callable[..., Any], *, port: int, host: str = "0.0.0.0", threads: int = 16) -> None:  # noqa: S104
-    """waitress: a production, multi-threaded WSGI server (Bolt's own `app.start()` is single-threaded).
-
-    Its threads only carry requests up to the acknowledgement; slow work continues on the listener pool.
-    """
-    server = create_http_server(wsgi, host=host, port=port, threads=threads)
-    server.print_listen("Serving on http://{}:{}")
-    server.run()
