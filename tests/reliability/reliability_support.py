@@ -42,6 +42,16 @@ def wait_for(check: Callable[[], Any], timeout: float = 20.0, interval: float = 
         time.sleep(interval)
 
 
+# The steps of provisioning the default (EC2) profile, as recorded in provisioning_steps.
+ALL_STEPS = {
+    "group:Developers",
+    "policy:Developers:arn:aws:iam::aws:policy/AmazonEC2FullAccess",
+    "policy:Developers:arn:aws:iam::aws:policy/IAMReadOnlyAccess",
+    "user",
+    "membership:Developers",
+}
+
+
 # Figures ---------------------------------------------------------------------------------------------------
 def record_figure(name: str, **figures: Any) -> None:
     """Print a measured figure (run pytest with -s or -rA to see it) and, when KODING_IAM_RELIABILITY_FIGURES

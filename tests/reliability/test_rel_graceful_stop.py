@@ -24,6 +24,7 @@ from typing import Any
 import boto3
 import pytest
 from reliability_support import (
+    ALL_STEPS,
     audit_count,
     hanging_proxy,
     iam_action,
@@ -44,13 +45,6 @@ from tests.e2e.served import Served, free_port, moto_server, serve, serve_env
 pytestmark = pytest.mark.slow
 
 LEASE_SECONDS = 600  # far longer than any wait below: a lapsed lease cannot explain a resume
-ALL_STEPS = {
-    "group:Developers",
-    "policy:Developers:arn:aws:iam::aws:policy/AmazonEC2FullAccess",
-    "policy:Developers:arn:aws:iam::aws:policy/IAMReadOnlyAccess",
-    "user",
-    "membership:Developers",
-}
 
 
 class Store:

@@ -20,6 +20,7 @@ from typing import Any
 import boto3
 import pytest
 from reliability_support import (
+    ALL_STEPS,
     audit_count,
     hanging_proxy,
     iam_action,
@@ -39,14 +40,6 @@ from models import AccessRequest, ApprovalCard, KeyGrant, ProvisioningStep
 from tests.e2e.served import Served, free_port, moto_server, serve, serve_env
 
 pytestmark = pytest.mark.slow
-
-ALL_STEPS = {
-    "group:Developers",
-    "policy:Developers:arn:aws:iam::aws:policy/AmazonEC2FullAccess",
-    "policy:Developers:arn:aws:iam::aws:policy/IAMReadOnlyAccess",
-    "user",
-    "membership:Developers",
-}
 
 
 class Db:
