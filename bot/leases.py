@@ -105,9 +105,14 @@ def name_key(iam_user_name: str) -> str:
     return iam_user_name.lower()
 
 
+def process_prefix(process_owner: str) -> str:
+    """What every holder name of one process starts with (see `new_owner`)."""
+    return f"{process_owner[:140]}/"
+
+
 def new_owner(process_owner: str) -> str:
     """A holder name unique to one holding: the process (host:pid:random) and a random part."""
-    return f"{process_owner[:140]}/{uuid.uuid4().hex[:12]}"
+    return f"{process_prefix(process_owner)}{uuid.uuid4().hex[:12]}"
 
 
 def try_acquire(

@@ -33,13 +33,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.db import make_engine, make_session_factory, session_scope
+from bot.leases import process_prefix
+from bot.server import SLACK_PATH, StartResponse, answer, create_http_server
 from models import AccessRequest, UserLease
 
 log = logging.getLogger(__name__)
 
-SLACK_PATH = "/slack/events"  # bot/server.py
-
-StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
@@ -109,7 +108,7 @@ class Released:
 def release_leases(factory: sessionmaker[Session], process_owner: str) -> Released:
     """Give up every lease `process_owner` holds, so another process resumes the work now instead of after
     the lease lapses. Compare-and-set on ownership: rows owned by anyone else are untouched, however old."""
-    holding_prefix = process_owner[:140] + "/"  # bot/leases.py `new_owner`: every holding of this process
+    holding_prefix = process_prefix(process_owner)  # every holding of this process
     with session_scope(factory) as session:
         if session.get_bind().dialect.name == "postgresql":
             # A stuck transaction of this process could hold a lease row's lock; never wait past the drain for it.
@@ -163,8 +162,6 @@ class HttpServing:
     """
 
     def __init__(self, wsgi: WsgiApp, *, port: int, work: Work, host: str = "0.0.0.0", **overrides: Any) -> None:  # noqa: S104
-        from bot.server import create_http_server
-
         self.wsgi = wsgi
         self.work = work
         self.admitted: frozenset[tuple[str, str]] | None = None  # None until the stop begins
@@ -189,9 +186,9 @@ class HttpServing:
         path = environ.get("PATH_INFO")
         if path == "/healthz":
             body = json.dumps({"ok": False, "stopping": True}).encode()
-            return _answer(start_response, "503 Service Unavailable", body, "application/json")
+            return answer(start_response, 503, body, "application/json")
         if path == SLACK_PATH and (str(environ.get("REMOTE_ADDR")), str(environ.get("REMOTE_PORT"))) not in admitted:
-            return _answer(start_response, "503 Service Unavailable", b"stopping; try again", retry_after="1")
+            return answer(start_response, 503, b"stopping; try again", headers=(("Retry-After", "1"),))
         with self.work.unit():
             return self.wsgi(environ, start_response)
 
@@ -233,14 +230,6 @@ def _close_after_answer(environ: dict[str, Any]) -> None:
     with contextlib.suppress(Exception):
         channel = environ["waitress.client_disconnected"].__self__
         channel.requests[0].headers["CONNECTION"] = "close"
-
-
-def _answer(
-    start_response: StartResponse, status: str, body: bytes, content_type: str = "text/plain", retry_after: str = ""
-) -> list[bytes]:
-    headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
-    start_response(status, headers + ([("Retry-After", retry_after)] if retry_after else []))
-    return [body]
 
 
 class Lifecycle:

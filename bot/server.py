@@ -42,10 +42,10 @@ def ops_endpoint(
     if path == "/healthz":
         healthy = ping(engine)
         body = json.dumps({"ok": healthy, "database": "reachable" if healthy else "unreachable"}).encode()
-        return _answer(start_response, 200 if healthy else 503, body, "application/json")
+        return answer(start_response, 200 if healthy else 503, body, "application/json")
     if path == "/metrics" and metrics is not None:
         body, content_type = metrics.exposition()
-        return _answer(start_response, 200, body, content_type)
+        return answer(start_response, 200, body, content_type)
     return None
 
 
@@ -63,21 +63,21 @@ def make_wsgi_app(
         if (ops := ops_endpoint(environ, start_response, engine, metrics)) is not None:
             return ops
         if path != SLACK_PATH or method != "POST":
-            return _answer(start_response, 404, b"not found")
+            return answer(start_response, 404, b"not found")
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = -1
         if length < 0 or length > MAX_BODY:
-            return _answer(start_response, 413, b"payload too large")
+            return answer(start_response, 413, b"payload too large")
         request = WsgiHttpRequest(environ)
         try:
             body = request.get_body()
         except UnicodeDecodeError:
-            return _answer(start_response, 400, b"body is not UTF-8")
+            return answer(start_response, 400, b"body is not UTF-8")
         headers = request.get_headers()
         if not _signed(verifier, body, headers):
-            return _answer(start_response, 401, b"invalid signature")
+            return answer(start_response, 401, b"invalid signature")
         try:
             first = guard.first_delivery(
                 timestamp=headers["x-slack-request-timestamp"],
@@ -86,27 +86,27 @@ def make_wsgi_app(
             )
         except Exception as exc:  # the database is down: nothing could be done safely, and Slack retries events
             log.warning("replay guard unavailable: %s", type(exc).__name__)
-            return _answer(start_response, 503, b"try again shortly")
+            return answer(start_response, 503, b"try again shortly")
         if not first:
             log.info("ignored a replayed request")
-            return _answer(start_response, 200, b"")
+            return answer(start_response, 200, b"")
         try:
             bolt_request = BoltRequest(body=body, query=request.query_string, headers=headers)
         except (ValueError, TypeError, KeyError, AttributeError):
-            return _answer(start_response, 400, b"malformed payload")
+            return answer(start_response, 400, b"malformed payload")
         try:
             response = app.dispatch(bolt_request)
         except Exception as exc:  # Bolt itself choked on a signed but malformed payload
             log.warning("could not dispatch a signed request: %s", type(exc).__name__)
-            return _answer(start_response, 400, b"malformed payload")
+            return answer(start_response, 400, b"malformed payload")
         content_type = response.headers.get("content-type", ["text/plain; charset=utf-8"])[0]
-        return _answer(start_response, response.status, response.body.encode(), content_type)
+        return answer(start_response, response.status, response.body.encode(), content_type)
 
     return wsgi
 
 
 def not_found(start_response: StartResponse) -> list[bytes]:
-    return _answer(start_response, 404, b"not found")
+    return answer(start_response, 404, b"not found")
 
 
 def _signed(verifier: SignatureVerifier, body: str, headers: dict[str, Any]) -> bool:
@@ -116,11 +116,15 @@ def _signed(verifier: SignatureVerifier, body: str, headers: dict[str, Any]) -> 
     return isinstance(signature, str) and verifier.is_valid(body=body, timestamp=timestamp, signature=signature)
 
 
-def _answer(
-    start_response: StartResponse, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8"
+def answer(
+    start_response: StartResponse,
+    status: int,
+    body: bytes,
+    content_type: str = "text/plain; charset=utf-8",
+    headers: tuple[tuple[str, str], ...] = (),
 ) -> list[bytes]:
     reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
-    start_response(f"{status} {reason}", [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    start_response(f"{status} {reason}", [("Content-Type", content_type), ("Content-Length", str(len(body))), *headers])
     return [body]
 
 
