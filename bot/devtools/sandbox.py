@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from sqlalchemy import inspect
+
 from bot import db
 from bot.app import create_app, create_services
 from bot.aws_iam import Backoff, IamGateway
@@ -39,15 +41,20 @@ _managed_policy_data: dict[str, Any] | None = None
 
 _template_lock = threading.Lock()
 _sqlite_template: str | None = None
+_postgres_script: str | None = None
 
 
 def migrate(database_url: str) -> None:
     """Bring the sandbox's database to the head revision.
 
     A SQLite file that does not exist yet is copied from one migrated template per process (a copy takes a
-    millisecond, running every migration a few hundred); any other database is migrated in place.
+    millisecond, running every migration a few hundred). An empty PostgreSQL schema runs the migrations' SQL as
+    Alembic renders it offline, rendered once per process. Anything else is migrated in place.
     """
     global _sqlite_template
+    if database_url.startswith("postgresql"):
+        _migrate_empty_postgres(database_url)
+        return
     path = database_url.removeprefix("sqlite:///") if database_url.startswith("sqlite:///") else None
     if path is None or path == ":memory:" or os.path.exists(path):
         db.upgrade(database_url)
@@ -58,6 +65,25 @@ def migrate(database_url: str) -> None:
             db.upgrade(f"sqlite:///{template}")
             _sqlite_template = template
     shutil.copyfile(_sqlite_template, path)
+
+
+def _migrate_empty_postgres(database_url: str) -> None:
+    global _postgres_script
+    engine = db.make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            empty = not inspect(connection).get_table_names()
+        if not empty:
+            db.upgrade(database_url)
+            return
+        with _template_lock:
+            if _postgres_script is None:
+                _postgres_script = db.upgrade_script(database_url)
+        with engine.connect() as connection:
+            connection.exec_driver_sql(_postgres_script)
+            connection.commit()
+    finally:
+        engine.dispose()
 
 
 def install_managed_policies(arns: Iterable[str]) -> None:
