@@ -24,6 +24,7 @@ from bot.aws_iam import Backoff, IamGateway
 from bot.config import Settings, load_settings
 from bot.devtools.driver import SlackDriver
 from bot.devtools.slack_standin import SlackStandIn
+from bot.outbox_sender import OutboxSender
 from bot.server import SLACK_PATH, make_wsgi_app
 from bot.services import Services
 
@@ -138,6 +139,11 @@ class TrackingExecutor(ThreadPoolExecutor):
             self._pending -= 1
             self._lock.notify_all()
 
+    @property
+    def idle(self) -> bool:
+        with self._lock:
+            return not self._pending
+
     def wait_idle(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         with self._lock:
@@ -186,6 +192,7 @@ class Sandbox:
         if self.use_moto:
             install_managed_policies(profile_policy_arns(self.settings))
         self.services = self.make_services(self.settings)
+        self.outbox = OutboxSender(self.services, poll_seconds=0.2).start()
         self.app = create_app(self.services, listener_executor=self.executor)
         from waitress.server import create_server
 
@@ -220,15 +227,25 @@ class Sandbox:
     def make_services(self, settings: Settings, **overrides: Any) -> Services:
         overrides.setdefault("gateway", IamGateway.from_environment(backoff=Backoff(sleep=lambda _: None)))
         overrides.setdefault("background", self.executor)  # so wait_idle() covers work after the ack too
-        return create_services(settings, **overrides)
+        services = create_services(settings, **overrides)
+        if hasattr(self, "outbox"):  # another "process" on the same database: this sender delivers for it too
+            services.wake_outbox = self.outbox.wake
+        return services
 
     def wait_idle(self, timeout: float = 30.0) -> None:
-        self.executor.wait_idle(timeout)
+        """Wait until the listeners, the work after ack and the outbox's deliveries have all finished."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.executor.wait_idle(max(0.1, deadline - time.monotonic()))
+            if not self.outbox.wait_idle(max(0.1, deadline - time.monotonic())) and self.executor.idle:
+                return
 
     def stop(self) -> None:
         """Let in-flight work finish, then stop waitress, the stand-ins and moto."""
         with contextlib.suppress(AssertionError):
             self.executor.wait_idle(30)
+        if hasattr(self, "outbox"):
+            self.outbox.stop()
         if self._server is not None:
             self._stop_waitress()
         self.executor.shutdown(wait=True, cancel_futures=True)
