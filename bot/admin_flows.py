@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from bot import approval, audit, home, notify, offboarding, provisioning, reveal, views
+from bot import approval, audit, home, notify, offboarding, provisioning, reveal, timebound, timebound_views, views
 from bot.aws_iam import AwsError
 from bot.db import session_scope
 from bot.errors import NotAuthorized
@@ -131,8 +131,10 @@ def run_revoke(services: Services, request_id: int, *, admin_id: str | None = No
                 request, admin_id=admin_id, progress=last, outcome=outcome.status, reason=outcome.failure_reason
             ),
         )
-    if outcome.status == "revoked":
-        services.notifier.dm(request.requester_id, *views.revoked_dm(request.iam_user_name))
+    if outcome.status == "revoked":  # an access that reached its end (or its owner ended) is told so
+        ended = timebound.has_ended(request, services.clock())
+        told = timebound_views.access_ended_dm(request) if ended else views.revoked_dm(request.iam_user_name)
+        services.notifier.dm(request.requester_id, *told)
     home.refresh(services, request.requester_id, admins=True)
     return outcome
 

@@ -131,7 +131,24 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(format_sweep_table(report.actions, now))
     if not args.dry_run:
         print(f"sent {report.sent}, skipped {report.skipped}, failed {report.failed}")
-    return 1 if report.failed else 0
+    ends_failed = _sweep_end_dates(services, now, dry_run=args.dry_run)
+    return 1 if report.failed or ends_failed else 0
+
+
+def _sweep_end_dates(services: Any, now: datetime, *, dry_run: bool) -> int:
+    """The end dates of time-bound users, as the scheduled sweep does them; returns how many failed."""
+    from bot import timebound, timebound_flows
+
+    if dry_run:
+        due = [
+            f"{a.state.iam_user_name}: {'end it' if a.ends else f'remind ({a.stage})'}"
+            for a in timebound.plan(services.session_factory, now)
+        ]
+        print("end dates: " + ("; ".join(due) if due else "nothing to do"))
+        return 0
+    ends = timebound_flows.sweep(services, now=now)
+    print(f"end dates: {ends.sent} reminded, {ends.ended} ended, {ends.skipped} skipped, {ends.failed} failed")
+    return ends.failed
 
 
 def format_sweep_table(actions: list[Any], now: datetime) -> str:
@@ -276,7 +293,8 @@ SUBCOMMANDS = {
     "sweep": (
         "run one key-rotation sweep now",
         "Run one key-rotation sweep now: remind owners of keys coming due, tell the admins of overdue keys, "
-        "deactivate or delete keys as the policy says, and print a table of what was done.",
+        "deactivate or delete keys as the policy says, and print a table of what was done. Then the end dates "
+        "of time-bound users: reminders 7 days and 1 day before, and offboarding at the end.",
     ),
     "scheduler": (
         "run the scheduled jobs alone (rotation sweep, resuming interrupted work)",

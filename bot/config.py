@@ -11,7 +11,7 @@ import re
 from functools import lru_cache
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -51,6 +51,8 @@ class ConfigError(Exception):
 # The request form lists the profiles as checkboxes, which Slack caps at 10 options
 # (https://api.slack.com/reference/block-kit/block-elements#checkboxes).
 MAX_PROFILES = 10
+# The longest access a profile may grant (`max_days`), and the ceiling of the request form's "Access for".
+MAX_ACCESS_DAYS = 3650
 
 
 class Profile(BaseModel):
@@ -61,6 +63,23 @@ class Profile(BaseModel):
     group: str
     policies: list[str] = Field(min_length=1)
     default: bool = False
+    # Time-bound access: the IAM user is offboarded this many days after it was created (extensions aside).
+    max_days: int | None = None
+
+    @field_validator("max_days", mode="before")
+    @classmethod
+    def _max_days(cls, value: Any, info: ValidationInfo) -> int | None:
+        if value is None:
+            return None
+        number = value.strip() if isinstance(value, str) else value
+        if isinstance(number, str) and re.fullmatch(r"-?\d{1,6}", number):
+            number = int(number)
+        if isinstance(number, bool) or not isinstance(number, int) or not 0 < number <= MAX_ACCESS_DAYS:
+            raise ValueError(
+                f"profile {info.data.get('key')!r}: max_days must be a whole number of days from 1 to "
+                f"{MAX_ACCESS_DAYS}, not {value!r}"
+            )
+        return number
 
     @field_validator("group")
     @classmethod

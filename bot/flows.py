@@ -10,7 +10,7 @@ import logging
 
 from sqlalchemy import update
 
-from bot import approval, home, intake, notify, provisioning, reveal, reveal_recovery, views
+from bot import approval, home, intake, notify, provisioning, reveal, reveal_recovery, timebound, views
 from bot.aws_iam import NewAccessKey
 from bot.db import session_scope
 from bot.errors import (
@@ -308,8 +308,10 @@ def _reveal_claimed(
         notifier.ephemeral(channel, user_id, "Slack could not open the key window in time. Press the button again.")
         return None
 
+    name, ends_at = claimed.iam_user_name, timebound.end_of(services.session_factory, claimed.request_id)
+
     def deliver(key: NewAccessKey) -> None:
-        notifier.update_modal(view_id, views.reveal_keys_modal(key, iam_user_name=claimed.iam_user_name))
+        notifier.update_modal(view_id, views.reveal_keys_modal(key, iam_user_name=name, ends_at=ends_at))
 
     try:
         revealed = reveal.create_and_deliver(

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from bot import ids, outbox, rotation, views
 from bot.aws_iam import AwsError, KeyLastUsed
 from bot.db import session_scope
+from bot.end_date_text import end_line
 from bot.limits import clip
 from bot.services import Services
 from bot.views import _button, _context, _section
@@ -144,9 +145,11 @@ def _requested_user_blocks(session: Session, request: AccessRequest, *, now: dat
         + ", ".join(views.escape(arn.rsplit("/", 1)[-1]) for arn in entry["policies"])
         for entry in request.plan
     )
+    ends = f"\n{line}" if (line := end_line(request)) else ""
     blocks = [
         _section(
             f"*IAM user* `{views.escape(request.iam_user_name)}` — request #{request.id}, *{request.status}*\n{access}"
+            + ends
         )
     ]
     grant = session.scalars(

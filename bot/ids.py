@@ -36,6 +36,20 @@ DELETE_INACTIVE = "koding_iam.delete_inactive"
 REVOKE_MODAL = "koding_iam.revoke"
 REVOKE_START = "koding_iam.revoke_start"
 
+# Time-bound access: the request form's "Access for", the end reminders' buttons, their modals, extension cards
+ACCESS_DAYS_BLOCK = "access_days"
+ACCESS_DAYS_INPUT = "access_days_input"
+EXTEND = "koding_iam.extend"
+DONE = "koding_iam.done"
+EXTEND_MODAL = "koding_iam.extend_modal"
+DONE_MODAL = "koding_iam.done_modal"
+EXTEND_REASON_BLOCK = "extend_reason"
+EXTEND_REASON_INPUT = "extend_reason_input"
+EXTEND_DATE_BLOCK = "extend_date"
+EXTEND_DATE_INPUT = "extend_date_input"
+EXTENSION_APPROVE = "koding_iam.extension_approve"
+EXTENSION_DENY = "koding_iam.extension_deny"
+
 # Key status toggles name the state they want: "<key row id>:<target>", and a Reactivate button also names the
 # deactivation it undoes ("…:<deactivated_at>"), so a click replayed after a later deactivation changes nothing.
 TOGGLE_TARGETS = {DEACTIVATE_OLD: "inactive", ADMIN_DEACTIVATE: "inactive", REACTIVATE: "active"}

@@ -12,7 +12,14 @@ from bot import audit
 from bot.aws_iam import AwsError, IamGateway
 from bot.config import Settings
 from bot.errors import ValidationFailed
-from bot.validation import iam_user_name_error, profiles_error, purpose_error
+from bot.validation import (
+    access_days,
+    access_days_error,
+    iam_user_name_error,
+    max_days_of,
+    profiles_error,
+    purpose_error,
+)
 from models import OPEN_STATUSES, AccessRequest, RequestStatus
 
 OURS_TAG_REQUEST = "koding-iam:request-id"
@@ -26,6 +33,7 @@ class RequestForm:
     iam_user_name: str
     profiles: list[str]
     purpose: str
+    access_days: str = ""  # "Access for" (days), as typed; empty: the profiles' max_days, or no end
 
 
 def open_request_for(session: Session, requester_id: str) -> AccessRequest | None:
@@ -44,6 +52,9 @@ def validate_form(form: RequestForm, settings: Settings) -> dict[str, str]:
         errors["profiles"] = message
     if message := purpose_error(form.purpose):
         errors["purpose"] = message
+    limit = max_days_of(form.profiles, settings.profiles)
+    if message := access_days_error(form.access_days, limit):
+        errors["access_days"] = message
     return errors
 
 
@@ -101,6 +112,7 @@ def submit_request(
         plan=build_plan(form.profiles, settings),
         purpose=form.purpose.strip(),
         status=RequestStatus.PENDING,
+        access_days=access_days(form.access_days, max_days_of(form.profiles, settings.profiles)),
     )
     session.add(request)
     try:

@@ -346,6 +346,8 @@ def _mark_provisioned(
     factory: sessionmaker[Session], *, request_id: int, owner: str, settings: Settings, now: datetime
 ) -> Outcome:
     with session_scope(factory) as session:
+        days = session.scalar(select(AccessRequest.access_days).where(AccessRequest.id == request_id))
+        ends_at = None if days is None else now + timedelta(days=days)  # time-bound: counted from creation
         result = session.execute(
             update(AccessRequest)
             .where(
@@ -353,7 +355,9 @@ def _mark_provisioned(
                 AccessRequest.status == RequestStatus.PROVISIONING,
                 AccessRequest.lease_owner == owner,
             )
-            .values(status=RequestStatus.PROVISIONED, lease_owner=None, lease_until=None, updated_at=now)
+            .values(
+                status=RequestStatus.PROVISIONED, lease_owner=None, lease_until=None, updated_at=now, ends_at=ends_at
+            )
             .execution_options(synchronize_session=False)
         )
         if result.rowcount != 1:

@@ -17,7 +17,7 @@ from apscheduler.executors.pool import BasePoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 
-from bot import admin_flows, flows, rotation_flows, sync
+from bot import admin_flows, flows, rotation_flows, sync, timebound_flows
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,9 @@ def _guarded(job_id: str, name: str, job: Callable[[Services], object]) -> Calla
 
 
 def _sweep(services: Services) -> None:
-    report = rotation_flows.sweep(services, now=services.clock())
+    """The rotation sweep, then the end dates of time-bound users (reminders, expiry) as of the same time."""
+    now = services.clock()
+    report = rotation_flows.sweep(services, now=now)
     if report.actions:
         log.info(
             "rotation sweep: %d actions, %d sent, %d skipped, %d failed",
@@ -45,6 +47,15 @@ def _sweep(services: Services) -> None:
             report.sent,
             report.skipped,
             report.failed,
+        )
+    ends = timebound_flows.sweep(services, now=now)
+    if ends.actions:
+        log.info(
+            "end-date sweep: %d reminders sent, %d accesses ended, %d skipped, %d failed",
+            ends.sent,
+            ends.ended,
+            ends.skipped,
+            ends.failed,
         )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from bot.config import Profile
+from bot.config import MAX_ACCESS_DAYS, Profile
 
 IAM_USER_NAME = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)
 PURPOSE_MAX = 300
@@ -74,3 +74,31 @@ def suggest_user_name(slack_handle: str | None) -> str:
     handle = unicodedata.normalize("NFKD", slack_handle or "").encode("ascii", "ignore").decode()
     handle = re.sub(r"[^\w+=,.@-]", "-", handle, flags=re.ASCII).strip("-")
     return (SUGGESTION_PREFIX + handle)[:64] if handle else ""
+
+
+def max_days_of(profile_keys: list[str], profiles: dict[str, Profile]) -> int | None:
+    """The longest access the chosen profiles allow: the smallest max_days among them, None when none has one."""
+    limits = [profiles[key].max_days for key in profile_keys if key in profiles and profiles[key].max_days]
+    return min(limits) if limits else None  # type: ignore[type-var]
+
+
+def access_days_error(raw: str, limit: int | None) -> str | None:
+    """The form's "Access for" (days, optional): a whole number from 1 up to the profiles' limit."""
+    text = raw.strip()
+    if not text:
+        return None
+    ceiling = limit or MAX_ACCESS_DAYS
+    if not text.isascii() or not text.isdigit() or len(text) > 6:
+        return f"Enter a whole number of days from 1 to {ceiling}, or leave it empty."
+    days = int(text)
+    if days < 1:
+        return "Access lasts at least 1 day."
+    if days > ceiling:
+        why = "the chosen access profile allows" if limit else "koding-iam allows"
+        return f"At most {ceiling} days: that is what {why}."
+    return None
+
+
+def access_days(raw: str, limit: int | None) -> int | None:
+    """The days a validated form gives the user: those asked for, else the profiles' limit, else no end."""
+    return int(raw.strip()) if raw.strip() else limit

@@ -14,6 +14,7 @@ from typing import Any
 from bot import ids
 from bot.aws_iam import KeyLastUsed, NewAccessKey
 from bot.config import Profile
+from bot.end_date_text import access_days_input, end_line
 from bot.intake import RequestForm
 from bot.limits import BUTTON_TEXT, INPUT_LABEL, OPTION_TEXT, SECTION_TEXT, VIEW_TITLE, clip
 from bot.provisioning import StepProgress, StepState
@@ -147,6 +148,7 @@ def request_modal(*, suggested_name: str, profiles: dict[str, Profile]) -> dict[
                 "label": _plain("Access profile"),
                 "element": checkboxes,
             },
+            access_days_input({p.label: p.max_days for p in profiles.values() if p.max_days}),
             {
                 "type": "input",
                 "block_id": ids.PURPOSE_BLOCK,
@@ -179,12 +181,14 @@ def parse_request_form(view: dict[str, Any]) -> RequestForm:
     name = _dict(_dict(values.get(ids.USER_NAME_BLOCK)).get(ids.USER_NAME_INPUT)).get("value")
     purpose = _dict(_dict(values.get(ids.PURPOSE_BLOCK)).get(ids.PURPOSE_INPUT)).get("value")
     selected = _dict(_dict(values.get(ids.PROFILES_BLOCK)).get(ids.PROFILES_INPUT)).get("selected_options")
+    days = _dict(_dict(values.get(ids.ACCESS_DAYS_BLOCK)).get(ids.ACCESS_DAYS_INPUT)).get("value")
     options = selected if isinstance(selected, list) else []
     profiles = [str(option.get("value", "")) for option in options if isinstance(option, dict)]
     return RequestForm(
         iam_user_name=name.strip() if isinstance(name, str) else "",
         profiles=profiles,
         purpose=purpose if isinstance(purpose, str) else "",
+        access_days=days if isinstance(days, str) else "",
     )
 
 
@@ -192,7 +196,12 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-FIELD_BLOCKS = {"iam_user_name": ids.USER_NAME_BLOCK, "profiles": ids.PROFILES_BLOCK, "purpose": ids.PURPOSE_BLOCK}
+FIELD_BLOCKS = {
+    "iam_user_name": ids.USER_NAME_BLOCK,
+    "profiles": ids.PROFILES_BLOCK,
+    "purpose": ids.PURPOSE_BLOCK,
+    "access_days": ids.ACCESS_DAYS_BLOCK,
+}
 
 
 def form_errors(errors: dict[str, str]) -> dict[str, str]:
@@ -211,7 +220,7 @@ def _summary_fields(request: AccessRequest) -> Blocks:
         _section(
             f"*Requested by* <@{request.requester_id}>\n"
             f"*IAM user* `{escape(request.iam_user_name)}`\n"
-            f"*Access profiles*\n{profiles}"
+            f"*Access profiles*\n{profiles}" + (f"\n{line}" if (line := end_line(request)) else "")
         ),
         _section(f"*Purpose*\n{quoted(request.purpose)}"),
     ]
@@ -422,7 +431,7 @@ def reveal_generating_modal() -> dict[str, Any]:
     }
 
 
-def reveal_keys_modal(key: NewAccessKey, *, iam_user_name: str) -> dict[str, Any]:
+def reveal_keys_modal(key: NewAccessKey, *, iam_user_name: str, ends_at: datetime | None = None) -> dict[str, Any]:
     """Shows the secret once. No inputs and no submit: nothing typed here goes anywhere."""
     snippet = f"[koding]\naws_access_key_id = {key.access_key_id}\naws_secret_access_key = {key.secret_access_key}"
     return {
@@ -434,6 +443,7 @@ def reveal_keys_modal(key: NewAccessKey, *, iam_user_name: str) -> dict[str, Any
             _section(
                 f":warning: *Copy these now.* This is the only time the secret is shown; koding-iam does not "
                 f"keep it. IAM user `{escape(iam_user_name)}`."
+                + (f" Its access ends on {when(ends_at)}, when koding-iam deletes it." if ends_at else "")
             ),
             _section(f"*Access Key ID*\n`{key.access_key_id}`"),
             _section(f"*Secret Access Key*\n`{key.secret_access_key}`"),

@@ -5,9 +5,9 @@ from __future__ import annotations
 from slack_bolt import App
 
 from bot.services import Services
-from handlers import actions, boundary, commands, events, submissions
+from handlers import actions, boundary, commands, events, submissions, timebound
 
 
 def register_all(app: App, services: Services) -> None:
-    for module in (boundary, commands, actions, submissions, events):
+    for module in (boundary, commands, actions, submissions, events, timebound):
         module.register(app, services)

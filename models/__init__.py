@@ -4,6 +4,7 @@ from models.audit import AuditEvent
 from models.base import Base
 from models.boundary import SeenRequest
 from models.exemptions import Exemption
+from models.extensions import AccessExtension, ExtensionStatus
 from models.keys import AccessKey, GrantStatus, KeyGrant, KeyMessage, KeyMessageRole, KeyStatus
 from models.leases import UserLease
 from models.outbox import OutboxEntry
@@ -12,12 +13,14 @@ from models.sync import SyncFinding
 
 __all__ = [
     "OPEN_STATUSES",
+    "AccessExtension",
     "AccessKey",
     "AccessRequest",
     "ApprovalCard",
     "AuditEvent",
     "Base",
     "Exemption",
+    "ExtensionStatus",
     "GrantStatus",
     "KeyGrant",
     "KeyMessage",

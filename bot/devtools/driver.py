@@ -208,6 +208,9 @@ class SlackDriver:
                     value = [option["value"] for option in element.get("initial_options", [])]
             else:
                 value = values[block_id]
+            if element["type"] == "datepicker":  # Slack sends the picked day as selected_date (YYYY-MM-DD)
+                state[block_id] = {action_id: {"type": "datepicker", "selected_date": value}}
+                continue
             if element["type"] == "checkboxes":
                 chosen = [opt for opt in element.get("options", []) if opt["value"] in (value or [])]
                 chosen += [

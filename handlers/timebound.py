@@ -1,0 +1,83 @@
+"""Time-bound access: the end reminders' buttons, the "I'm done" and extension modals, the extension cards."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import Ack, App
+
+from bot import ids, timebound_flows
+from bot import timebound_views as tviews
+from bot.errors import DomainError, ValidationFailed
+from bot.services import Services
+from handlers.actions import BROKEN_BUTTON
+from handlers.parsing import button_id, channel_of, user_of
+
+
+def register(app: App, services: Services) -> None:
+    notifier = services.notifier
+
+    def on_button(action_id: str, run: Callable[[int, str, str | None, dict[str, Any]], None]) -> None:
+        @app.action(action_id)
+        def listener(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+            ack()
+            target, user_id, channel = button_id(action), user_of(body), channel_of(body)
+            if target is None:
+                notifier.ephemeral(channel, user_id, BROKEN_BUTTON)
+                return
+            run(target, user_id, channel, body)
+
+    on_button(
+        ids.EXTEND,
+        lambda request_id, user_id, channel, body: timebound_flows.open_extension(
+            services, request_id=request_id, user_id=user_id, trigger_id=body["trigger_id"], channel=channel
+        ),
+    )
+    on_button(
+        ids.DONE,
+        lambda request_id, user_id, channel, body: timebound_flows.open_done(
+            services, request_id=request_id, user_id=user_id, trigger_id=body["trigger_id"], channel=channel
+        ),
+    )
+    for action_id, approve in ((ids.EXTENSION_APPROVE, True), (ids.EXTENSION_DENY, False)):
+        on_button(
+            action_id,
+            lambda extension_id, user_id, channel, _, approve=approve: timebound_flows.decide_extension(
+                services, extension_id=extension_id, admin_id=user_id, approve=approve, channel=channel
+            ),
+        )
+
+    @app.view(ids.DONE_MODAL)
+    def on_done(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        request_id = tviews.request_id_of(view)
+        if request_id is None:
+            ack(response_action="update", view=tviews.problem_modal("End your access", "This form is broken."))
+            return
+        try:
+            timebound_flows.confirm_done(services, request_id=request_id, user_id=user_of(body))
+        except DomainError as exc:
+            ack(response_action="update", view=tviews.problem_modal("End your access", exc.user_message))
+            return
+        ack()
+        timebound_flows.finish(services, request_id, by_owner=True)
+
+    @app.view(ids.EXTEND_MODAL)
+    def on_extend(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        request_id = tviews.request_id_of(view)
+        if request_id is None:
+            ack(response_action="errors", errors={ids.EXTEND_DATE_BLOCK: "This form is broken; nothing was changed."})
+            return
+        reason, new_end = tviews.parse_extension_form(view)
+        try:
+            extension_id = timebound_flows.submit_extension(
+                services, request_id=request_id, user_id=user_of(body), reason=reason, new_end=new_end
+            )
+        except ValidationFailed as exc:
+            ack(response_action="errors", errors=tviews.form_errors(exc.errors))
+            return
+        except DomainError as exc:
+            ack(response_action="errors", errors={ids.EXTEND_DATE_BLOCK: exc.user_message[:150]})
+            return
+        ack()
+        timebound_flows.announce_extension(services, extension_id)
