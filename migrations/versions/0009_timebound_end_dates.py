@@ -1,8 +1,8 @@
 """time-bound access: end dates on requests, extension requests
 
-Revision ID: 0008_timebound
-Revises: 0007
-Create Date: 2026-12-10
+Revision ID: 0009
+Revises: 0008
+Create Date: 2026-12-01
 """
 
 from collections.abc import Sequence
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008_timebound"
-down_revision: str | None = "0007"
+revision: str = "0009"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
