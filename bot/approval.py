@@ -23,14 +23,6 @@ def load_request(session: Session, request_id: int) -> AccessRequest:
     return request
 
 
-def authorize_decision(settings: Settings, request: AccessRequest, admin_id: str) -> None:
-    """Only configured admins decide, and never on their own request."""
-    if admin_id not in settings.admins:
-        raise NotAuthorized("Only koding-iam admins can approve or deny requests.")
-    if request.requester_id == admin_id:
-        raise NotAuthorized("You cannot decide on your own request; another admin has to.")
-
-
 def decide(
     session: Session,
     *,
@@ -43,7 +35,8 @@ def decide(
 ) -> AccessRequest:
     """Approve (pending → provisioning) or deny (pending → denied). Losers get AlreadyDecided with the winner."""
     request = load_request(session, request_id)
-    authorize_decision(settings, request, admin_id)
+    if request.requester_id == admin_id:  # who else may decide was checked before (bot/access.py, Slack asked)
+        raise NotAuthorized("You cannot decide on your own request; another approver has to.")
     if not approve and reason and (problem := reason_error(reason, limit=DENY_REASON_MAX)):
         raise ValidationFailed({"reason": problem})
     reason = (reason or "").strip()[:DENY_REASON_MAX] or None
@@ -79,15 +72,11 @@ def decide(
     return request
 
 
-def authorize_retry(settings: Settings, request: AccessRequest, admin_id: str) -> None:
-    if admin_id not in settings.admins:
-        raise NotAuthorized("Only koding-iam admins can retry provisioning.")
-
-
-def retry(session: Session, *, settings: Settings, request_id: int, admin_id: str, now: datetime) -> AccessRequest:
-    """Failed → provisioning again, once, whoever clicks first."""
+def retry(session: Session, *, admins: frozenset[str], request_id: int, admin_id: str, now: datetime) -> AccessRequest:
+    """Failed → provisioning again, once, whoever clicks first. `admins`: Services.admin_ids(), read before."""
     request = load_request(session, request_id)
-    authorize_retry(settings, request, admin_id)
+    if admin_id not in admins:
+        raise NotAuthorized("Only koding-iam admins can retry provisioning.")
     result = session.execute(
         update(AccessRequest)
         .where(AccessRequest.id == request_id, AccessRequest.status == RequestStatus.FAILED)

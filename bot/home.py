@@ -270,10 +270,11 @@ def audit_row(event: AuditEvent) -> str:
 def home_view(services: Services, user_id: str) -> dict[str, Any]:
     now = services.clock()
     aws = aws_facts(services, user_id)
+    is_admin = services.is_admin(user_id)
     with session_scope(services.session_factory) as session:
         blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": "koding-iam"}}]
         blocks += user_blocks(services, session, user_id, now=now, aws=aws)
-        if user_id in services.settings.admins:
+        if is_admin:
             blocks += admin_blocks(services, session, now=now)
     return {"type": "home", "blocks": blocks}
 
@@ -287,7 +288,7 @@ def publish(services: Services, user_id: str) -> None:
 
 def refresh(services: Services, *user_ids: str, admins: bool = False) -> None:
     """Publish the tab again for the people a change concerns (best effort: it is rebuilt on open anyway)."""
-    targets = {u for u in user_ids if u} | (set(services.settings.admins) if admins else set())
+    targets = {u for u in user_ids if u} | (set(services.admin_ids()) if admins else set())
     for user_id in sorted(targets):
         publish(services, user_id)
 

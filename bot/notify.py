@@ -15,7 +15,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot import views
+from bot import access, views
 from bot.config import Settings
 from bot.provisioning import StepProgress, plan_steps
 from models import AccessRequest, ApprovalCard, KeyGrant
@@ -27,9 +27,10 @@ NO_UNFURL = {"unfurl_links": False, "unfurl_media": False}
 
 
 class Notifier:
-    def __init__(self, client: WebClient, settings: Settings) -> None:
+    def __init__(self, client: WebClient, settings: Settings, directory: access.Directory | None = None) -> None:
         self.client = client
         self.settings = settings
+        self.directory: access.Directory = directory or access.StaticDirectory()
 
     # Requester ---------------------------------------------------------------------------------------------
     def dm(self, user_id: str, text: str, blocks: views.Blocks) -> tuple[str, str] | None:
@@ -78,17 +79,17 @@ class Notifier:
 
     # Admins -----------------------------------------------------------------------------------------------
     def admin_targets(self) -> list[str]:
-        """The approval channel, or each admin's DM."""
+        """The approval channel, or each active admin's DM (user groups expanded; no deactivated member, no bot)."""
         if self.settings.koding_iam_approval_channel:
             return [self.settings.koding_iam_approval_channel]
-        return sorted(self.settings.admins)
+        return access.admin_members(self.settings, self.directory)
 
     def post_approval_cards(self, request: AccessRequest) -> list[tuple[str, str]]:
-        """One card in the approval channel, or one in each admin's DM; returns where each went, for the
-        caller to record (no transaction is open while Slack is called)."""
+        """One card in each channel of the request's policy, or one in the DM of each active person who may
+        decide; returns where each went, for the caller to record (no transaction is open while Slack is called)."""
         text, blocks = self.approval_card(request)
         posted = []
-        for target in self.admin_targets():
+        for target in access.card_recipients(self.settings, request.profile_keys, self.directory):
             try:
                 response = self.client.chat_postMessage(channel=target, text=text, blocks=blocks, **NO_UNFURL)
             except SlackApiError as exc:
