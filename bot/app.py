@@ -68,7 +68,7 @@ def create_services(
         engine=engine,
         session_factory=make_session_factory(engine),
         gateway=gateway,
-        notifier=Notifier(client, settings, directory),
+        notifier=Notifier(client, settings, directory, describe=gateway.policy_summary),
         metrics=metrics,
         directory=directory,
         **overrides,

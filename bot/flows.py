@@ -104,6 +104,15 @@ def approve(services: Services, *, request_id: int, admin_id: str, channel: str 
     except DomainError as exc:
         refuse(services, channel, admin_id, exc)
         return
+    if request.status == RequestStatus.PENDING:  # more approvals needed: every card counts this one
+        refresh_cards(services, request_id)
+        services.notifier.ephemeral(
+            channel,
+            admin_id,
+            f"Your approval of request #{request_id} is recorded ({request.approvals_count} of "
+            f"{request.approvals_required}); it is provisioned once another approver approves too.",
+        )
+        return
     # Committed: only now do the cards say "Approved" and does the requester hear it.
     refresh_cards(services, request_id)
     services.notifier.decision(request)
@@ -157,9 +166,10 @@ def refresh_cards(
     with session_scope(services.session_factory) as session:
         request = approval.load_request(session, request_id)
         cards = notify.cards_of(session, request_id)
+        approvers = approval.approvers_of(session, request_id)
         if progress is None and with_progress:
             progress = provisioning.progress_of(session, request, services.settings)
-    services.notifier.update_approval_cards(request, cards, progress)
+    services.notifier.update_approval_cards(request, cards, progress, approvers)
     return request
 
 

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot import audit
+from bot import access, audit
 from bot.aws_iam import AwsError, IamGateway
 from bot.config import Settings
 from bot.errors import ValidationFailed
@@ -101,6 +101,7 @@ def submit_request(
         plan=build_plan(form.profiles, settings),
         purpose=form.purpose.strip(),
         status=RequestStatus.PENDING,
+        approvals_required=access.policy_for(settings, form.profiles).approvals_required,
     )
     session.add(request)
     try:

@@ -7,7 +7,7 @@ requester's DM) and remembers where it went, so later updates reach every copy.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from slack_sdk import WebClient
@@ -15,7 +15,8 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot import access, views
+from bot import access, approval_card_parts, views
+from bot.aws_iam_policies import PolicySummary
 from bot.config import Settings
 from bot.provisioning import StepProgress, plan_steps
 from models import AccessRequest, ApprovalCard, KeyGrant
@@ -27,10 +28,19 @@ NO_UNFURL = {"unfurl_links": False, "unfurl_media": False}
 
 
 class Notifier:
-    def __init__(self, client: WebClient, settings: Settings, directory: access.Directory | None = None) -> None:
+    def __init__(
+        self,
+        client: WebClient,
+        settings: Settings,
+        directory: access.Directory | None = None,
+        *,
+        describe: Callable[[str], PolicySummary | None] | None = None,
+    ) -> None:
         self.client = client
         self.settings = settings
         self.directory: access.Directory = directory or access.StaticDirectory()
+        # What a managed policy grants (IamGateway.policy_summary, cached per process); None: cards list calls only.
+        self.describe = describe
 
     # Requester ---------------------------------------------------------------------------------------------
     def dm(self, user_id: str, text: str, blocks: views.Blocks) -> tuple[str, str] | None:
@@ -108,20 +118,40 @@ class Notifier:
         return [at for at in posted if at is not None], all(at is not None for at in posted)
 
     def approval_card(
-        self, request: AccessRequest, progress: Sequence[StepProgress] | None = None
+        self,
+        request: AccessRequest,
+        progress: Sequence[StepProgress] | None = None,
+        approvers: Sequence[str] = (),
     ) -> tuple[str, views.Blocks]:
         calls = [step.label for step in plan_steps(request, self.settings)]
         calls.append(f"CreateAccessKey for {request.iam_user_name}, when they press Reveal")
-        return views.approval_card(request, calls=calls, progress=progress)
+        grants = self.grants_text(request) if request.status == "pending" else None
+        return views.approval_card(request, calls=calls, progress=progress, approvers=approvers, grants=grants)
+
+    def grants_text(self, request: AccessRequest) -> str | None:
+        """Each requested policy's AWS description and services (read from IAM once per process)."""
+        if self.describe is None:
+            return None
+        notes: dict[str, str | None] = {}
+        for arn in {arn for entry in request.plan for arn in entry.get("policies", [])}:
+            summary = self.describe(arn)
+            if summary is None:
+                notes[arn] = None
+                continue
+            services = ", ".join("every service" if s == "*" else s for s in summary.services)
+            described = summary.description or ""
+            notes[arn] = f"{described} (services: {services})".strip() if services else described or None
+        return approval_card_parts.grants_text(request, notes, self.settings.koding_iam_permissions_boundary)
 
     def update_approval_cards(
         self,
         request: AccessRequest,
         cards: Sequence[tuple[str, str]],
         progress: Sequence[StepProgress] | None = None,
+        approvers: Sequence[str] = (),
     ) -> None:
         """Bring every recorded copy of the card up to date; `cards` were read (cards_of) before this call."""
-        text, blocks = self.approval_card(request, progress)
+        text, blocks = self.approval_card(request, progress, approvers)
         for channel, ts in cards:
             self._update(channel, ts, text, blocks)
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from bot import ids
+from bot import approval_card_parts, ids
 from bot.aws_iam import KeyLastUsed, NewAccessKey
 from bot.config import Profile
 from bot.intake import RequestForm
@@ -231,14 +231,21 @@ def approval_card(
     *,
     calls: Sequence[str],
     progress: Sequence[StepProgress] | None = None,
+    approvers: Sequence[str] = (),
+    grants: str | None = None,
 ) -> tuple[str, Blocks]:
-    """The admins' card; drawn from the request's state so every copy (channel or DMs) says the same."""
+    """The approvers' card; drawn from the request's state so every copy (channel or DMs) says the same.
+    `approvers`: who approved so far; `grants`: what the profiles grant in plain words (approval_card_parts)."""
     status = request.status
     blocks: Blocks = [
         {"type": "header", "text": _plain(f"IAM user request #{request.id}")},
         *_summary_fields(request),
     ]
+    if line := approval_card_parts.approvals_line(request, approvers):
+        blocks.append(_context(line))
     if status == RequestStatus.PENDING:
+        if grants:
+            blocks.append(_section(grants))
         call_lines = "\n".join(f"• `{escape(call)}`" for call in calls)
         blocks.append(_section(f"*Approving makes these IAM calls*\n{call_lines}"))
         blocks.append(

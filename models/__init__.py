@@ -6,7 +6,14 @@ from models.boundary import SeenRequest
 from models.exemptions import Exemption
 from models.keys import AccessKey, GrantStatus, KeyGrant, KeyMessage, KeyMessageRole, KeyStatus
 from models.leases import UserLease
-from models.requests import OPEN_STATUSES, AccessRequest, ApprovalCard, ProvisioningStep, RequestStatus
+from models.requests import (
+    OPEN_STATUSES,
+    AccessRequest,
+    ApprovalCard,
+    ProvisioningStep,
+    RequestApproval,
+    RequestStatus,
+)
 from models.sync import SyncFinding
 
 __all__ = [
@@ -23,6 +30,7 @@ __all__ = [
     "KeyMessageRole",
     "KeyStatus",
     "ProvisioningStep",
+    "RequestApproval",
     "RequestStatus",
     "SeenRequest",
     "SyncFinding",
