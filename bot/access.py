@@ -14,6 +14,7 @@ from typing import Protocol
 
 from bot.config import Settings
 from bot.errors import NotAuthorized
+from bot.limits import SECTION_TEXT, clip
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +168,20 @@ def describe_approvers(settings: Settings, profile_keys: Sequence[str]) -> str:
     if per_profile and all(per_profile):
         text += " or " + " and ".join(mentions(entries) for entries in per_profile)
     return text
+
+
+def approval_rules(settings: Settings) -> str:
+    """Who may approve what, one line per profile (mrkdwn, within a section's 3000 characters): for `/koding-iam
+    help` and the admins' App Home."""
+    lines = ["*Who approves what*"]
+    for profile in settings.profiles.values():
+        count = profile.approvals_required
+        needed = "1 approval" if count == 1 else f"{count} approvals from distinct people"
+        where = policy_for(settings, [profile.key]).channels
+        place = f", cards in <#{where[0]}>" if where else ", cards in each approver's DM"
+        lines.append(f"• *{profile.label}*: {needed} by {describe_approvers(settings, [profile.key])}{place}")
+    lines.append("Nobody approves their own request; deactivated accounts and bots never do.")
+    return clip("\n".join(lines), SECTION_TEXT)
 
 
 def mentions(entries: Iterable[str]) -> str:

@@ -17,7 +17,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from bot import ids, rotation, views
+from bot import access, ids, rotation, views
 from bot.aws_iam import AwsError, KeyLastUsed
 from bot.db import session_scope
 from bot.limits import clip
@@ -177,6 +177,7 @@ def admin_blocks(services: Services, session: Session, *, now: datetime) -> list
     blocks: list[dict[str, Any]] = [
         {"type": "divider"},
         {"type": "header", "text": {"type": "plain_text", "text": "Admin"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": access.approval_rules(services.settings)}},
     ]
     pending = session.scalars(
         select(AccessRequest)

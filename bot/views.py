@@ -85,8 +85,9 @@ def _title(text: str) -> dict[str, str]:
 
 
 # Slash command --------------------------------------------------------------------------------------------
-def help_message(*, problem: str | None = None, admin: bool = False) -> dict[str, Any]:
-    """The members' subcommands for everyone; the admins' subcommands only for an admin."""
+def help_message(*, problem: str | None = None, admin: bool = False, who_approves: str | None = None) -> dict[str, Any]:
+    """The members' subcommands for everyone; the admins' subcommands only for an admin; who approves what
+    (access.approval_rules) when given."""
     text = (
         "*koding-iam* creates a dedicated AWS IAM user for your Koding stacks, after an admin approves, and "
         "shows you its access keys once.\n"
@@ -108,6 +109,8 @@ def help_message(*, problem: str | None = None, admin: bool = False) -> dict[str
     if problem:
         blocks.append(_section(f":warning: {escape(problem)}"))
     blocks.append(_section(text))
+    if who_approves:
+        blocks.append(_section(who_approves))
     blocks.append(
         {"type": "actions", "elements": [_button("Request an IAM user", ids.OPEN_REQUEST, "open", "primary")]}
     )

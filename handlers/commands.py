@@ -9,7 +9,7 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
-from bot import admin_flows, flows, home, ids, rotation_flows, views
+from bot import access, admin_flows, flows, home, ids, rotation_flows, views
 from bot.services import Services
 
 ADMIN_ONLY = {"list", "revoke", "audit", "exempt", "sync"}
@@ -28,7 +28,7 @@ def register(app: App, services: Services) -> None:
             ack(**views.help_message(problem=f"`{subcommand}` is for koding-iam admins."))
             return
         if subcommand == "help":
-            ack(**views.help_message(admin=is_admin))
+            ack(**views.help_message(admin=is_admin, who_approves=access.approval_rules(services.settings)))
         elif subcommand == "status":
             ack(response_type="ephemeral", text="Your koding-iam status", blocks=home.status_blocks(services, user_id))
         elif subcommand == "list":

@@ -157,3 +157,16 @@ def test_the_card_says_what_the_profile_grants(sandbox: Sandbox) -> None:
     submit_request(sb, "UBOB")
     assert len(sb.services.gateway.policy_summary.__self__._policy_cache) == 2  # read once per process
     assert "What this grants" in json.dumps(card(sb, "UADMIN1", request_id=2)["blocks"])
+
+
+def test_help_and_the_admins_home_say_who_approves_what(two_person: Sandbox) -> None:
+    sb = two_person
+    response, _ = sb.driver.command("UALICE", "help")
+    shown = json.dumps(response.json()["blocks"], ensure_ascii=False)
+    assert "*Who approves what*" in shown
+    assert "*EC2 stacks*: 2 approvals from distinct people by the koding-iam admins (<@UADMIN1>, <@UADMIN2>)" in shown
+    assert "or <@UCAROL>" in shown and "*Route53*: 1 approval" in shown
+    sb.driver.event({"type": "app_home_opened", "user": "UADMIN1", "tab": "home"})
+    sb.wait_idle()
+    home = sb.standin.published_home("UADMIN1")
+    assert home is not None and "Who approves what" in json.dumps(home["blocks"])
