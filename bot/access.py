@@ -115,7 +115,7 @@ def _may_decide_entries(
 ) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
     """The admins' entries, and per profile its own approvers' entries (a profile without any: admins only)."""
     profiles = [settings.profiles[key] for key in profile_keys if key in settings.profiles]
-    return tuple(settings.admins), [tuple(p.approvers) for p in profiles]
+    return tuple(settings.koding_iam_admins), [tuple(p.approvers) for p in profiles]
 
 
 def may_decide(
