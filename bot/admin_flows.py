@@ -31,7 +31,7 @@ def parse_target(text: str) -> tuple[str | None, str | None]:
 def open_revoke(services: Services, *, admin_id: str, target: str, trigger_id: str, channel: str | None) -> None:
     """Show what revoking removes (listed live from IAM) and ask the admin to confirm."""
     notifier = services.notifier
-    if admin_id not in services.settings.admins:
+    if not services.is_admin(admin_id):
         notifier.ephemeral(channel, admin_id, "Only koding-iam admins can revoke a user.")
         return
     slack_id, name = parse_target(target)
@@ -66,10 +66,11 @@ def open_revoke_for_request(
 def confirm_revoke(services: Services, *, request_id: int, admin_id: str) -> None:
     """The compare-and-set that starts offboarding (it ends every reveal grant of the user); raises DomainError
     for the modal to show. The member's Reveal buttons then disappear."""
+    admins = services.admin_ids()
     with session_scope(services.session_factory) as session:
         offboarding.begin(
             session,
-            settings=services.settings,
+            admins=admins,
             request_id=request_id,
             admin_id=admin_id,
             now=services.clock(),
@@ -249,7 +250,7 @@ def expire_requests(services: Services) -> None:
 
 
 def require_admin(services: Services, user_id: str) -> None:
-    if user_id not in services.settings.admins:
+    if not services.is_admin(user_id):
         raise NotAuthorized("That subcommand is for koding-iam admins.")
 
 

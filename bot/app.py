@@ -26,6 +26,7 @@ from bot.errors import DomainError
 from bot.metrics import Metrics
 from bot.notify import Notifier
 from bot.services import Services
+from bot.slack_directory import SlackDirectory
 from handlers import register_all
 from handlers.parsing import user_of
 
@@ -61,13 +62,15 @@ def create_services(
     client = client or make_slack_client(settings, metrics)
     gateway = gateway or IamGateway.from_environment()
     gateway.on_retry = metrics.aws_retried
+    directory = overrides.pop("directory", None) or SlackDirectory(client)
     services = Services(
         settings=settings,
         engine=engine,
         session_factory=make_session_factory(engine),
         gateway=gateway,
-        notifier=Notifier(client, settings),
+        notifier=Notifier(client, settings, directory, describe=gateway.policy_summary),
         metrics=metrics,
+        directory=directory,
         **overrides,
     )
     metrics.watch_keys(services.session_factory, settings, services.clock)

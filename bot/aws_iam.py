@@ -21,6 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bot.aws_iam_cleanup import UserCleanupCalls
+from bot.aws_iam_policies import PolicyReadCalls
 
 T = TypeVar("T")
 
@@ -189,7 +190,7 @@ def _is_aws_failure(exc: Exception) -> bool:
     return type(exc).__module__.split(".", 1)[0] in ("botocore", "urllib3")
 
 
-class IamGateway(UserCleanupCalls):
+class IamGateway(UserCleanupCalls, PolicyReadCalls):
     """IAM operations koding-iam needs, each translating errors; no decisions are made here."""
 
     def __init__(

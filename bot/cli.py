@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 def _fail(message: str, code: int = 2) -> int:
     from bot import logs
 
-    print(logs.error_line("koding_iam.cli", message), file=sys.stderr)
+    for line in message.splitlines() or [message]:  # one line per mistake (e.g. several in KODING_IAM_PROFILES)
+        print(logs.error_line("koding_iam.cli", line), file=sys.stderr)
     return code
 
 

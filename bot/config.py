@@ -11,12 +11,14 @@ import re
 from functools import lru_cache
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # All patterns are used with fullmatch: `$` would also accept a trailing newline.
 SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
+# An approver is a member (U…, W…) or a user group (S…, https://api.slack.com/methods/usergroups.users.list).
+SLACK_APPROVER_ID = re.compile(r"[UWS][A-Z0-9]{2,20}")
 SLACK_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,20}")
 IAM_PATH = re.compile(r"/(?:[\x21-\x7E]{0,510}/)?")
 IAM_NAME = re.compile(r"[\w+=,.@-]{1,128}", re.ASCII)
@@ -55,30 +57,62 @@ MAX_PROFILES = 10
 MAX_ACCESS_DAYS = 3650
 
 
+def approver_ids(value: Any) -> tuple[str, ...]:
+    """A comma-separated string or a list of member / user group IDs, each checked."""
+    items = value.split(",") if isinstance(value, str) else list(value or ())
+    entries = tuple(str(item).strip() for item in items if str(item).strip())
+    for entry in entries:
+        if not SLACK_APPROVER_ID.fullmatch(entry):
+            raise ValueError(f"{entry!r} is not a Slack member ID (U0123ABCD) or user group ID (S0123ABCD)")
+    return entries
+
+
 class Profile(BaseModel):
-    """An access profile: one IAM group under the bot's path and the managed policies attached to it."""
+    """An access profile: one IAM group under the bot's path, the managed policies attached to it, and who
+    approves it. Every key is optional but label, group and policies; an unknown key is a start-up error, so a
+    new optional setting is one more field here."""
+
+    model_config = ConfigDict(extra="forbid")
 
     key: str
     label: str = Field(min_length=1, max_length=75)
     group: str
     policies: list[str] = Field(min_length=1)
     default: bool = False
+    # Who may decide besides the admins (member and user group IDs).
+    approvers: tuple[str, ...] = ()
+    # Distinct approvers a request for this profile needs (the requester never counts).
+    approvals_required: int = Field(default=1, ge=1, le=10)
+    # Where this profile's cards go; unset: KODING_IAM_APPROVAL_CHANNEL, else each approver's DM.
+    approval_channel: str | None = None
+
+    @field_validator("approvers", mode="before")
+    @classmethod
+    def _approvers(cls, value: Any) -> tuple[str, ...]:
+        return approver_ids(value)
+
+    @field_validator("approval_channel")
+    @classmethod
+    def _approval_channel(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not SLACK_CHANNEL_ID.fullmatch(value.strip()):
+            raise ValueError(f"{value!r} is not a Slack channel ID (e.g. C0123ABCD)")
+        return value.strip()
+
     # Time-bound access: the IAM user is offboarded this many days after it was created (extensions aside).
     max_days: int | None = None
 
     @field_validator("max_days", mode="before")
     @classmethod
-    def _max_days(cls, value: Any, info: ValidationInfo) -> int | None:
+    def _max_days(cls, value: Any) -> int | None:
         if value is None:
             return None
         number = value.strip() if isinstance(value, str) else value
         if isinstance(number, str) and re.fullmatch(r"-?\d{1,6}", number):
             number = int(number)
         if isinstance(number, bool) or not isinstance(number, int) or not 0 < number <= MAX_ACCESS_DAYS:
-            raise ValueError(
-                f"profile {info.data.get('key')!r}: max_days must be a whole number of days from 1 to "
-                f"{MAX_ACCESS_DAYS}, not {value!r}"
-            )
+            raise ValueError(f"must be a whole number of days from 1 to {MAX_ACCESS_DAYS}, not {value!r}")
         return number
 
     @field_validator("group")
@@ -182,13 +216,9 @@ class Settings(BaseSettings):
     @field_validator("koding_iam_admins", mode="before")
     @classmethod
     def _admins(cls, value: Any) -> tuple[str, ...]:
-        items = value.split(",") if isinstance(value, str) else list(value)
-        admins = tuple(item.strip() for item in items if item.strip())
+        admins = approver_ids(value)
         if not admins:
-            raise ValueError("must list at least one Slack member ID (comma-separated, e.g. U0123ABCD)")
-        for admin in admins:
-            if not SLACK_USER_ID.fullmatch(admin):
-                raise ValueError(f"{admin!r} is not a Slack member ID (e.g. U0123ABCD)")
+            raise ValueError("must list at least one Slack member or user group ID (comma-separated, e.g. U0123ABCD)")
         return admins
 
     @field_validator("koding_iam_app_id")
@@ -261,6 +291,27 @@ class Settings(BaseSettings):
             value[first.key] = first.model_copy(update={"default": True})
         return value
 
+    @model_validator(mode="after")
+    def _approvals_possible(self) -> Settings:
+        """A profile cannot need more approvals than it has possible approvers (the admins count too). A user
+        group's size is unknown until Slack is asked, so a group counts as one: only a policy that can never be
+        met stops start-up; a group too small at run time leaves the request pending until it expires."""
+        for profile in self.profiles.values():
+            possible = len(set(self.koding_iam_admins) | set(profile.approvers))
+            if profile.approvals_required > possible:
+                raise PydanticCustomError(
+                    "approvals",
+                    "profile '{profile}', field 'approvals_required': {required} is more than the {possible} possible "
+                    "approver(s) (the admins and the profile's approvers; a user group counts as one)",
+                    {
+                        "variable": "koding_iam_profiles",
+                        "profile": profile.key,
+                        "required": profile.approvals_required,
+                        "possible": possible,
+                    },
+                )
+        return self
+
     @property
     def socket_mode(self) -> bool:
         return self.slack_app_token is not None
@@ -295,6 +346,8 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
+        if profile_lines := _profile_mistakes(exc):
+            raise ConfigError("\n".join(profile_lines)) from None
         error = exc.errors()[0]
         context = error.get("ctx") or {}
         if context.get("variable"):
@@ -305,6 +358,24 @@ def load_settings(**overrides: Any) -> Settings:
             raise ConfigError(f"{variable} is not set (see the configuration table in README.md)") from None
         message = str(error["msg"]).removeprefix("Value error, ")
         raise ConfigError(f"{variable} is malformed: {message}") from None
+
+
+def _profile_mistakes(exc: ValidationError) -> list[str]:
+    """One line per mistake inside a profile of KODING_IAM_PROFILES, naming the profile and the field."""
+    lines = []
+    for error in exc.errors():
+        loc = error["loc"]
+        if len(loc) < 3 or loc[0] != "koding_iam_profiles":
+            continue
+        profile, field = loc[1], loc[2]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key (known: " + ", ".join(sorted(set(Profile.model_fields) - {"key"})) + ")"
+        elif error["type"] == "missing":
+            message = "is missing"
+        else:
+            message = str(error["msg"]).removeprefix("Value error, ")
+        lines.append(f"KODING_IAM_PROFILES is malformed: profile {profile!r}, field {field!r}: {message}")
+    return lines
 
 
 @lru_cache(maxsize=1)

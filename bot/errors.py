@@ -37,6 +37,16 @@ class AlreadyDecided(DomainError):
         self.decided_at = decided_at
 
 
+class AlreadyApproved(DomainError):
+    """The same approver clicked Approve again on a request that needs more approvals."""
+
+    def __init__(self, request_id: int, count: int, required: int) -> None:
+        super().__init__(
+            f"You already approved request #{request_id} ({count} of {required} approvals); "
+            "another approver has to approve it too."
+        )
+
+
 class InvalidState(DomainError):
     pass
 

@@ -10,7 +10,7 @@ import logging
 
 from sqlalchemy import update
 
-from bot import approval, home, intake, notify, provisioning, reveal, reveal_recovery, timebound, views
+from bot import access, approval, home, intake, notify, provisioning, reveal, reveal_recovery, timebound, views
 from bot.aws_iam import NewAccessKey
 from bot.db import session_scope
 from bot.errors import (
@@ -74,8 +74,24 @@ def announce_request(services: Services, request_id: int, *, requester_dm: bool 
 
 
 # Deciding --------------------------------------------------------------------------------------------------
+def authorize_decision(services: Services, request_id: int, user_id: str) -> AccessRequest:
+    """Read the request, close the transaction, then ask the access rule (Slack asked afresh for group members)
+    whether this person may decide it; raises NotAuthorized / NotFound."""
+    with session_scope(services.session_factory) as session:
+        request = approval.load_request(session, request_id)
+    access.authorize_decision(
+        services.settings,
+        requester_id=request.requester_id,
+        profile_keys=request.profile_keys,
+        user_id=user_id,
+        directory=services.directory,
+    )
+    return request
+
+
 def approve(services: Services, *, request_id: int, admin_id: str, channel: str | None) -> None:
     try:
+        authorize_decision(services, request_id, admin_id)
         with session_scope(services.session_factory) as session:
             request = approval.decide(
                 session,
@@ -88,6 +104,15 @@ def approve(services: Services, *, request_id: int, admin_id: str, channel: str 
     except DomainError as exc:
         refuse(services, channel, admin_id, exc)
         return
+    if request.status == RequestStatus.PENDING:  # more approvals needed: every card counts this one
+        refresh_cards(services, request_id)
+        services.notifier.ephemeral(
+            channel,
+            admin_id,
+            f"Your approval of request #{request_id} is recorded ({request.approvals_count} of "
+            f"{request.approvals_required}); it is provisioned once another approver approves too.",
+        )
+        return
     # Committed: only now do the cards say "Approved" and does the requester hear it.
     refresh_cards(services, request_id)
     services.notifier.decision(request)
@@ -99,12 +124,10 @@ def open_deny_modal(
 ) -> None:
     """Check the clicker may decide before showing the reason form; the decision itself happens on submit."""
     try:
-        with session_scope(services.session_factory) as session:
-            request = approval.load_request(session, request_id)
-            approval.authorize_decision(services.settings, request, admin_id)
-            if request.status != RequestStatus.PENDING:
-                raise AlreadyDecided(_word(request.status), request.decided_by, request.decided_at)
-            view = views.deny_modal(request)
+        request = authorize_decision(services, request_id, admin_id)
+        if request.status != RequestStatus.PENDING:
+            raise AlreadyDecided(_word(request.status), request.decided_by, request.decided_at)
+        view = views.deny_modal(request)
     except DomainError as exc:
         refuse(services, channel, admin_id, exc)
         return
@@ -113,6 +136,7 @@ def open_deny_modal(
 
 def deny(services: Services, *, request_id: int, admin_id: str, reason: str) -> AccessRequest:
     """The compare-and-set deny; raises AlreadyDecided / NotAuthorized for the modal to show."""
+    authorize_decision(services, request_id, admin_id)
     with session_scope(services.session_factory) as session:
         return approval.decide(
             session,
@@ -142,18 +166,18 @@ def refresh_cards(
     with session_scope(services.session_factory) as session:
         request = approval.load_request(session, request_id)
         cards = notify.cards_of(session, request_id)
+        approvers = approval.approvers_of(session, request_id)
         if progress is None and with_progress:
             progress = provisioning.progress_of(session, request, services.settings)
-    services.notifier.update_approval_cards(request, cards, progress)
+    services.notifier.update_approval_cards(request, cards, progress, approvers)
     return request
 
 
 def retry(services: Services, *, request_id: int, admin_id: str, channel: str | None) -> None:
+    admins = services.admin_ids()
     try:
         with session_scope(services.session_factory) as session:
-            approval.retry(
-                session, settings=services.settings, request_id=request_id, admin_id=admin_id, now=services.clock()
-            )
+            approval.retry(session, admins=admins, request_id=request_id, admin_id=admin_id, now=services.clock())
     except DomainError as exc:
         refuse(services, channel, admin_id, exc)
         return

@@ -17,7 +17,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from bot import ids, outbox, rotation, views
+from bot import access, ids, outbox, rotation, views
 from bot.aws_iam import AwsError, KeyLastUsed
 from bot.db import session_scope
 from bot.end_date_text import end_line
@@ -180,6 +180,7 @@ def admin_blocks(services: Services, session: Session, *, now: datetime) -> list
     blocks: list[dict[str, Any]] = [
         {"type": "divider"},
         {"type": "header", "text": {"type": "plain_text", "text": "Admin"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": access.approval_rules(services.settings)}},
     ]
     pending = session.scalars(
         select(AccessRequest)
@@ -273,10 +274,11 @@ def audit_row(event: AuditEvent) -> str:
 def home_view(services: Services, user_id: str) -> dict[str, Any]:
     now = services.clock()
     aws = aws_facts(services, user_id)
+    is_admin = services.is_admin(user_id)
     with session_scope(services.session_factory) as session:
         blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": "koding-iam"}}]
         blocks += user_blocks(services, session, user_id, now=now, aws=aws)
-        if user_id in services.settings.admins:
+        if is_admin:
             blocks += admin_blocks(services, session, now=now)
     return {"type": "home", "blocks": blocks}
 
@@ -291,7 +293,7 @@ def publish(services: Services, user_id: str) -> None:
 def refresh(services: Services, *user_ids: str, admins: bool = False) -> None:
     """Mark the tab changed for the people a change concerns; the outbox sender publishes it after this commit,
     once however many changes came before its turn (the tab is also rebuilt whenever it is opened)."""
-    targets = {u for u in user_ids if u} | (set(services.settings.admins) if admins else set())
+    targets = {u for u in user_ids if u} | (set(services.admin_ids()) if admins else set())
     if not targets:
         return
     with session_scope(services.session_factory) as session:

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot import audit
+from bot import access, audit
 from bot.aws_iam import AwsError, IamGateway
 from bot.config import Settings
 from bot.errors import ValidationFailed
@@ -113,6 +113,7 @@ def submit_request(
         purpose=form.purpose.strip(),
         status=RequestStatus.PENDING,
         access_days=access_days(form.access_days, max_days_of(form.profiles, settings.profiles)),
+        approvals_required=access.policy_for(settings, form.profiles).approvals_required,
     )
     session.add(request)
     try:

@@ -7,7 +7,7 @@ requester's DM) and remembers where it went, so later updates reach every copy.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from slack_sdk import WebClient
@@ -15,7 +15,8 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot import views
+from bot import access, approval_card_parts, views
+from bot.aws_iam_policies import PolicySummary
 from bot.config import Settings
 from bot.provisioning import StepProgress, plan_steps
 from models import AccessRequest, ApprovalCard, KeyGrant
@@ -27,9 +28,19 @@ NO_UNFURL = {"unfurl_links": False, "unfurl_media": False}
 
 
 class Notifier:
-    def __init__(self, client: WebClient, settings: Settings) -> None:
+    def __init__(
+        self,
+        client: WebClient,
+        settings: Settings,
+        directory: access.Directory | None = None,
+        *,
+        describe: Callable[[str], PolicySummary | None] | None = None,
+    ) -> None:
         self.client = client
         self.settings = settings
+        self.directory: access.Directory = directory or access.StaticDirectory()
+        # What a managed policy grants (IamGateway.policy_summary, cached per process); None: cards list calls only.
+        self.describe = describe
 
     # Requester ---------------------------------------------------------------------------------------------
     def dm(self, user_id: str, text: str, blocks: views.Blocks) -> tuple[str, str] | None:
@@ -78,17 +89,17 @@ class Notifier:
 
     # Admins -----------------------------------------------------------------------------------------------
     def admin_targets(self) -> list[str]:
-        """The approval channel, or each admin's DM."""
+        """The approval channel, or each active admin's DM (user groups expanded; no deactivated member, no bot)."""
         if self.settings.koding_iam_approval_channel:
             return [self.settings.koding_iam_approval_channel]
-        return sorted(self.settings.admins)
+        return access.admin_members(self.settings, self.directory)
 
     def post_approval_cards(self, request: AccessRequest) -> list[tuple[str, str]]:
-        """One card in the approval channel, or one in each admin's DM; returns where each went, for the
-        caller to record (no transaction is open while Slack is called)."""
+        """One card in each channel of the request's policy, or one in the DM of each active person who may
+        decide; returns where each went, for the caller to record (no transaction is open while Slack is called)."""
         text, blocks = self.approval_card(request)
         posted = []
-        for target in self.admin_targets():
+        for target in access.card_recipients(self.settings, request.profile_keys, self.directory):
             try:
                 response = self.client.chat_postMessage(channel=target, text=text, blocks=blocks, **NO_UNFURL)
             except SlackApiError as exc:
@@ -107,20 +118,40 @@ class Notifier:
         return [at for at in posted if at is not None], all(at is not None for at in posted)
 
     def approval_card(
-        self, request: AccessRequest, progress: Sequence[StepProgress] | None = None
+        self,
+        request: AccessRequest,
+        progress: Sequence[StepProgress] | None = None,
+        approvers: Sequence[str] = (),
     ) -> tuple[str, views.Blocks]:
         calls = [step.label for step in plan_steps(request, self.settings)]
         calls.append(f"CreateAccessKey for {request.iam_user_name}, when they press Reveal")
-        return views.approval_card(request, calls=calls, progress=progress)
+        grants = self.grants_text(request) if request.status == "pending" else None
+        return views.approval_card(request, calls=calls, progress=progress, approvers=approvers, grants=grants)
+
+    def grants_text(self, request: AccessRequest) -> str | None:
+        """Each requested policy's AWS description and services (read from IAM once per process)."""
+        if self.describe is None:
+            return None
+        notes: dict[str, str | None] = {}
+        for arn in {arn for entry in request.plan for arn in entry.get("policies", [])}:
+            summary = self.describe(arn)
+            if summary is None:
+                notes[arn] = None
+                continue
+            services = ", ".join("every service" if s == "*" else s for s in summary.services)
+            described = summary.description or ""
+            notes[arn] = f"{described} (services: {services})".strip() if services else described or None
+        return approval_card_parts.grants_text(request, notes, self.settings.koding_iam_permissions_boundary)
 
     def update_approval_cards(
         self,
         request: AccessRequest,
         cards: Sequence[tuple[str, str]],
         progress: Sequence[StepProgress] | None = None,
+        approvers: Sequence[str] = (),
     ) -> None:
         """Bring every recorded copy of the card up to date; `cards` were read (cards_of) before this call."""
-        text, blocks = self.approval_card(request, progress)
+        text, blocks = self.approval_card(request, progress, approvers)
         for channel, ts in cards:
             self._update(channel, ts, text, blocks)
 

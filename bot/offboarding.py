@@ -124,10 +124,11 @@ def inventory(gateway: IamGateway, iam_user_name: str) -> Inventory:
 
 
 def begin(
-    session: Session, *, settings: Settings, request_id: int, admin_id: str, now: datetime, reason: str
+    session: Session, *, admins: frozenset[str], request_id: int, admin_id: str, now: datetime, reason: str
 ) -> AccessRequest:
-    """provisioned (or failed) → revoking, by compare-and-set: one confirmation starts one offboarding."""
-    if admin_id not in settings.admins:
+    """provisioned (or failed) → revoking, by compare-and-set: one confirmation starts one offboarding.
+    `admins`: the active admins, groups expanded, read before the transaction (Services.admin_ids)."""
+    if admin_id not in admins:
         raise NotAuthorized("Only koding-iam admins can revoke a user.")
     request = session.get(AccessRequest, request_id)
     if request is None:

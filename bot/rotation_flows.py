@@ -230,12 +230,13 @@ def deactivate_old(
     """Deactivate a key from a button (the owner after rotating, or an admin on an overdue card). The messages
     updated are the ones recorded for this key, never one named by the click."""
     now = services.clock()
+    admins = services.admin_ids()
     try:
         with session_scope(services.session_factory) as session:
             key = rotation.load_key(session, key_row_id)
-            if by_admin and user_id not in services.settings.admins:
+            if by_admin and user_id not in admins:
                 raise NotAuthorized("Only koding-iam admins can deactivate someone's key.")
-            rotation.authorize_owner_or_admin(key, user_id, services.settings.admins)
+            rotation.authorize_owner_or_admin(key, user_id, admins)
         key = rotation.deactivate(
             services.session_factory,
             services.gateway,
@@ -289,9 +290,10 @@ def reactivate(
     """Reactivate from a button; `since` is the deactivation the button was posted for (ids.stamp)."""
     now = services.clock()
     deactivation = datetime.strptime(since, "%Y%m%dT%H%M%S%f").replace(tzinfo=UTC) if since else None
+    admins = services.admin_ids()
     try:
         with session_scope(services.session_factory) as session:
-            rotation.authorize_owner_or_admin(rotation.load_key(session, key_row_id), user_id, services.settings.admins)
+            rotation.authorize_owner_or_admin(rotation.load_key(session, key_row_id), user_id, admins)
         key = rotation.reactivate(
             services.session_factory,
             services.gateway,
@@ -322,9 +324,10 @@ def _update_recorded(services: Services, key_id: int, role: KeyMessageRole, mess
 def delete_inactive(services: Services, *, key_row_id: int, user_id: str, channel: str | None) -> None:
     """Make room for a rotation: delete an inactive key the owner (or an admin) chose."""
     now = services.clock()
+    admins = services.admin_ids()
     try:
         with session_scope(services.session_factory) as session:
-            rotation.authorize_owner_or_admin(rotation.load_key(session, key_row_id), user_id, services.settings.admins)
+            rotation.authorize_owner_or_admin(rotation.load_key(session, key_row_id), user_id, admins)
         key = rotation.delete(
             services.session_factory,
             services.gateway,
@@ -358,6 +361,7 @@ def exempt_command(services: Services, *, admin_id: str, words: list[str]) -> st
         until = datetime.fromisoformat(day).replace(tzinfo=now.tzinfo)
     except ValueError:
         return f"“{views.escape(day[:20])}” is not a date. {usage}"
+    admins = services.admin_ids()
     try:
         with session_scope(services.session_factory) as session:
             exemption = rotation.exempt(
@@ -367,7 +371,7 @@ def exempt_command(services: Services, *, admin_id: str, words: list[str]) -> st
                 reason=reason,
                 admin_id=admin_id,
                 now=now,
-                admins=services.settings.admins,
+                admins=admins,
                 max_days=services.settings.koding_iam_max_exemption_days,
             )
             recorded = exemption.iam_user_name

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot import access
 from bot.aws_iam import IamGateway
 from bot.config import Settings
 from bot.leases import Leaser
@@ -52,6 +53,15 @@ class Services:
     metrics: Metrics = field(default_factory=Metrics)
     # Wakes this process's outbox sender after a flow marked a Slack surface changed (set when it starts).
     wake_outbox: Callable[[], None] = _no_sender
+    # Slack user groups and member status for the access rule (bot/access.py); create_services gives the Slack one.
+    directory: access.Directory = field(default_factory=access.StaticDirectory)
+
+    def admin_ids(self) -> frozenset[str]:
+        """The active admins, user groups expanded (cached up to five minutes): call outside a transaction."""
+        return frozenset(access.admin_members(self.settings, self.directory))
+
+    def is_admin(self, user_id: str) -> bool:
+        return access.is_admin(self.settings, user_id, self.directory)
 
     @property
     def leaser(self) -> Leaser:

@@ -16,7 +16,9 @@ BOT_SCOPES: dict[str, tuple[tuple[str, ...], str]] = {
         ("chat.postMessage", "chat.postEphemeral", "chat.update"),
         "https://docs.slack.dev/reference/scopes/chat.write",
     ),
-    "users:read": (("user_change",), "https://docs.slack.dev/reference/events/user_change"),
+    "users:read": (("user_change", "users.info"), "https://docs.slack.dev/reference/events/user_change"),
+    # Approver lists may name user groups (S…): their members are read with usergroups.users.list.
+    "usergroups:read": (("usergroups.users.list",), "https://docs.slack.dev/reference/methods/usergroups.users.list"),
 }
 
 # Web API methods koding-iam calls and the bot scope each needs (None: the method needs no scope). A method the
@@ -29,7 +31,11 @@ METHOD_SCOPES: dict[str, str | None] = {
     "views.open": None,
     "views.update": None,
     "views.publish": None,
-    "auth.test": None,  # https://docs.slack.dev/reference/methods/auth.test: no scope required
+    "auth.test": None,
+    # Whether an approver is still an active person (not deactivated, not a bot): https://api.slack.com/methods/users.info
+    "users.info": "users:read",
+    # Members of an approver user group: https://api.slack.com/methods/usergroups.users.list
+    "usergroups.users.list": "usergroups:read",  # https://docs.slack.dev/reference/methods/auth.test: no scope required
 }
 
 # Events the manifest subscribes to and the scope each needs (None: none).

@@ -173,6 +173,10 @@ def decide_extension(
 ) -> None:
     try:
         with session_scope(services.session_factory) as session:
+            request_id = extensions.load(session, extension_id).request_id
+        # Whoever may decide the request may decide its extension (Slack asked afresh, outside the transaction).
+        flows.authorize_decision(services, request_id, admin_id)
+        with session_scope(services.session_factory) as session:
             extension = extensions.decide(
                 session,
                 settings=services.settings,

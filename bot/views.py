@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from bot import ids
+from bot import approval_card_parts, ids
 from bot.aws_iam import KeyLastUsed, NewAccessKey
 from bot.config import Profile
 from bot.end_date_text import access_days_input, end_line
@@ -86,8 +86,9 @@ def _title(text: str) -> dict[str, str]:
 
 
 # Slash command --------------------------------------------------------------------------------------------
-def help_message(*, problem: str | None = None, admin: bool = False) -> dict[str, Any]:
-    """The members' subcommands for everyone; the admins' subcommands only for an admin."""
+def help_message(*, problem: str | None = None, admin: bool = False, who_approves: str | None = None) -> dict[str, Any]:
+    """The members' subcommands for everyone; the admins' subcommands only for an admin; who approves what
+    (access.approval_rules) when given."""
     text = (
         "*koding-iam* creates a dedicated AWS IAM user for your Koding stacks, after an admin approves, and "
         "shows you its access keys once.\n"
@@ -109,6 +110,8 @@ def help_message(*, problem: str | None = None, admin: bool = False) -> dict[str
     if problem:
         blocks.append(_section(f":warning: {escape(problem)}"))
     blocks.append(_section(text))
+    if who_approves:
+        blocks.append(_section(who_approves))
     blocks.append(
         {"type": "actions", "elements": [_button("Request an IAM user", ids.OPEN_REQUEST, "open", "primary")]}
     )
@@ -240,14 +243,21 @@ def approval_card(
     *,
     calls: Sequence[str],
     progress: Sequence[StepProgress] | None = None,
+    approvers: Sequence[str] = (),
+    grants: str | None = None,
 ) -> tuple[str, Blocks]:
-    """The admins' card; drawn from the request's state so every copy (channel or DMs) says the same."""
+    """The approvers' card; drawn from the request's state so every copy (channel or DMs) says the same.
+    `approvers`: who approved so far; `grants`: what the profiles grant in plain words (approval_card_parts)."""
     status = request.status
     blocks: Blocks = [
         {"type": "header", "text": _plain(f"IAM user request #{request.id}")},
         *_summary_fields(request),
     ]
+    if line := approval_card_parts.approvals_line(request, approvers):
+        blocks.append(_context(line))
     if status == RequestStatus.PENDING:
+        if grants:
+            blocks.append(_section(grants))
         call_lines = "\n".join(f"• `{escape(call)}`" for call in calls)
         blocks.append(_section(f"*Approving makes these IAM calls*\n{call_lines}"))
         blocks.append(

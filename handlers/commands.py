@@ -9,7 +9,7 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
-from bot import admin_flows, flows, home, ids, rotation_flows, views
+from bot import access, admin_flows, flows, home, ids, rotation_flows, views
 from bot.services import Services
 
 ADMIN_ONLY = {"list", "revoke", "audit", "exempt", "sync"}
@@ -23,12 +23,12 @@ def register(app: App, services: Services) -> None:
         words = str(command.get("text") or "").split()
         subcommand = words[0].lower() if words else "help"
         user_id, channel = str(command.get("user_id") or ""), command.get("channel_id")
-        is_admin = user_id in services.settings.admins
+        is_admin = services.is_admin(user_id)
         if subcommand in ADMIN_ONLY and not is_admin:
             ack(**views.help_message(problem=f"`{subcommand}` is for koding-iam admins."))
             return
         if subcommand == "help":
-            ack(**views.help_message(admin=is_admin))
+            ack(**views.help_message(admin=is_admin, who_approves=access.approval_rules(services.settings)))
         elif subcommand == "status":
             ack(response_type="ephemeral", text="Your koding-iam status", blocks=home.status_blocks(services, user_id))
         elif subcommand == "list":

@@ -8,7 +8,14 @@ from models.extensions import AccessExtension, ExtensionStatus
 from models.keys import AccessKey, GrantStatus, KeyGrant, KeyMessage, KeyMessageRole, KeyStatus
 from models.leases import UserLease
 from models.outbox import OutboxEntry
-from models.requests import OPEN_STATUSES, AccessRequest, ApprovalCard, ProvisioningStep, RequestStatus
+from models.requests import (
+    OPEN_STATUSES,
+    AccessRequest,
+    ApprovalCard,
+    ProvisioningStep,
+    RequestApproval,
+    RequestStatus,
+)
 from models.sync import SyncFinding
 
 __all__ = [
@@ -28,6 +35,7 @@ __all__ = [
     "KeyStatus",
     "OutboxEntry",
     "ProvisioningStep",
+    "RequestApproval",
     "RequestStatus",
     "SeenRequest",
     "SyncFinding",

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, text
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, utcnow
@@ -52,6 +52,10 @@ class AccessRequest(Base):
     decided_by: Mapped[str | None] = mapped_column(String(32))
     decided_at: Mapped[datetime | None]
     deny_reason: Mapped[str | None] = mapped_column(String(500))
+    # Distinct approvers the request needs (frozen from its profiles' policy at submission), and how many it has:
+    # the count moves only by compare-and-set beside a RequestApproval row (bot/approval.py).
+    approvals_required: Mapped[int] = mapped_column(default=1, server_default="1")
+    approvals_count: Mapped[int] = mapped_column(default=0, server_default="0")
     failure_reason: Mapped[str | None] = mapped_column(Text)
     # When a process took on posting the approval cards; a stale claim with no card posted is retried.
     announced_at: Mapped[datetime | None]
@@ -109,6 +113,19 @@ class ApprovalCard(Base):
     ts: Mapped[str] = mapped_column(String(32))
 
     __table_args__ = (Index("uq_approval_cards_request_channel", "request_id", "channel", unique=True),)
+
+
+class RequestApproval(Base):
+    """One approver's approval of a pending request; unique per (request, approver), so nobody counts twice."""
+
+    __tablename__ = "request_approvals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("access_requests.id", ondelete="CASCADE"))
+    approver_id: Mapped[str] = mapped_column(String(32))
+    approved_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("request_id", "approver_id", name="uq_request_approvals_request_approver"),)
 
 
 class ProvisioningStep(Base):

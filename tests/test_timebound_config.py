@@ -39,7 +39,7 @@ def test_a_non_positive_or_malformed_max_days_stops_start_up_naming_profile_and_
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("koding-iam: KODING_IAM_PROFILES is malformed: profile 'route53': max_days ")
+    assert lines[0].startswith("koding-iam: KODING_IAM_PROFILES is malformed: profile 'route53', field 'max_days': ")
     assert not list(tmp_path.iterdir())  # nothing was created
 
 
@@ -51,4 +51,4 @@ def test_max_days_is_optional_and_read_as_days() -> None:
     assert all(p.max_days is None for p in load_settings(**base).profiles.values())  # the README's defaults
     with pytest.raises(ConfigError) as caught:
         load_settings(**base, koding_iam_profiles=profiles(max_days=0))
-    assert "profile 'route53': max_days" in str(caught.value) and "\n" not in str(caught.value)
+    assert "profile 'route53', field 'max_days'" in str(caught.value) and "\n" not in str(caught.value)

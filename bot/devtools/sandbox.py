@@ -37,6 +37,17 @@ FAKE_AWS_ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 MOTO_ACCOUNT_ID = "123456789012"
+# GetPolicy's Description of the AWS managed policies the default profiles name, as AWS states it in the managed
+# policy reference (https://docs.aws.amazon.com/aws-managed-policy/latest/reference/<name>.html). moto's policy
+# data carries no descriptions, so the sandbox gives them, and GetPolicy answers them as IAM does.
+AWS_POLICY_DESCRIPTIONS = {
+    "AmazonEC2FullAccess": "Provides full access to Amazon EC2 via the AWS Management Console.",
+    "IAMReadOnlyAccess": "Provides read only access to IAM via the AWS Management Console.",
+    "AmazonRoute53FullAccess": "Provides full access to all Amazon Route 53 via the AWS Management Console.",
+    "AmazonRoute53DomainsFullAccess": "Provides full access to all Route 53 Domains actions and Create Hosted Zone "
+    "to allow Hosted Zone creation as part of domain registrations.",
+    "ReadOnlyAccess": "Provides read-only access to AWS services and resources.",
+}
 _managed_policy_data: dict[str, Any] | None = None
 
 
@@ -106,6 +117,7 @@ def install_managed_policies(arns: Iterable[str]) -> None:
         if arn in backend.managed_policies or name not in _managed_policy_data or ":aws:policy/" not in arn:
             continue
         policy = AWSManagedPolicy.from_data(name, MOTO_ACCOUNT_ID, backend.region_name, _managed_policy_data[name])
+        policy.description = AWS_POLICY_DESCRIPTIONS.get(name, "")
         backend.managed_policies[policy.arn] = policy
         backend.aws_managed_policies.append(policy)
 

@@ -33,8 +33,8 @@ class SocketModeEndpoint(Protocol):
 
 
 class WebApiMethods:
-    """chat.*, views.*, users.info, conversations.open, auth.test, apps.connections.open and response_url, over
-    the stand-in's state."""
+    """chat.*, views.*, users.info, usergroups.users.list, conversations.open, auth.test, apps.connections.open
+    and response_url, over the stand-in's state."""
 
     socket_mode: SocketModeEndpoint | None = None
     team_id: str
@@ -49,6 +49,8 @@ class WebApiMethods:
     _used_triggers: set[str]
     _response_urls: dict[str, _ResponseUrl]
     _users: dict[str, dict[str, Any]]
+    _usergroups: dict[str, list[str]]
+    _disabled_usergroups: set[str]
     _last_root_view_id: str | None
     _last_modal_view_id: str | None
 
@@ -70,6 +72,7 @@ class WebApiMethods:
             "chat.postEphemeral": self._chat_post_ephemeral,
             "conversations.open": self._conversations_open,
             "users.info": self._users_info,
+            "usergroups.users.list": self._usergroups_users_list,
             "views.open": self._views_open,
             "views.push": self._views_push,
             "views.update": self._views_update,
@@ -163,10 +166,14 @@ class WebApiMethods:
         return {"channel": {"id": "G" + digest}}
 
     def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        """https://api.slack.com/methods/users.info: `user_not_found` for an id the workspace does not know;
+        `deleted` for a deactivated member, `is_bot`, `is_restricted` / `is_ultra_restricted` for guests."""
         user_id = _str(args.get("user"))
         if not user_id or not _USER_ID.fullmatch(user_id):
             raise _SlackError("user_not_found")
         override = self._users.get(user_id, {})
+        if override.get("unknown"):
+            raise _SlackError("user_not_found")
         real_name = override.get("real_name") or f"Test User {user_id}"
         display_name = override.get("display_name") or user_id.lower()
         profile: dict[str, Any] = {"display_name": display_name, "real_name": real_name}
@@ -180,9 +187,27 @@ class WebApiMethods:
                 "real_name": real_name,
                 "deleted": bool(override.get("deleted", False)),
                 "is_bot": bool(override.get("is_bot", False)),
+                "is_app_user": False,
+                "is_restricted": bool(override.get("is_restricted", False)),
+                "is_ultra_restricted": bool(override.get("is_ultra_restricted", False)),
                 "profile": profile,
             }
         }
+
+    def _usergroups_users_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        """https://api.slack.com/methods/usergroups.users.list (scope usergroups:read, Tier 2): `{"ok": true,
+        "users": [...]}`, the member ids of a user group (`S…`); `no_such_subteam` for a group the workspace does
+        not have, `invalid_arguments` when `usergroup` is missing. A disabled group answers its members only
+        with `include_disabled` (else `no_such_subteam`, as for a deleted group)."""
+        group_id = _str(args.get("usergroup"))
+        if not group_id:
+            raise _SlackError("invalid_arguments", detail="missing required field: usergroup")
+        members = self._usergroups.get(group_id)
+        if members is None:
+            raise _SlackError("no_such_subteam")
+        if group_id in self._disabled_usergroups and not _truthy(args.get("include_disabled")):
+            raise _SlackError("no_such_subteam")
+        return {"users": list(members)}
 
     def _views_open(self, args: dict[str, Any]) -> dict[str, Any]:
         return self._open_modal(args, push=False)

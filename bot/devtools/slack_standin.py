@@ -282,8 +282,11 @@ class SlackStandIn(WebApiMethods, Strictness):
         email: str | None = None,
         deleted: bool = False,
         is_bot: bool = False,
+        is_restricted: bool = False,
+        unknown: bool = False,
     ) -> None:
-        """Override what users.info answers for one user (e.g. a deactivated or bot account)."""
+        """Override what users.info answers for one user (a deactivated or bot account, a guest; `unknown`:
+        users.info answers `user_not_found`)."""
         with self._lock:
             self._users[user_id] = {
                 "real_name": real_name,
@@ -291,7 +294,27 @@ class SlackStandIn(WebApiMethods, Strictness):
                 "email": email,
                 "deleted": deleted,
                 "is_bot": is_bot,
+                "is_restricted": is_restricted,
+                "unknown": unknown,
             }
+
+    def deactivate_user(self, user_id: str) -> None:
+        """The member is deactivated: users.info answers `deleted: true` from now on."""
+        with self._lock:
+            self._users[user_id] = {**self._users.get(user_id, {}), "deleted": True}
+
+    def set_usergroup(self, group_id: str, members: list[str], *, disabled: bool = False) -> None:
+        """Define (or replace) a user group (`S…`) and its members, as usergroups.users.list answers them."""
+        with self._lock:
+            self._usergroups[group_id] = list(members)
+            if disabled:
+                self._disabled_usergroups.add(group_id)
+            else:
+                self._disabled_usergroups.discard(group_id)
+
+    def remove_from_usergroup(self, group_id: str, user_id: str) -> None:
+        with self._lock:
+            self._usergroups[group_id] = [u for u in self._usergroups.get(group_id, []) if u != user_id]
 
     def _reset_state(self) -> None:
         self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
@@ -306,6 +329,8 @@ class SlackStandIn(WebApiMethods, Strictness):
         self._used_triggers: set[str] = set()
         self._response_urls: dict[str, _ResponseUrl] = {}
         self._users: dict[str, dict[str, Any]] = {}
+        self._usergroups: dict[str, list[str]] = {}
+        self._disabled_usergroups: set[str] = set()
         self._last_root_view_id: str | None = None
         self._last_modal_view_id: str | None = None
         self._seq = 0

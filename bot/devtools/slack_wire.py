@@ -47,6 +47,8 @@ DEFAULT_RATE_LIMITS: dict[str, RateLimit] = {
     "chat.postEphemeral": RateLimit(per_minute=100, burst=100),  # .../methods/chat.postEphemeral: Tier 4
     "conversations.open": RateLimit(per_minute=50, burst=50),  # .../methods/conversations.open: Tier 3
     "users.info": RateLimit(per_minute=100, burst=100),  # .../methods/users.info: Tier 4
+    # https://api.slack.com/methods/usergroups.users.list: Tier 2 (20+ per minute).
+    "usergroups.users.list": RateLimit(per_minute=20, burst=20),
     "views.open": RateLimit(per_minute=100, burst=100),  # .../methods/views.open: Tier 4
     "views.update": RateLimit(per_minute=100, burst=100),  # .../methods/views.update: Tier 4
     "views.push": RateLimit(per_minute=100, burst=100),  # .../methods/views.push: Tier 4

@@ -212,6 +212,38 @@ def test_users_info_shape_and_override(standin: SlackStandIn, client: WebClient)
     assert standin.calls_to("users.info")[0].body == {"user": "U0ALICE"}
 
 
+def test_users_info_answers_deactivated_guests_and_unknown_members_as_slack_does(
+    standin: SlackStandIn, client: WebClient
+) -> None:
+    standin.deactivate_user("U0LEFT")
+    assert client.users_info(user="U0LEFT")["user"]["deleted"] is True
+    standin.set_user("U0GUEST", is_restricted=True)
+    assert client.users_info(user="U0GUEST")["user"]["is_restricted"] is True
+    standin.set_user("U0NOBODY", unknown=True)
+    with pytest.raises(SlackApiError) as refused:
+        client.users_info(user="U0NOBODY")
+    assert refused.value.response["error"] == "user_not_found"
+
+
+def test_usergroups_users_list_answers_members_and_slack_errors(standin: SlackStandIn, client: WebClient) -> None:
+    standin.set_usergroup("S0APPROVERS", ["U0ALICE", "U0BOB"])
+    assert client.usergroups_users_list(usergroup="S0APPROVERS")["users"] == ["U0ALICE", "U0BOB"]
+    standin.remove_from_usergroup("S0APPROVERS", "U0BOB")
+    assert client.usergroups_users_list(usergroup="S0APPROVERS")["users"] == ["U0ALICE"]
+    for group in ("S0MISSING",):
+        with pytest.raises(SlackApiError) as refused:
+            client.usergroups_users_list(usergroup=group)
+        assert refused.value.response["error"] == "no_such_subteam"
+    standin.set_usergroup("S0OLD", ["U0ALICE"], disabled=True)
+    with pytest.raises(SlackApiError) as refused:
+        client.usergroups_users_list(usergroup="S0OLD")
+    assert refused.value.response["error"] == "no_such_subteam"
+    assert client.usergroups_users_list(usergroup="S0OLD", include_disabled=True)["users"] == ["U0ALICE"]
+    with pytest.raises(SlackApiError) as refused:
+        client.api_call("usergroups.users.list", params={})
+    assert refused.value.response["error"] == "invalid_arguments"
+
+
 # ----------------------------------------------------------------------------------------------- views
 
 

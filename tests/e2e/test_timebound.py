@@ -176,7 +176,9 @@ def test_access_for_is_validated_and_an_extension_moves_the_end_date(sb: Sandbox
 
     # Authorized on the server: the owner cannot approve their own extension; one admin's click wins.
     click(sb, "UALICE", ids.EXTENSION_APPROVE, asked)
-    assert "Only koding-iam admins" in dumps(sb.standin.ephemerals("UALICE"))
+    assert "You cannot decide on your own request" in dumps(sb.standin.ephemerals("UALICE"))
+    click(sb, "UCAROL", ids.EXTENSION_APPROVE, asked)  # neither admin nor approver of the profile
+    assert "Only koding-iam admins and the approvers" in dumps(sb.standin.ephemerals("UCAROL"))
     assert only_request(sb).ends_at == ends
     stale = sb.driver.latest_message("UADMIN2", containing="asks to extend")  # the other admin's copy, unrefreshed
     click(sb, "UADMIN1", ids.EXTENSION_APPROVE, asked)

@@ -306,3 +306,55 @@ def test_blank_signing_secret_counts_as_not_set_in_http_mode() -> None:
 def test_socket_mode_needs_no_signing_secret() -> None:
     settings = load(slack_signing_secret=None, slack_app_token=APP_TOKEN)
     assert settings.socket_mode
+
+
+# Approval policy ---------------------------------------------------------------------------------------------
+def test_admins_accept_user_groups() -> None:
+    assert load(koding_iam_admins="U0ADMIN, S0SECOPS").koding_iam_admins == ("U0ADMIN", "S0SECOPS")
+
+
+def test_profile_policy_keys_are_read() -> None:
+    spec = {
+        "ec2": profile("Developers", approvers=["S0SECOPS", "U0BOB"], approvals_required=2, approval_channel="C0SECOPS")
+    }
+    ec2 = load(koding_iam_profiles=json.dumps(spec)).profiles["ec2"]
+    assert (ec2.approvers, ec2.approvals_required, ec2.approval_channel) == (("S0SECOPS", "U0BOB"), 2, "C0SECOPS")
+    defaults = load().profiles["ec2"]
+    assert (defaults.approvers, defaults.approvals_required, defaults.approval_channel) == ((), 1, None)
+
+
+@pytest.mark.parametrize(
+    ("extra", "field", "says"),
+    [
+        ({"approverz": ["U0BOB"]}, "approverz", "unknown key"),
+        ({"approvers": ["bob"]}, "approvers", "'bob' is not a Slack member ID"),
+        ({"approvers": "U0BOB,C0CHANNEL"}, "approvers", "'C0CHANNEL' is not a Slack member ID"),
+        ({"approval_channel": "U0BOB"}, "approval_channel", "is not a Slack channel ID"),
+        ({"approvals_required": 0}, "approvals_required", "greater than or equal to 1"),
+        ({"approvals_required": 3}, "approvals_required", "more than the 2 possible approver(s)"),
+        ({"approvals_required": 4, "approvers": ["S0SECOPS"]}, "approvals_required", "more than the 3 possible"),
+    ],
+)
+def test_profile_policy_mistake_is_one_line_naming_the_profile_and_field(
+    extra: dict[str, Any], field: str, says: str
+) -> None:
+    message = config_error(
+        koding_iam_admins="U0ADMIN1,U0ADMIN2", koding_iam_profiles=json.dumps({"ec2": profile("Developers", **extra)})
+    )
+    assert message.startswith("KODING_IAM_PROFILES is malformed: profile 'ec2', field ")
+    assert f"field '{field}'" in message
+    assert says in message
+
+
+def test_malformed_admin_entry_is_one_line() -> None:
+    assert "'C0SECOPS' is not a Slack member ID" in config_error(koding_iam_admins="U0ADMIN,C0SECOPS")
+
+
+def test_several_profile_mistakes_give_one_line_each() -> None:
+    spec = {"ec2": profile("Developers", approverz=[]), "r53": profile("R53", approval_channel="nope")}
+    with pytest.raises(ConfigError) as caught:
+        load(koding_iam_profiles=json.dumps(spec))
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 2
+    assert "profile 'ec2', field 'approverz'" in lines[0]
+    assert "profile 'r53', field 'approval_channel'" in lines[1]

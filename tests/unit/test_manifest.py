@@ -14,13 +14,15 @@ from handlers.commands import ADMIN_ONLY
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = yaml.safe_load((ROOT / "slack-app-manifest.yml").read_text())
-# `client.chat_postMessage(` -> chat.postMessage: every Web API call the app (not its devtools) makes.
+# `client.chat_postMessage(` -> chat.postMessage, `client.usergroups_users_list(` -> usergroups.users.list:
+# every Web API call the app (not its devtools) makes.
 CALL = re.compile(r"\bclient\.([a-z]+)_([A-Za-z_]+)\(")
 
 
 def called_methods() -> set[str]:
     sources = [p for d in ("bot", "handlers") for p in (ROOT / d).rglob("*.py") if "devtools" not in p.parts]
-    return {f"{group}.{name}" for path in sources for group, name in CALL.findall(path.read_text())}
+    found = (match for path in sources for match in CALL.findall(path.read_text()))
+    return {f"{group}.{name.replace('_', '.')}" for group, name in found}  # usergroups.users.list
 
 
 def test_the_manifest_doctor_and_the_scope_table_ask_for_the_same_scopes() -> None:
