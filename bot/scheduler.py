@@ -46,6 +46,16 @@ def _sweep(services: Services) -> None:
             report.skipped,
             report.failed,
         )
+    usage = report.usage
+    if usage.actions or usage.last_used_reads:
+        log.info(
+            "key usage: %d last use(s) read, %d action(s), %d sent, %d skipped, %d failed",
+            usage.last_used_reads,
+            len(usage.actions),
+            usage.sent,
+            usage.skipped,
+            usage.failed,
+        )
 
 
 def _sync(services: Services) -> None:
