@@ -130,6 +130,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     report = sweep(services, now=now, dry_run=args.dry_run)
     print(f"rotation sweep as of {now.isoformat()}{' (dry run: nothing sent or changed)' if args.dry_run else ''}")
     print(format_sweep_table(report.actions, now))
+    usage = report.usage
+    print(f"key usage: {len(usage.actions)} action(s), {usage.last_used_reads} GetAccessKeyLastUsed read(s)")
     if not args.dry_run:
         print(f"sent {report.sent}, skipped {report.skipped}, failed {report.failed}")
     ends_failed = _sweep_end_dates(services, now, dry_run=args.dry_run)

@@ -161,6 +161,13 @@ class Settings(BaseSettings):
     koding_iam_auto_deactivate_after_days: int | None = Field(default=None, ge=0, le=3650)
     koding_iam_delete_after_days: int = Field(default=7, ge=1, le=365)
     koding_iam_sweep_interval_minutes: int = Field(default=5, ge=1, le=1440)
+    # Key usage (bot/key_usage.py): how often the sweep reads each key's last use again (keys of a rotation in
+    # progress are read at every sweep); retiring the old key once the new one is in use; unused keys (CIS AWS
+    # Foundations 1.12: 45 days) and their optional deactivation after a further grace period.
+    koding_iam_last_used_refresh_minutes: int = Field(default=60, ge=1, le=1440)
+    koding_iam_retire_old_key_after_use: bool = False
+    koding_iam_unused_after_days: int = Field(default=45, ge=1, le=3650)
+    koding_iam_unused_auto_deactivate_days: int | None = Field(default=None, ge=0, le=3650)
     # How far ahead `/koding-iam exempt` may set an exemption's end date.
     koding_iam_max_exemption_days: int = Field(default=365, ge=1, le=3650)
     # False on web processes when a separate `koding-iam scheduler` process runs the scheduled jobs.
@@ -172,7 +179,7 @@ class Settings(BaseSettings):
     # and exits; 25 fits inside the 30 s Heroku and Kubernetes wait before they kill. 0: release and exit at once.
     koding_iam_drain_seconds: int = Field(default=25, ge=0, le=3600)
 
-    @field_validator("koding_iam_auto_deactivate_after_days", mode="before")
+    @field_validator("koding_iam_auto_deactivate_after_days", "koding_iam_unused_auto_deactivate_days", mode="before")
     @classmethod
     def _optional_days(cls, value: Any) -> Any:
         return None if isinstance(value, str) and value.strip().lower() in ("", "off", "none") else value

@@ -17,10 +17,12 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from bot import access, ids, outbox, rotation, views
-from bot.aws_iam import AwsError, KeyLastUsed
+from bot import access, ids, key_usage, outbox, rotation, views
+from bot import key_usage_views as usage_views
+from bot.aws_iam import AwsError
 from bot.db import session_scope
 from bot.end_date_text import end_line
+from bot.key_usage import recorded_last_used
 from bot.limits import clip
 from bot.services import Services
 from bot.views import _button, _context, _section
@@ -43,9 +45,9 @@ def latest_request(session: Session, user_id: str) -> AccessRequest | None:
 @dataclass(frozen=True)
 class AwsFacts:
     """What the person's view needs from AWS, read before any transaction opens (an AWS call must never hold
-    one): each key's last use and the groups of users made outside koding-iam. None where AWS did not answer."""
+    one): the groups of users made outside koding-iam, None where AWS did not answer. Each key's last use is not
+    among them: the sweep records it (bot/key_usage_record.py) and the view shows the record and its time."""
 
-    last_used: Mapping[str, KeyLastUsed | None]
     groups: Mapping[str, list[str] | None]
 
 
@@ -58,19 +60,13 @@ def aws_facts(services: Services, user_id: str) -> AwsFacts:
             .order_by(AccessKey.created_at.desc())
         ).all()
     issued = request.iam_user_name.lower() if request is not None else None
-    last_used: dict[str, KeyLastUsed | None] = {}
-    for key_id, _ in rows[:MAX_KEYS]:
-        try:
-            last_used[key_id] = services.gateway.access_key_last_used(key_id)
-        except AwsError:
-            last_used[key_id] = None
     groups: dict[str, list[str] | None] = {}
     for name in dict.fromkeys(name for _, name in rows if name.lower() != issued):
         try:
             groups[name] = services.gateway.list_groups_for_user(name)
         except AwsError:
             groups[name] = None
-    return AwsFacts(last_used, groups)
+    return AwsFacts(groups)
 
 
 def user_blocks(
@@ -112,7 +108,9 @@ def user_blocks(
     active = [key for key in keys if key.status == KeyStatus.ACTIVE]
     for key in keys[:MAX_KEYS]:
         stage = rotation.stage_of(rotation.KeyState.of(key), policy, now)
-        used = views.last_used_text(aws.last_used.get(key.access_key_id))
+        read_at = key.last_used_read_at
+        recorded = recorded_last_used(read_at, key.last_used_at, key.last_used_service, key.last_used_region)
+        used = usage_views.recorded_text(recorded, read_at, now)
         of_user = f" of `{views.escape(key.iam_user_name)}`" if several_users else ""
         blocks.append(
             _section(
@@ -240,10 +238,23 @@ def admin_blocks(services: Services, session: Session, *, now: datetime) -> list
         for k in due
     ]
     blocks.extend(views.table_section("Keys due or overdue", rows, empty="none"))
+    unused = usage_views.unused_rows(flagged_unused(session), now)
+    blocks.extend(views.table_section("Unused keys", unused, empty="none"))
     blocks.extend(views.table_section("Drift found by sync", drift_rows(session), empty="none found"))
     events = session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(20)).all()
     blocks.extend(views.table_section("Latest audit events", [audit_row(e) for e in events], empty="none"))
     return blocks
+
+
+def flagged_unused(session: Session) -> list[key_usage.UsageKey]:
+    """Active keys flagged unused (told or kept), longest idle first."""
+    ids_ = session.scalars(
+        select(AccessKey.id)
+        .where(AccessKey.status == KeyStatus.ACTIVE, AccessKey.usage_stage.in_(key_usage.UNUSED_STAGES))
+        .order_by(AccessKey.usage_told_at)
+        .limit(MAX_DUE_ROWS)
+    ).all()
+    return [key_usage.snapshot(session, key_id) for key_id in ids_]
 
 
 def drift_rows(session: Session) -> list[str]:

@@ -33,6 +33,7 @@ DEACTIVATE_OLD = "koding_iam.deactivate_old"
 REACTIVATE = "koding_iam.reactivate"
 ADMIN_DEACTIVATE = "koding_iam.admin_deactivate"
 DELETE_INACTIVE = "koding_iam.delete_inactive"
+KEEP_KEY = "koding_iam.keep_key"  # an unused key: keep it (owner or admin)
 REVOKE_MODAL = "koding_iam.revoke"
 REVOKE_START = "koding_iam.revoke_start"
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from bot import flows, home, key_messages, rotation, views
+from bot import flows, home, key_messages, key_usage_flows, rotation, views
 from bot.aws_iam import AwsError, KeyLastUsed
 from bot.db import session_scope
 from bot.errors import DomainError, NotAuthorized
+from bot.key_usage import recorded_last_used
 from bot.rotation import ActionKind, Policy, Stage, SweepAction
 from bot.services import Services
 from models import AccessKey, KeyGrant, KeyMessageRole
@@ -30,12 +31,14 @@ class SweepReport:
     sent: int = 0
     skipped: int = 0  # claimed by another scheduler, or the key moved on since it was read
     failed: int = 0  # left for the next sweep
+    usage: key_usage_flows.UsageReport = field(default_factory=key_usage_flows.UsageReport)
 
 
 def sweep(services: Services, *, now: datetime, dry_run: bool = False) -> SweepReport:
-    """One pass over the keys as of `now`. Dry: decide and report, send and change nothing."""
+    """One pass over the keys as of `now`: first their recorded use (bot/key_usage_flows.py), then rotation.
+    Dry: decide and report, send and change nothing."""
     policy = Policy.from_settings(services.settings)
-    report = SweepReport(actions=[])
+    report = SweepReport(actions=[], usage=key_usage_flows.sweep(services, now=now, dry_run=dry_run))
     for action in rotation.plan(services.session_factory, policy, now):
         report.actions.append(action)
         if dry_run:
@@ -83,7 +86,7 @@ def _notify(services: Services, action: SweepAction, policy: Policy, now: dateti
         if not rotation.claim(session, action, now):
             return "skipped"
     key = action.key
-    last_used = _last_used(services, key.access_key_id) if action.stage not in (Stage.DELETED,) else None
+    last_used = _recorded_last_used(services, key.id) if action.stage not in (Stage.DELETED,) else None
     text, blocks = _owner_message(action, policy, now, last_used)
     if key.owner_id:
         posted = services.notifier.dm(key.owner_id, text, blocks)
@@ -142,6 +145,14 @@ def _owner_message(
         due_at=key.created_at + policy.rotate_after,
         now=now,
     )
+
+
+def _recorded_last_used(services: Services, key_row_id: int) -> KeyLastUsed | None:
+    """The key's last use as the sweep recorded it (read from AWS at the start of this sweep, or within the
+    refresh interval): a reminder costs no AWS call of its own."""
+    with session_scope(services.session_factory) as session:
+        key = rotation.load_key(session, key_row_id)
+        return recorded_last_used(key.last_used_read_at, key.last_used_at, key.last_used_service, key.last_used_region)
 
 
 def _last_used(services: Services, access_key_id: str) -> KeyLastUsed | None:
@@ -268,6 +279,7 @@ def deactivate_old(
         now=now,
         deactivated=True,
     )
+    key_usage_flows.close_unused_messages(services, key.id, f"deactivated by <@{user_id}> on {views.when(now)}")
     _update_recorded(services, key.id, KeyMessageRole.ADMIN, admin_view)
     _update_recorded(services, key.id, KeyMessageRole.OWNER, owner_view)
     if by_admin:

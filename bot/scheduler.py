@@ -48,6 +48,16 @@ def _sweep(services: Services) -> None:
             report.skipped,
             report.failed,
         )
+    usage = report.usage
+    if usage.actions or usage.last_used_reads:
+        log.info(
+            "key usage: %d last use(s) read, %d action(s), %d sent, %d skipped, %d failed",
+            usage.last_used_reads,
+            len(usage.actions),
+            usage.sent,
+            usage.skipped,
+            usage.failed,
+        )
     ends = timebound_flows.sweep(services, now=now)
     if ends.actions:
         log.info(

@@ -7,7 +7,7 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
-from bot import admin_flows, flows, ids, rotation_flows
+from bot import admin_flows, flows, ids, key_usage_flows, rotation_flows
 from bot.services import Services
 from handlers.parsing import Toggle, button_id, channel_of, toggle_of, user_of
 
@@ -114,6 +114,12 @@ def register(app: App, services: Services) -> None:
     on_button(
         ids.DELETE_INACTIVE,
         lambda key_id, user_id, channel, _: rotation_flows.delete_inactive(
+            services, key_row_id=key_id, user_id=user_id, channel=channel
+        ),
+    )
+    on_button(
+        ids.KEEP_KEY,
+        lambda key_id, user_id, channel, _: key_usage_flows.keep(
             services, key_row_id=key_id, user_id=user_id, channel=channel
         ),
     )

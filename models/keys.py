@@ -87,9 +87,21 @@ class AccessKey(Base):
     # The owner's latest reminder DM, updated when the key is rotated so an old Rotate button disappears.
     notice_channel: Mapped[str | None] = mapped_column(String(32))
     notice_ts: Mapped[str | None] = mapped_column(String(32))
+    # The key's last use as GetAccessKeyLastUsed answered when the sweep read it at `last_used_read_at` (None: not
+    # read yet); no date means AWS reports the key never used. `first_used_at` is the earliest use ever read.
+    last_used_at: Mapped[datetime | None]
+    last_used_service: Mapped[str | None] = mapped_column(String(64))
+    last_used_region: Mapped[str | None] = mapped_column(String(32))
+    last_used_read_at: Mapped[datetime | None]
+    first_used_at: Mapped[datetime | None]
+    # What the owner was last told about the key's use (bot/key_usage.py: UsageStage), claimed like reminders.
+    usage_stage: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    usage_told_at: Mapped[datetime | None]
 
     __table_args__ = (
         Index("ix_access_keys_owner_id", "owner_id"),
+        # The keys whose last use is due to be read again, oldest reading first.
+        Index("ix_access_keys_last_used_read_at", "last_used_read_at"),
         # Keys by status and age: the admins' due/overdue list; the sweep itself walks the primary key in id order.
         Index("ix_access_keys_status_created_at", "status", "created_at"),
     )
@@ -98,6 +110,7 @@ class AccessKey(Base):
 class KeyMessageRole(StrEnum):
     OWNER = "owner"  # the owner's DM about this key (rotation guide, deactivated notice) with its buttons
     ADMIN = "admin"  # an admin's overdue card for this key, with Deactivate now
+    UNUSED = "unused"  # the owner's DM and the admins' notices that the key is unused, with Keep
 
 
 class KeyMessage(Base):

@@ -41,7 +41,7 @@ EXPECTED_ROWS = [
     "| DM sweep to 30 owners: owner DMs delivered exactly once |",
     "| DM sweep to 30 owners: admin notices for 2 overdue keys |",
     "| DM sweep to 30 owners: HTTP 429 answers |",
-    "| DM sweep to 30 owners: AWS calls per owner DM |",
+    "| DM sweep to 30 owners: GetAccessKeyLastUsed calls per key |",
 ]
 
 

@@ -257,3 +257,26 @@ def _response_delete_service_specific_credential(self: IamResponse) -> EmptyResu
             store.remove(credential)
             return EmptyResult()
     raise NotFoundException(f"No such service-specific credential: {credential_id}")
+
+
+# Key last use: moto records it only for requests signed with the key; tests set it ------------------------------
+def set_access_key_last_used(access_key_id: str, *, used_at: datetime | None, service: str, region: str) -> None:
+    """Make GetAccessKeyLastUsed answer as AWS would for a key used at `used_at` with `service` in `region`.
+
+    https://docs.aws.amazon.com/IAM/latest/APIReference/API_GetAccessKeyLastUsed.html and its AccessKeyLastUsed
+    type: LastUsedDate is absent (null) and ServiceName and Region are "N/A" for a key never used; moto answers
+    that for a key whose `last_used` is None, which `used_at=None` restores. AWS records only the first use of a key
+    in any 15-minute span (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_getting-report.html,
+    access_key_1_last_used_date), so a test that sets a date sets the span's first use, as AWS reports it.
+    moto keeps the answer on its AccessKey object (`last_used`, an AccessKeyLastUsed), shared by the in-process
+    mock and a moto server running in this process.
+    """
+    from moto.iam.models import AccessKeyLastUsed, iam_backends
+
+    for account in list(iam_backends.values()):
+        for backend in list(account.values()):
+            key = backend.access_keys.get(access_key_id)
+            if key is not None:
+                key.last_used = None if used_at is None else AccessKeyLastUsed(used_at, service, region)
+                return
+    raise KeyError(f"no access key {access_key_id} in moto's IAM")

@@ -59,7 +59,7 @@ def test_app_home_for_a_person_and_for_an_admin(sandbox: Sandbox) -> None:
     mine = home_of(sb, "UALICE")
     text = dumps(mine)
     assert "koding-ualice" in text and "Developers" in text and "AmazonEC2FullAccess" in text
-    assert key in text and "never used" in text and "rotation: *fresh*" in text
+    assert key in text and "not read from AWS yet" in text and "rotation: *fresh*" in text
     assert buttons(mine) == [ids.ROTATE]
 
     submit_request(sb, "UBOB")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -13,6 +13,7 @@ from sqlalchemy import select
 from bot import ids, rotation_flows
 from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
+from bot.devtools.strict_iam import set_access_key_last_used
 from models import AccessKey, AuditEvent
 from tests.e2e.flow_steps import actions_in, click, refreshed, reveal_first_key
 
@@ -30,6 +31,12 @@ def dms(sb: Sandbox, user: str, containing: str) -> list[dict[str, Any]]:
 def key_row(sb: Sandbox, access_key_id: str) -> AccessKey:
     with session_scope(sb.services.session_factory) as session:
         return session.scalars(select(AccessKey).where(AccessKey.access_key_id == access_key_id)).one()
+
+
+def in_use(access_key_id: str, at: datetime) -> None:
+    """Mark the key used at `at`, so a test about rotation does not also see it flagged unused
+    (tests/e2e/test_key_usage.py)."""
+    set_access_key_last_used(access_key_id, used_at=at, service="ec2", region="us-east-1")
 
 
 def sweep(sb: Sandbox, when: Any, **kwargs: Any) -> rotation_flows.SweepReport:
@@ -88,6 +95,7 @@ def test_thirty_day_outage_gives_one_message_per_key(sandbox: Sandbox) -> None:
     sb = sandbox
     key = reveal_first_key(sb)
     born = key_row(sb, key).created_at
+    in_use(key, born + 124 * DAY)
     before = len(sb.standin.calls_to("chat.postMessage"))
     sweep(sb, born + 125 * DAY)  # the scheduler was down from day 80 to day 125
     sweep(sb, born + 125 * DAY + timedelta(minutes=5))
@@ -99,6 +107,7 @@ def test_concurrent_sweeps_send_each_stage_once(sandbox: Sandbox) -> None:
     sb = sandbox
     key = reveal_first_key(sb)
     when = key_row(sb, key).created_at + 95 * DAY
+    in_use(key, when - DAY)
     before = len(sb.standin.calls_to("chat.postMessage"))
     others = [sb.make_services(sb.settings) for _ in range(4)]  # separate engines, like separate processes
     barrier = threading.Barrier(len(others))
@@ -123,6 +132,7 @@ def test_failed_send_is_retried_by_the_next_sweep(sandbox: Sandbox) -> None:
     sb = sandbox
     key = reveal_first_key(sb)
     when = key_row(sb, key).created_at + 91 * DAY
+    in_use(key, when - DAY)
     sb.standin.fail_next("chat.postMessage", error="fatal_error")
     report = sweep(sb, when)
     assert report.failed == 1 and dms(sb, "UALICE", "due for rotation") == []
@@ -212,6 +222,7 @@ def test_reactivate_inside_the_window_only(sandbox: Sandbox) -> None:
 def test_admin_deactivate_now_and_non_admins(sandbox: Sandbox) -> None:
     sb = sandbox
     key = reveal_first_key(sb)
+    in_use(key, key_row(sb, key).created_at + 94 * DAY)
     sweep(sb, key_row(sb, key).created_at + 95 * DAY)
     card = dms(sb, "UADMIN1", "Overdue key")[0]
     click(sb, "UALICE", ids.ADMIN_DEACTIVATE, card)  # the owner is not an admin
