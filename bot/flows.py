@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 
-from bot import access, approval, home, intake, notify, provisioning, reveal, reveal_recovery, timebound, views
+from bot import access, approval, home, intake, notify, outbox, provisioning, reveal, reveal_recovery, timebound, views
 from bot.aws_iam import NewAccessKey
 from bot.db import session_scope
 from bot.errors import (
@@ -101,11 +102,12 @@ def approve(services: Services, *, request_id: int, admin_id: str, channel: str 
                 approve=True,
                 now=services.clock(),
             )
+            mark_cards(session, services, request_id)
     except DomainError as exc:
         refuse(services, channel, admin_id, exc)
         return
+    services.wake_outbox()
     if request.status == RequestStatus.PENDING:  # more approvals needed: every card counts this one
-        refresh_cards(services, request_id)
         services.notifier.ephemeral(
             channel,
             admin_id,
@@ -114,7 +116,6 @@ def approve(services: Services, *, request_id: int, admin_id: str, channel: str 
         )
         return
     # Committed: only now do the cards say "Approved" and does the requester hear it.
-    refresh_cards(services, request_id)
     services.notifier.decision(request)
     services.background.submit(provision_safely, services, request_id)
 
@@ -138,7 +139,7 @@ def deny(services: Services, *, request_id: int, admin_id: str, reason: str) -> 
     """The compare-and-set deny; raises AlreadyDecided / NotAuthorized for the modal to show."""
     authorize_decision(services, request_id, admin_id)
     with session_scope(services.session_factory) as session:
-        return approval.decide(
+        request = approval.decide(
             session,
             settings=services.settings,
             request_id=request_id,
@@ -147,6 +148,8 @@ def deny(services: Services, *, request_id: int, admin_id: str, reason: str) -> 
             reason=reason,
             now=services.clock(),
         )
+        mark_cards(session, services, request_id)
+        return request
 
 
 def announce_denial(services: Services, request_id: int) -> None:
@@ -155,22 +158,19 @@ def announce_denial(services: Services, request_id: int) -> None:
     home.refresh(services, request.requester_id, admins=True)
 
 
-def refresh_cards(
-    services: Services,
-    request_id: int,
-    progress: list[provisioning.StepProgress] | None = None,
-    *,
-    with_progress: bool = False,
-) -> AccessRequest:
-    """Read the request and where its cards are, close the transaction, then update every copy."""
+def refresh_cards(services: Services, request_id: int) -> AccessRequest:
+    """Mark the request's cards changed; the outbox sender redraws every copy from the database after commit
+    (progress included), once however many changes came before its turn."""
     with session_scope(services.session_factory) as session:
         request = approval.load_request(session, request_id)
-        cards = notify.cards_of(session, request_id)
-        approvers = approval.approvers_of(session, request_id)
-        if progress is None and with_progress:
-            progress = provisioning.progress_of(session, request, services.settings)
-    services.notifier.update_approval_cards(request, cards, progress, approvers)
+        mark_cards(session, services, request_id)
+    services.wake_outbox()
     return request
+
+
+def mark_cards(session: Session, services: Services, request_id: int) -> None:
+    """Inside the state change's own transaction: the cards are redrawn if, and only if, it commits."""
+    outbox.touch(session, outbox.CARDS, str(request_id), now=services.clock())
 
 
 def retry(services: Services, *, request_id: int, admin_id: str, channel: str | None) -> None:
@@ -181,7 +181,7 @@ def retry(services: Services, *, request_id: int, admin_id: str, channel: str | 
     except DomainError as exc:
         refuse(services, channel, admin_id, exc)
         return
-    refresh_cards(services, request_id, with_progress=True)
+    refresh_cards(services, request_id)
     services.background.submit(provision_safely, services, request_id)
 
 
@@ -189,8 +189,8 @@ def retry(services: Services, *, request_id: int, admin_id: str, channel: str | 
 def provision(services: Services, request_id: int) -> provisioning.Outcome:
     """Run provisioning with the approval cards updated live, then tell the requester how it ended."""
 
-    def show_progress(progress: list[provisioning.StepProgress]) -> None:
-        refresh_cards(services, request_id, progress)
+    def show_progress(_: list[provisioning.StepProgress]) -> None:
+        refresh_cards(services, request_id)  # each step is recorded before this: the card is drawn from the rows
 
     outcome = provisioning.run(
         services.session_factory,
@@ -206,7 +206,7 @@ def provision(services: Services, request_id: int) -> provisioning.Outcome:
     if outcome.status == "skipped":
         return outcome
     log.info("provisioning of request %s ended: %s", request_id, outcome.status)
-    request = refresh_cards(services, request_id, with_progress=True)
+    request = refresh_cards(services, request_id)
     if outcome.status == "failed":
         services.notifier.provisioning_failed(request)
     if outcome.status == "provisioned" and outcome.grant_id is not None:

@@ -74,7 +74,13 @@ def claim_due(
     with session_scope(factory) as session:
         due = session.execute(
             select(OutboxEntry.kind, OutboxEntry.subject)
-            .where(OutboxEntry.version > OutboxEntry.delivered_version, OutboxEntry.due_at <= now, _free(owner, now))
+            .where(
+                OutboxEntry.version > OutboxEntry.delivered_version,
+                # A surface waits only after a failed delivery: a fresh change is due whatever the clock of the
+                # process that marked it said (clocks of two processes may differ).
+                or_(OutboxEntry.attempts == 0, OutboxEntry.due_at <= now),
+                _free(owner, now),
+            )
             .order_by(OutboxEntry.due_at)
             .limit(limit)
         ).all()

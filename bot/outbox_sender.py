@@ -16,17 +16,32 @@ from typing import Literal
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot import home, outbox
+from bot import approval, home, notify, outbox, provisioning
+from bot.db import session_scope
+from bot.errors import NotFound
 from bot.services import Services
 from bot.slack_pacing import Pacer
+from models import RequestStatus
 
 log = logging.getLogger(__name__)
 
 Result = Literal["delivered", "retry", "gone"]
-# Slack's answers that no retry can change: the surface is dropped (its row records the error).
+# Slack's answers that no retry can change: the surface (or that copy of a card) is dropped, the error logged.
 GONE = frozenset(
-    {"user_not_found", "account_inactive", "not_allowed_token_type", "invalid_arguments", "invalid_blocks"}
+    {
+        "user_not_found",
+        "account_inactive",
+        "not_allowed_token_type",
+        "invalid_arguments",
+        "invalid_blocks",
+        "message_not_found",
+        "channel_not_found",
+        "cant_update_message",
+        "is_archived",
+    }
 )
+# A request in these states shows its provisioning steps on the card.
+SHOWS_PROGRESS = frozenset({RequestStatus.PROVISIONING, RequestStatus.PROVISIONED, RequestStatus.FAILED})
 CLAIM_SECONDS = 120
 
 
@@ -42,7 +57,10 @@ class OutboxSender:
         self._stop = threading.Event()
         self._busy = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._draw: dict[str, Callable[[str], Result]] = {outbox.HOME: self._publish_home}
+        self._draw: dict[str, Callable[[str], Result]] = {
+            outbox.HOME: self._publish_home,
+            outbox.CARDS: self._update_cards,
+        }
 
     # Life ----------------------------------------------------------------------------------------------------
     def start(self) -> OutboxSender:
@@ -120,6 +138,34 @@ class OutboxSender:
         self.pacer.wait("views.publish")
         self.services.notifier.client.views_publish(user_id=user_id, view=view)
         return "delivered"
+
+    def _update_cards(self, subject: str) -> Result:
+        """Every recorded copy of a request's approval card, drawn once from the database (progress included)."""
+        services = self.services
+        try:
+            with session_scope(services.session_factory) as session:
+                request = approval.load_request(session, int(subject))
+                cards = notify.cards_of(session, request.id)
+                approvers = approval.approvers_of(session, request.id)
+                progress = (
+                    provisioning.progress_of(session, request, services.settings)
+                    if request.status in SHOWS_PROGRESS
+                    else None
+                )
+        except NotFound:
+            return "gone"
+        text, blocks = services.notifier.approval_card(request, progress, approvers)
+        result: Result = "delivered"
+        for channel, ts in cards:
+            self.pacer.wait("chat.update")
+            try:
+                services.notifier.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+            except SlackApiError as exc:
+                error = str(exc.response.get("error") or "slack_error")
+                log.info("outbox: card %s/%s of request %s not updated: %s", channel, ts, request.id, error)
+                if error not in GONE:  # this copy again later (the others are redrawn too: an update is idempotent)
+                    result = "retry"
+        return result
 
     # Tests and the demo --------------------------------------------------------------------------------------
     def wait_idle(self, timeout: float = 30.0, *, quietly: bool = False) -> int:

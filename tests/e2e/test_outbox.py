@@ -34,10 +34,14 @@ def test_a_burst_of_changes_publishes_each_home_once_with_the_final_state(sandbo
     marks = entry(sandbox, outbox.HOME, "UADMIN1")
     assert marks is not None and marks.version >= 2  # the request, then its outcome: marked twice at least
 
+    updates_before = len(sandbox.standin.calls_to("chat.update"))
     sender = OutboxSender(sandbox.services)
-    assert sender.wait_idle() == 3
+    assert sender.wait_idle() == 4  # three tabs and the request's cards
     published = [c.body["user_id"] for c in sandbox.standin.calls_to("views.publish")]
     assert sorted(published) == ["UADMIN1", "UADMIN2", "UALICE"]
+    # Both copies of the card (one per admin's DM) were updated once each, to their final state.
+    updates = sandbox.standin.calls_to("chat.update")[updates_before:]
+    assert len(updates) == 2 and all("Provisioned" in c.raw or "provisioned" in c.raw for c in updates)
     alice = str(sandbox.standin.published_home("UALICE"))
     assert "koding-ualice" in alice and "Reveal" in alice
     assert sender.wait_idle() == 0  # caught up: nothing is drawn again

@@ -64,6 +64,7 @@ def test_crash_between_steps_resumes_from_the_first_unfinished_step(sandbox: San
     restarted_gateway = CountingGateway(real_gateway)
     restarted = sb.make_services(sb.settings, clock=lambda: later, gateway=restarted_gateway)
     flows.resume_interrupted(restarted)
+    sb.wait_idle()  # the cards are redrawn by the outbox's sender, after the resumed run's commits
 
     assert only_request(sb).status == "provisioned"
     assert real_gateway.list_groups_for_user("koding-ualice") == ["Developers"]
