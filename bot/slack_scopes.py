@@ -17,6 +17,10 @@ BOT_SCOPES: dict[str, tuple[tuple[str, ...], str]] = {
         "https://docs.slack.dev/reference/scopes/chat.write",
     ),
     "users:read": (("user_change",), "https://docs.slack.dev/reference/events/user_change"),
+    "files:write": (
+        ("files.getUploadURLExternal", "files.completeUploadExternal"),
+        "https://docs.slack.dev/reference/scopes/files.write",
+    ),
 }
 
 # Web API methods koding-iam calls and the bot scope each needs (None: the method needs no scope). A method the
@@ -30,6 +34,15 @@ METHOD_SCOPES: dict[str, str | None] = {
     "views.update": None,
     "views.publish": None,
     "auth.test": None,  # https://docs.slack.dev/reference/methods/auth.test: no scope required
+    # https://docs.slack.dev/reference/methods/files.getUploadURLExternal (and files.completeUploadExternal)
+    "files.getUploadURLExternal": "files:write",
+    "files.completeUploadExternal": "files:write",
+}
+
+# slack_sdk helpers that call several Web API methods: `files_upload_v2` (the `/koding-iam report` CSV) gets an
+# upload URL, posts the bytes to it, then completes the upload (files.uploadV2 in Slack's words).
+SDK_HELPERS: dict[str, tuple[str, ...]] = {
+    "files.upload_v2": ("files.getUploadURLExternal", "files.completeUploadExternal"),
 }
 
 # Events the manifest subscribes to and the scope each needs (None: none).
