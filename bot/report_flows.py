@@ -8,7 +8,6 @@ them into rows and verdicts.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -22,7 +21,6 @@ from bot.db import session_scope
 from bot.services import Services
 from models import AccessKey, AccessRequest, Exemption, GrantStatus, KeyGrant, KeyStatus, RequestStatus
 
-log = logging.getLogger(__name__)
 FORMATS = ("csv", "json")
 # Requests whose IAM user exists: listed even without a key.
 USER_HOLDING = (RequestStatus.PROVISIONED, RequestStatus.REVOKING)

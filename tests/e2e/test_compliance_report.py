@@ -24,7 +24,7 @@ from bot import cli, ids, rotation, rotation_flows, sync
 from bot.db import session_scope
 from bot.devtools.sandbox import MOTO_ACCOUNT_ID, Sandbox
 from bot.report import COLUMNS, SUMMARY_COLUMNS, iso
-from models import AccessKey, AccessRequest
+from models import AccessKey, AccessRequest, AuditEvent
 from tests.e2e.flow_steps import card, click, reveal_first_key, submit_request
 
 DAY = timedelta(days=1)
@@ -230,6 +230,9 @@ def test_the_report_matches_the_seeded_account_in_both_formats_and_through_slack
     assert shared.content is not None
     uploaded = shared.content.decode()
     assert parse_csv(uploaded) == (as_csv_cells(seeded.rows), as_csv_cells(seeded.summary))
+    with session_scope(sb.services.session_factory) as session:
+        (sent,) = session.scalars(select(AuditEvent).where(AuditEvent.action == "report.sent")).all()
+        assert (sent.actor, sent.detail["rows"], sent.detail["file"]) == ("UADMIN1", 6, shared.filename)
     note = sb.driver.latest_message("UADMIN1", containing="Compliance report as of")
     assert "5 IAM user(s), 5 access key(s)" in note["text"]
     assert "CIS 1.13" in json.dumps(note["blocks"])
@@ -256,6 +259,20 @@ def test_a_non_admin_is_refused_and_nothing_is_built(sqlite_sandbox: Sandbox) ->
     assert sb.services.gateway.calls == aws_calls
     assert not sb.standin.calls_to("files.getUploadURLExternal")
     assert "Only koding-iam admins" in json.dumps(sb.standin.ephemerals("UALICE"))
+
+
+def test_an_upload_slack_refuses_is_told_to_the_admin_and_not_recorded_as_sent(sqlite_sandbox: Sandbox) -> None:
+    sb = sqlite_sandbox
+    reveal_first_key(sb)
+    sb.standin.fail_next("files.completeUploadExternal", error="invalid_arguments")
+    response, _ = sb.driver.command("UADMIN2", "report")
+    assert response.status == 200
+    sb.wait_idle()
+    assert sb.standin.shared_files(sb.standin.dm_channel("UADMIN2")) == []
+    told = sb.driver.latest_message("UADMIN2", containing="could not be uploaded")
+    assert "`koding-iam report` writes the same file" in told["text"]
+    with session_scope(sb.services.session_factory) as session:
+        assert session.scalars(select(AuditEvent).where(AuditEvent.action == "report.sent")).all() == []
 
 
 @pytest.mark.parametrize(
