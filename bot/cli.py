@@ -1,4 +1,4 @@
-"""The `koding-iam` command: serve, db upgrade/current, demo, sweep, scheduler, sync, doctor."""
+"""The `koding-iam` command: serve, db upgrade/current, demo, sweep, scheduler, sync, report, doctor."""
 
 from __future__ import annotations
 
@@ -245,6 +245,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return 1 if remaining else 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from bot import report_flows
+
+    return report_flows.command(args, services=_services_for_jobs, fail=_fail)
+
+
 def cmd_doctor(_: argparse.Namespace) -> int:
     from bot import doctor
 
@@ -310,6 +316,12 @@ SUBCOMMANDS = {
         "made outside koding-iam (records only) and print the drift found. Never changes AWS. Exits 1 while drift "
         "remains.",
     ),
+    "report": (
+        "compliance evidence: every IAM user and key with its CIS 1.12, 1.13 and 1.14 verdicts",
+        "Print one row per IAM user and access key koding-iam knows (imported ones included): owner, profile, "
+        "approval, age, last use (asked of AWS now), rotation stage, exemptions and the CIS AWS Foundations 1.12, "
+        "1.13 and 1.14 verdicts, with a summary per control. Holds key ids and dates, never a secret.",
+    ),
     "doctor": (
         "check configuration, database, Slack, AWS identity and IAM permissions",
         "Check the configuration, the database and its migrations, the Slack token and its scopes, the AWS "
@@ -341,6 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("scheduler")
     sync_parser = add("sync")
     sync_parser.add_argument("--fix", action="store_true", help="fix the safe findings (koding-iam's records only)")
+    report = add("report")
+    report.add_argument("--as-of", help="judge ages and verdicts as of this time (ISO-8601; default: now)")
+    report.add_argument("--format", default="csv", metavar="{csv,json}", help="csv (default) or json")
+    report.add_argument("--out", metavar="FILE", help="write the report to FILE instead of standard output")
     add("doctor")
     return parser
 
@@ -376,6 +392,7 @@ COMMANDS = {
     "sweep": cmd_sweep,
     "scheduler": cmd_scheduler,
     "sync": cmd_sync,
+    "report": cmd_report,
     "doctor": cmd_doctor,
 }
 

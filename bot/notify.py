@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -83,6 +83,17 @@ class Notifier:
         except SlackApiError as exc:
             log.info("ephemeral to %s failed (%s); sending a DM", user_id, exc.response.get("error"))
         self.dm(user_id, text, blocks)
+
+    def upload_file(self, channel: str, *, filename: str, content: str, title: str) -> bool:
+        """Share a file into a conversation (`channel`: its id, e.g. a DM's D…) through files.uploadV2; False when
+        Slack refused (logged by error code only)."""
+        try:
+            self.client.files_upload_v2(channel=channel, content=content, filename=filename, title=title)
+        except SlackClientError as exc:
+            error = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
+            log.warning("could not upload %s to %s: %s", filename, channel, error)
+            return False
+        return True
 
     def update_message(self, channel: str, ts: str, text: str, blocks: views.Blocks) -> bool:
         return self._update(channel, ts, text, blocks)

@@ -19,6 +19,10 @@ BOT_SCOPES: dict[str, tuple[tuple[str, ...], str]] = {
     "users:read": (("user_change", "users.info"), "https://docs.slack.dev/reference/events/user_change"),
     # Approver lists may name user groups (S…): their members are read with usergroups.users.list.
     "usergroups:read": (("usergroups.users.list",), "https://docs.slack.dev/reference/methods/usergroups.users.list"),
+    "files:write": (
+        ("files.getUploadURLExternal", "files.completeUploadExternal"),
+        "https://docs.slack.dev/reference/scopes/files.write",
+    ),
 }
 
 # Web API methods koding-iam calls and the bot scope each needs (None: the method needs no scope). A method the
@@ -31,11 +35,20 @@ METHOD_SCOPES: dict[str, str | None] = {
     "views.open": None,
     "views.update": None,
     "views.publish": None,
-    "auth.test": None,
+    "auth.test": None,  # https://docs.slack.dev/reference/methods/auth.test: no scope required
     # Whether an approver is still an active person (not deactivated, not a bot): https://api.slack.com/methods/users.info
     "users.info": "users:read",
     # Members of an approver user group: https://api.slack.com/methods/usergroups.users.list
-    "usergroups.users.list": "usergroups:read",  # https://docs.slack.dev/reference/methods/auth.test: no scope required
+    "usergroups.users.list": "usergroups:read",
+    # https://docs.slack.dev/reference/methods/files.getUploadURLExternal (and files.completeUploadExternal)
+    "files.getUploadURLExternal": "files:write",
+    "files.completeUploadExternal": "files:write",
+}
+
+# slack_sdk helpers that call several Web API methods: `files_upload_v2` (the `/koding-iam report` CSV) gets an
+# upload URL, posts the bytes to it, then completes the upload (files.uploadV2 in Slack's words).
+SDK_HELPERS: dict[str, tuple[str, ...]] = {
+    "files.upload_v2": ("files.getUploadURLExternal", "files.completeUploadExternal"),
 }
 
 # Events the manifest subscribes to and the scope each needs (None: none).

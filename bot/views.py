@@ -104,6 +104,7 @@ def help_message(*, problem: str | None = None, admin: bool = False, who_approve
             "• `/koding-iam audit [@member]` — the latest audit events\n"
             "• `/koding-iam revoke @member` — remove a member's IAM user, after a confirmation\n"
             "• `/koding-iam sync` — import IAM users made outside koding-iam and show drift\n"
+            "• `/koding-iam report` — compliance evidence (every user and key, CIS 1.12–1.14) as a CSV in your DM\n"
             "• `/koding-iam exempt <iam-user> <YYYY-MM-DD> <reason>` — no rotation reminders until that date"
         )
     blocks: Blocks = []

@@ -1,4 +1,4 @@
-"""`/koding-iam`: help, request, status, rotate for everyone; list, revoke, audit, exempt, sync for admins.
+"""`/koding-iam`: help, request, status, rotate for everyone; list, revoke, audit, exempt, sync, report for admins.
 
 Unknown subcommands and bad arguments get the help text with what was wrong; answers are ephemeral.
 """
@@ -9,10 +9,10 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
-from bot import access, admin_flows, flows, home, ids, rotation_flows, views
+from bot import access, admin_flows, flows, home, ids, report_flows, rotation_flows, views
 from bot.services import Services
 
-ADMIN_ONLY = {"list", "revoke", "audit", "exempt", "sync"}
+ADMIN_ONLY = {"list", "revoke", "audit", "exempt", "sync", "report"}
 
 
 def register(app: App, services: Services) -> None:
@@ -50,6 +50,12 @@ def register(app: App, services: Services) -> None:
         elif subcommand == "sync":
             ack(response_type="ephemeral", text="Comparing IAM with koding-iam's records…")
             admin_flows.sync_command(services, admin_id=user_id, channel=channel)
+        elif subcommand == "report":
+            if len(words) > 1:
+                ack(**views.help_message(problem="`report` takes no arguments.", admin=True))
+                return
+            ack(response_type="ephemeral", text="Building the compliance report; the CSV arrives in our DM shortly.")
+            report_flows.report_command(services, admin_id=user_id, channel=channel)
         elif subcommand == "rotate":
             ack()
             problem = rotation_flows.rotate_command(

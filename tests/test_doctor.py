@@ -243,13 +243,14 @@ def test_scopes_from_the_header(
     db.upgrade(sqlite_url)
     configure(monkeypatch, sqlite_url, scoped_slack.base_url)
 
-    scoped_slack.scopes = "commands,chat:write,users:read,usergroups:read,channels:read"
+    scoped_slack.scopes = "commands,chat:write,users:read,usergroups:read,files:write,channels:read"
     assert rows(doctor.run_checks())["Slack scopes"].status == Status.PASS
 
     scoped_slack.scopes = "commands"
     status, out = run_doctor(capsys)
     assert status == 1
-    assert "FAIL    Slack scopes" in out and "missing bot scopes: chat:write, users:read, usergroups:read" in out
+    assert "FAIL    Slack scopes" in out
+    assert "missing bot scopes: chat:write, users:read, usergroups:read, files:write" in out
     assert "reinstall the app" in out and "SLACK_BOT_TOKEN" in out
 
 

@@ -16,8 +16,8 @@ Only the methods the bot uses are implemented; anything else answers ``unknown_m
 call is loud. Request bodies are never printed or logged, because they may carry secrets. With a Socket Mode
 stand-in attached (``socket_mode``, bot/devtools/socket_standin.py), apps.connections.open hands out its URL.
 
-This module holds the server, its state and what tests read of it; the methods are in ``slack_methods``, the
-strictness and fault injection in ``slack_strictness``, the records and body parsing in ``slack_wire``.
+This module holds the server, its state and what tests read of it; the methods are in ``slack_methods`` (file
+uploads in ``slack_files``), strictness and faults in ``slack_strictness``, records and parsing in ``slack_wire``.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from bot.devtools.slack_files import UPLOAD_PATH, FileUploads
 from bot.devtools.slack_methods import WebApiMethods
 from bot.devtools.slack_strictness import Strictness
 from bot.devtools.slack_wire import (
@@ -44,6 +45,7 @@ from bot.devtools.slack_wire import (
     _USER_ID,
     DEFAULT_RATE_LIMITS,
     MAX_BODY_BYTES,
+    MAX_UPLOAD_BYTES,
     RateLimit,
     RateLimited,
     RecordedCall,
@@ -116,7 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Silence the default stderr access log; tests run many requests and bodies must never leak."""
 
 
-class SlackStandIn(WebApiMethods, Strictness):
+class SlackStandIn(WebApiMethods, FileUploads, Strictness):
     """A real HTTP server on 127.0.0.1 that answers like the Slack Web API and records every call."""
 
     def __init__(
@@ -316,7 +318,11 @@ class SlackStandIn(WebApiMethods, Strictness):
         with self._lock:
             self._usergroups[group_id] = [u for u in self._usergroups.get(group_id, []) if u != user_id]
 
+    def _methods(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+        return {**WebApiMethods._methods(self), **self._file_methods()}
+
     def _reset_state(self) -> None:
+        self._files: dict[str, Any] = {}
         self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
         self._rate_limited: list[RateLimited] = []
         self._calls: list[RecordedCall] = []
@@ -360,13 +366,16 @@ class SlackStandIn(WebApiMethods, Strictness):
             method = url.path[len("/api/") :]
         elif url.path.startswith("/response/"):
             method = "response_url"
+        elif url.path.startswith(UPLOAD_PATH):
+            method = "upload_url"
         else:
             method = url.path
         try:
             length = int(h.headers.get("Content-Length") or 0)
         except ValueError:
             length = -1
-        if length < 0 or length > MAX_BODY_BYTES:
+        limit = MAX_UPLOAD_BYTES if method == "upload_url" else MAX_BODY_BYTES
+        if length < 0 or length > limit:
             _drain(h, length)
             error = _SlackError("request_too_large", status=413)
             answer = _Answer(status=413 if length > 0 else 400, payload=error.payload())
@@ -381,6 +390,8 @@ class SlackStandIn(WebApiMethods, Strictness):
                 body, answer = self._api(method, url.query, h.headers.get("Content-Type", ""), raw_bytes, h)
             elif method == "response_url":
                 body, answer = self._response_url(url.path, h.command, h.headers.get("Content-Type", ""), raw)
+            elif method == "upload_url":
+                body, answer = self._upload(url.path, h.command, raw_bytes)
             else:
                 body, answer = {}, _Answer(404, {"ok": False, "error": "unknown_path"})
         except Exception:

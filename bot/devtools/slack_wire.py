@@ -16,6 +16,8 @@ from urllib.parse import parse_qsl
 
 #: Bodies above this size are refused with HTTP 413 (Slack refuses oversized requests too).
 MAX_BODY_BYTES = 1024 * 1024
+#: A file's bytes posted to an upload URL may be larger (Slack takes files up to 1 GB; 50 MB is plenty here).
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 
 # Limits Slack enforces; a stand-in that accepted more would hide bugs that only show up in production.
 # Block Kit limits live in bot.devtools.blockkit_rules. Text: https://api.slack.com/methods/chat.postMessage
@@ -53,6 +55,9 @@ DEFAULT_RATE_LIMITS: dict[str, RateLimit] = {
     "views.update": RateLimit(per_minute=100, burst=100),  # .../methods/views.update: Tier 4
     "views.push": RateLimit(per_minute=100, burst=100),  # .../methods/views.push: Tier 4
     "views.publish": RateLimit(per_minute=100, burst=100),  # .../methods/views.publish: Tier 4
+    # .../methods/files.getUploadURLExternal and .../methods/files.completeUploadExternal: Tier 4
+    "files.getUploadURLExternal": RateLimit(per_minute=100, burst=100),
+    "files.completeUploadExternal": RateLimit(per_minute=100, burst=100),
 }
 
 # Methods that take the app-level token (xapp-), not the bot token.

@@ -294,6 +294,6 @@ def test_help_lists_the_admin_subcommands_to_admins_only(sqlite_sandbox: Sandbox
     sb = sqlite_sandbox
     admin = dumps(sb.driver.command("UADMIN1", "help")[0].json()["blocks"])
     member = dumps(sb.driver.command("UALICE", "help")[0].json()["blocks"])
-    for sub in ("list", "audit", "revoke", "sync", "exempt"):
+    for sub in ("list", "audit", "revoke", "sync", "exempt", "report"):
         assert f"/koding-iam {sub}" in admin and f"/koding-iam {sub}" not in member
     assert "/koding-iam request" in admin and "/koding-iam request" in member
