@@ -36,12 +36,13 @@ class Pacer:
 
     def __init__(
         self,
-        rates: dict[str, Rate] | None = None,
+        rates: dict[str, Rate] | Callable[[], dict[str, Rate]] | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] | None = None,
     ) -> None:
-        self.rates = dict(DEFAULT_RATES if rates is None else rates)
+        # A callable is asked at each call: the limits may change while the sender runs (a test lifting them).
+        self._rates = rates if callable(rates) else dict(DEFAULT_RATES if rates is None else rates)
         self._clock = clock
         self._stopping = threading.Event()
         self._sleep = sleep or self._stopping.wait
@@ -55,7 +56,8 @@ class Pacer:
 
     def wait(self, method: str, channel: str = "") -> None:
         """Take one token for `method` (in `channel` where the limit is per channel), waiting for it if needed."""
-        rate = self.rates.get(method)
+        rates = self._rates() if callable(self._rates) else self._rates
+        rate = rates.get(method)
         if rate is None:
             return
         key = (method, channel if rate.per_channel else "")

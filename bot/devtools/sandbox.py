@@ -27,6 +27,7 @@ from bot.devtools.slack_standin import SlackStandIn
 from bot.outbox_sender import OutboxSender
 from bot.server import SLACK_PATH, make_wsgi_app
 from bot.services import Services
+from bot.slack_pacing import DEFAULT_RATES, Pacer, Rate
 
 SIGNING_SECRET = "sandbox-signing-secret"  # noqa: S105 - a local stand-in's secret, not a credential
 BOT_TOKEN = "xoxb-sandbox-token"  # noqa: S105
@@ -204,7 +205,7 @@ class Sandbox:
         if self.use_moto:
             install_managed_policies(profile_policy_arns(self.settings))
         self.services = self.make_services(self.settings)
-        self.outbox = OutboxSender(self.services, poll_seconds=0.2).start()
+        self.outbox = OutboxSender(self.services, pacer=Pacer(self._paced_under_standin), poll_seconds=0.2).start()
         self.app = create_app(self.services, listener_executor=self.executor)
         from waitress.server import create_server
 
@@ -221,6 +222,18 @@ class Sandbox:
         self.url = f"http://127.0.0.1:{self._server.effective_port}"
         self.driver = SlackDriver(self.url + SLACK_PATH, SIGNING_SECRET, self.standin)
         return self
+
+    def _paced_under_standin(self) -> dict[str, Rate]:
+        """The sender paces itself a tenth under the stand-in's limits in force now (none where a test lifted
+        them), as it does under Slack's documented tiers in production."""
+        limits = self.standin.rate_limits
+        return {
+            method: Rate(
+                per_minute=limit.per_minute * 0.9, burst=max(1, limit.burst // 2), per_channel=limit.per_channel
+            )
+            for method, limit in limits.items()
+            if method in DEFAULT_RATES
+        }
 
     def make_settings(self, **extra: Any) -> Settings:
         values: dict[str, Any] = {

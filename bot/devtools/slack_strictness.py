@@ -125,6 +125,12 @@ class Strictness:
         with self._lock:
             return list(self._rate_limited)
 
+    @property
+    def rate_limits(self) -> dict[str, RateLimit]:
+        """The limits in force now (a test may have lifted or tightened some)."""
+        with self._lock:
+            return dict(self._rate_limits)
+
     def set_rate_limit(self, method: str, limit: RateLimit | None) -> None:
         """Tighten, loosen or (None) lift one method's limit; its buckets start full."""
         with self._lock:

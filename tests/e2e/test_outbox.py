@@ -135,7 +135,7 @@ def test_an_unpaced_sender_would_have_met_429s(sandbox: Sandbox) -> None:
     """The same burst without pacing: Slack answers 429, so the pacing above is what kept it away."""
     sandbox.outbox.pause()
     sandbox.standin.set_rate_limit("views.publish", RateLimit(per_minute=600, burst=5))
-    home.refresh(sandbox.services, *[f"UMEMBER{i:03d}" for i in range(40)])
+    home.refresh(sandbox.services, *[f"UMEMBER{i:03d}" for i in range(12)])
     sender = OutboxSender(sandbox.services, pacer=Pacer({}))
     sender.wait_idle()
     assert sandbox.standin.rate_limited != []
