@@ -68,7 +68,8 @@ def create_services(
         engine=engine,
         session_factory=make_session_factory(engine),
         gateway=gateway,
-        notifier=Notifier(client, settings, directory, describe=gateway.policy_summary),
+        # Read only when a card is drawn: building the services touches nothing on the gateway (a dry run refuses it).
+        notifier=Notifier(client, settings, directory, describe=lambda arn: gateway.policy_summary(arn)),
         metrics=metrics,
         directory=directory,
         **overrides,

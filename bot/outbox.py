@@ -68,8 +68,8 @@ def claim_due(
 ) -> list[Claim]:
     """Claim up to `limit` surfaces that are behind and due, oldest first, each by its own compare-and-set.
 
-    A claim lapses after `seconds` only when its holder stopped (a delivery is one render and a few Slack
-    calls); the holder releases it when the delivery ends, and at a graceful stop.
+    The holder renews the claim before each Slack call (`renew`), so it lapses after `seconds` only when the
+    holder stopped; the holder releases it when the delivery ends, and at a graceful stop.
     """
     with session_scope(factory) as session:
         due = session.execute(
@@ -100,6 +100,20 @@ def claim_due(
             )
         claims.append(Claim(kind, subject, int(version or 0), owner))
     return claims
+
+
+def renew(factory: sessionmaker[Session], claim: Claim, *, now: datetime, seconds: int) -> bool:
+    """Before each Slack call of a drawing: keep the claim, or learn it lapsed (the drawing then stops)."""
+    with session_scope(factory) as session:
+        return bool(
+            session.execute(
+                update(OutboxEntry)
+                .where(OutboxEntry.kind == claim.kind, OutboxEntry.subject == claim.subject)
+                .where(OutboxEntry.claimed_by == claim.owner)
+                .values(claimed_until=now + timedelta(seconds=seconds))
+                .execution_options(synchronize_session=False)
+            ).rowcount
+        )
 
 
 def delivered(factory: sessionmaker[Session], claim: Claim) -> bool:

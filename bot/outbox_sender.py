@@ -42,7 +42,10 @@ GONE = frozenset(
 )
 # A request in these states shows its provisioning steps on the card.
 SHOWS_PROGRESS = frozenset({RequestStatus.PROVISIONING, RequestStatus.PROVISIONED, RequestStatus.FAILED})
-CLAIM_SECONDS = 120
+
+
+class ClaimLost(Exception):
+    """The claim lapsed mid-drawing (this sender stalled past it): another sender owns the surface now."""
 
 
 class OutboxSender:
@@ -50,8 +53,12 @@ class OutboxSender:
         self.services = services
         self.pacer = pacer or Pacer()
         self.poll_seconds = poll_seconds
+        # A claim lives as long as a user lease and is renewed before each Slack call: a stopped sender's surfaces
+        # go to another process after that, a live one keeps them however long pacing makes it wait.
+        self.claim_seconds = services.settings.koding_iam_lease_seconds
         self.delivered = 0
         self.failures = 0
+        self._claim: outbox.Claim | None = None
         self._wake = threading.Event()
         self._paused = threading.Event()
         self._stop = threading.Event()
@@ -107,7 +114,7 @@ class OutboxSender:
                 return 0
             services = self.services
             claims = outbox.claim_due(
-                services.session_factory, owner=services.owner, now=services.clock(), seconds=CLAIM_SECONDS
+                services.session_factory, owner=services.owner, now=services.clock(), seconds=self.claim_seconds
             )
             for claim in claims:
                 self._deliver(claim)
@@ -115,8 +122,14 @@ class OutboxSender:
 
     def _deliver(self, claim: outbox.Claim) -> None:
         factory = self.services.session_factory
+        self._claim = claim
         try:
             result = self._draw[claim.kind](claim.subject)
+        except ClaimLost:
+            log.warning(
+                "outbox: lost the claim on %s %s mid-drawing; its new owner draws it", claim.kind, claim.subject
+            )
+            return
         except SlackApiError as exc:
             error = str(exc.response.get("error") or "slack_error")
             result = "gone" if error in GONE else "retry"
@@ -126,6 +139,8 @@ class OutboxSender:
             error, result = type(exc).__name__, "retry"
         else:
             error = ""
+        finally:
+            self._claim = None
         if result == "retry":
             self.failures += 1
             outbox.failed(factory, claim, error=error, now=self.services.clock())
@@ -135,7 +150,7 @@ class OutboxSender:
 
     def _publish_home(self, user_id: str) -> Result:
         view = home.home_view(self.services, user_id)  # drawn now, from the database: the latest state wins
-        self.pacer.wait("views.publish")
+        self._turn("views.publish")
         self.services.notifier.client.views_publish(user_id=user_id, view=view)
         return "delivered"
 
@@ -157,7 +172,7 @@ class OutboxSender:
         text, blocks = services.notifier.approval_card(request, progress, approvers)
         result: Result = "delivered"
         for channel, ts in cards:
-            self.pacer.wait("chat.update")
+            self._turn("chat.update")
             try:
                 services.notifier.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
             except SlackApiError as exc:
@@ -166,6 +181,15 @@ class OutboxSender:
                 if error not in GONE:  # this copy again later (the others are redrawn too: an update is idempotent)
                     result = "retry"
         return result
+
+    def _turn(self, method: str, channel: str = "") -> None:
+        """Wait for the method's pace, then renew the claim: only its holder calls Slack for the surface."""
+        self.pacer.wait(method, channel)
+        claim = self._claim
+        if claim is not None and not outbox.renew(
+            self.services.session_factory, claim, now=self.services.clock(), seconds=self.claim_seconds
+        ):
+            raise ClaimLost
 
     # Tests and the demo --------------------------------------------------------------------------------------
     def wait_idle(self, timeout: float = 30.0, *, quietly: bool = False) -> int:

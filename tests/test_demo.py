@@ -67,7 +67,7 @@ def test_demo_plays_the_whole_flow_and_shows_the_secret_only_in_the_reveal_modal
     assert "Group     Developers" in iam and "AmazonEC2FullAccess" in iam
     assert re.search(r"AKIA[A-Z0-9]{16}\s+Active", iam)
     summary = _section(out, 8)
-    assert re.search("Slack calls: .*chat\\.postMessage \u00d7\\d+.*chat\\.update \u00d7\\d+", summary)
+    assert re.search("Slack calls: .*chat\\.postMessage \u00d7\\d+.*chat\\.update \u00d7\\d+", summary, re.S)
     assert _demo_dirs() == before, "the temporary database was not deleted"
 
 

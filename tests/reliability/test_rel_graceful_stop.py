@@ -121,7 +121,7 @@ def test_a_run_stuck_past_the_drain_is_released_and_resumed_at_once_by_another_p
             stopped_in = time.monotonic() - stopped_at
             assert stopped_in <= drain + 0.5, stopped_in
             log = app.output()
-            assert "released 1 run lease(s) and 1 user lease(s)" in log and "Traceback" not in log
+            assert "released 1 run lease(s), 1 user lease(s)" in log and "Traceback" not in log
 
         # Nothing this process held is held any more; the run is where the stop left it.
         request = store.request()
@@ -241,7 +241,7 @@ def test_the_scheduler_command_stopped_mid_run_releases_its_leases_and_exits_0(
                 scheduler.kill()
                 scheduler.wait(10)
         output = (tmp_path / "scheduler.log").read_text(encoding="utf-8")
-        assert "released 1 run lease(s) and 1 user lease(s)" in output and "Traceback" not in output
+        assert "released 1 run lease(s), 1 user lease(s)" in output and "Traceback" not in output
         request = store.request()
         assert (request.status, request.lease_owner) == ("provisioning", None)
         assert store.user_lease_owner() is None
