@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.aws_iam import IamGateway
 from bot.config import Settings
+from bot.key_verification import Pace
 from bot.leases import Leaser
 from bot.metrics import Metrics
 from bot.notify import Notifier
@@ -46,6 +47,8 @@ class Services:
     )
     # This instance's Prometheus metrics (its own registry), served on GET /metrics.
     metrics: Metrics = field(default_factory=Metrics)
+    # How often a reveal asks AWS whether it accepts a new key, within KODING_IAM_KEY_VERIFY_SECONDS.
+    key_check_pace: Pace = field(default_factory=Pace)
 
     @property
     def leaser(self) -> Leaser:

@@ -59,7 +59,9 @@ def test_app_home_for_a_person_and_for_an_admin(sandbox: Sandbox) -> None:
     mine = home_of(sb, "UALICE")
     text = dumps(mine)
     assert "koding-ualice" in text and "Developers" in text and "AmazonEC2FullAccess" in text
-    assert key in text and "never used" in text and "rotation: *fresh*" in text
+    # The reveal's check (sts:GetCallerIdentity signed with the new key) is its only use so far, and AWS records it
+    # as one: "the AWS service and Region that were specified in the last request made with that key".
+    assert key in text and "(sts, us-east-1)" in text and "rotation: *fresh*" in text
     assert buttons(mine) == [ids.ROTATE]
 
     submit_request(sb, "UBOB")
