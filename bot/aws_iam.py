@@ -138,8 +138,8 @@ class IamGateway(UserCleanupCalls):
         self._client = client
         self._fast_client = fast_client or client
         self._sts = sts_client
-        # Builds an STS client signed with a given key (id, secret); boto3's default session when not given.
-        self._key_sts_client = key_sts_client or _key_sts_client(boto3.session.Session())
+        # Builds an STS client signed with a given key (id, secret); from a default boto3 session when not given.
+        self._key_sts_client = key_sts_client or (lambda *key: _key_sts_client(boto3.session.Session())(*key))
         self.backoff = backoff or Backoff()
         self.calls: int = 0
         # Told of each retry: on_retry(reason, times), reason "botocore" (its own retries, from the answer's

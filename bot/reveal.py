@@ -13,10 +13,10 @@ database records the key id and its creation time, never the secret. No Slack he
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import update
@@ -42,7 +42,7 @@ REVEAL_PURPOSE = "a key reveal"
 IN_ANOTHER_WINDOW = "Your keys are being generated in another window; they are shown only once."
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(frozen=True)
 class Revealed:
     grant_id: int
     access_key_id: str
@@ -51,10 +51,9 @@ class Revealed:
     # the key was deleted again, or the database stayed away, so recovery records it later).
     recorded: bool = True
     note: str | None = None
-    verdict: str | None = None  # what AWS said of the new key before it was shown (key_verification.Verdict)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(frozen=True)
 class Claimed:
     grant_id: int
     iam_user_name: str
@@ -339,7 +338,7 @@ def _record_shown(
                     access_key_id=access_key_id,
                     key_check=verdict,
                 )
-            return Revealed(claimed.grant_id, access_key_id, now, verdict=verdict)
+            return Revealed(claimed.grant_id, access_key_id, now)
         except SQLAlchemyError as exc:
             log.warning("recording revealed key %s failed (try %s): %s", access_key_id, attempt + 1, type(exc).__name__)
             time.sleep(0.2 * (attempt + 1))
