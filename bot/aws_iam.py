@@ -6,6 +6,7 @@ permanent failures (stop and tell a person) from transient ones (retry), without
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +14,8 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import boto3
+import botocore.loaders
+import botocore.session
 from botocore import xform_name
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -28,6 +31,25 @@ from bot.aws_errors import TransientAwsError as TransientAwsError
 from bot.aws_iam_cleanup import UserCleanupCalls
 
 T = TypeVar("T")
+
+
+_LOADER_LOCK = threading.Lock()
+_shared_loader: botocore.loaders.Loader | None = None
+
+
+def new_session() -> boto3.session.Session:
+    """A fresh boto3 session (credentials and region read from the environment now) over one process-wide loader.
+
+    Why: each botocore session otherwise parses its endpoint rules and service models again (about 1 MB of JSON,
+    a tenth of a second), and the loader's cache only lives as long as its session. Loaded models never change.
+    """
+    global _shared_loader
+    core = botocore.session.get_session()
+    with _LOADER_LOCK:
+        if _shared_loader is None:
+            _shared_loader = botocore.loaders.create_loader(core.get_config_variable("data_path"))
+        core.register_component("data_loader", _shared_loader)
+    return boto3.session.Session(botocore_session=core)
 
 
 def standard_retries() -> Config:
@@ -139,7 +161,7 @@ class IamGateway(UserCleanupCalls):
         self._fast_client = fast_client or client
         self._sts = sts_client
         # Builds an STS client signed with a given key (id, secret); from a default boto3 session when not given.
-        self._key_sts_client = key_sts_client or (lambda *key: _key_sts_client(boto3.session.Session())(*key))
+        self._key_sts_client = key_sts_client or (lambda *key: _key_sts_client(new_session())(*key))
         self.backoff = backoff or Backoff()
         self.calls: int = 0
         # Told of each retry: on_retry(reason, times), reason "botocore" (its own retries, from the answer's
@@ -149,7 +171,7 @@ class IamGateway(UserCleanupCalls):
     @classmethod
     def from_environment(cls, *, backoff: Backoff | None = None) -> IamGateway:
         """Credentials through boto3's normal chain; AWS_ENDPOINT_URL is honoured by boto3 itself."""
-        session = boto3.session.Session()
+        session = new_session()
         region = session.region_name or "us-east-1"
         client = session.client("iam", region_name=region, config=standard_retries())
         fast = session.client("iam", region_name=region, config=fast_check())

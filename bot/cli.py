@@ -62,12 +62,14 @@ def cmd_serve(_: argparse.Namespace) -> int:
 
     from bot.app import create_app, create_services
     from bot.lifecycle import HttpServing, Lifecycle
+    from bot.outbox_sender import start_outbox
     from bot.scheduler import start_scheduler
     from bot.server import make_wsgi_app
 
     life = Lifecycle()
     life.install_signal_handlers()  # SIGTERM/SIGINT: stop taking work, drain, release leases, exit 0
     services = create_services(settings, background=life.executor("background", 16))
+    sender = start_outbox(services)  # Slack surfaces marked changed are delivered after commit, paced
     app = create_app(services, listener_executor=life.executor("listener", settings.koding_iam_listener_threads))
     scheduler = None
     if settings.koding_iam_run_scheduler:
@@ -88,11 +90,11 @@ def cmd_serve(_: argparse.Namespace) -> int:
             print("koding-iam: Socket Mode (PORT is not set: no /healthz or /metrics)", flush=True)
         handler = socket_mode_handler(app, settings.slack_app_token.get_secret_value())
         handler.connect()
-        return life.run(services, scheduler=scheduler, http=http, close_transport=handler.close)
+        return life.run(services, scheduler=scheduler, http=http, close_transport=handler.close, outbox=sender)
     wsgi = make_wsgi_app(app, services.engine, signing_secret=settings.slack_signing_secret.get_secret_value())
     http = HttpServing(wsgi, port=settings.port, work=life.work)
     print(f"koding-iam: serving on port {settings.port} (POST /slack/events, GET /healthz, GET /metrics)", flush=True)
-    return life.run(services, scheduler=scheduler, http=http)
+    return life.run(services, scheduler=scheduler, http=http, outbox=sender)
 
 
 def _services_for_jobs(**overrides: Any) -> Services:
@@ -109,12 +111,14 @@ def _services_for_jobs(**overrides: Any) -> Services:
 
 def cmd_scheduler(_: argparse.Namespace) -> int:
     from bot.lifecycle import Lifecycle
+    from bot.outbox_sender import start_outbox
     from bot.scheduler import start_scheduler
 
     life = Lifecycle()
     life.install_signal_handlers()
     services = _services_for_jobs(background=life.executor("background", 16))
-    return life.run(services, scheduler=start_scheduler(services, pool=life.executor("scheduler", 10)))
+    sender = start_outbox(services)
+    return life.run(services, scheduler=start_scheduler(services, pool=life.executor("scheduler", 10)), outbox=sender)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,6 +68,14 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
+
+
+def upgrade_script(url: str) -> str:
+    """The SQL that upgrades an empty database at `url`'s dialect to head, as Alembic renders it offline."""
+    config = alembic_config(url)
+    config.output_buffer = io.StringIO()
+    command.upgrade(config, "head", sql=True)
+    return config.output_buffer.getvalue()
 
 
 def migration_state(engine: Engine) -> tuple[str | None, str | None]:

@@ -17,7 +17,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from bot import ids, rotation, views
+from bot import ids, outbox, rotation, views
 from bot.aws_iam import AwsError, KeyLastUsed
 from bot.db import session_scope
 from bot.limits import clip
@@ -286,10 +286,15 @@ def publish(services: Services, user_id: str) -> None:
 
 
 def refresh(services: Services, *user_ids: str, admins: bool = False) -> None:
-    """Publish the tab again for the people a change concerns (best effort: it is rebuilt on open anyway)."""
+    """Mark the tab changed for the people a change concerns; the outbox sender publishes it after this commit,
+    once however many changes came before its turn (the tab is also rebuilt whenever it is opened)."""
     targets = {u for u in user_ids if u} | (set(services.settings.admins) if admins else set())
-    for user_id in sorted(targets):
-        publish(services, user_id)
+    if not targets:
+        return
+    with session_scope(services.session_factory) as session:
+        for user_id in sorted(targets):  # one order everywhere: two transactions never wait on each other's rows
+            outbox.touch(session, outbox.HOME, user_id, now=services.clock())
+    services.wake_outbox()
 
 
 def status_blocks(services: Services, user_id: str) -> list[dict[str, Any]]:

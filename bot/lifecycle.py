@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.db import make_engine, make_session_factory, session_scope
 from bot.leases import process_prefix
 from bot.server import SLACK_PATH, StartResponse, answer, create_http_server
-from models import AccessRequest, UserLease
+from models import AccessRequest, OutboxEntry, UserLease
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,7 @@ class TrackedExecutor(Executor):
 class Released:
     runs: int  # access_requests whose run lease (provisioning, revoking) this process held
     users: int  # user_leases this process held
+    surfaces: int = 0  # outbox surfaces this process's sender had claimed
 
 
 def release_leases(factory: sessionmaker[Session], process_owner: str) -> Released:
@@ -125,7 +126,13 @@ def release_leases(factory: sessionmaker[Session], process_owner: str) -> Releas
             .values(owner=None, purpose=None, until=None)
             .execution_options(synchronize_session=False)
         )
-        return Released(runs=runs.rowcount, users=users.rowcount)
+        surfaces = session.execute(
+            update(OutboxEntry)
+            .where(OutboxEntry.claimed_by == process_owner)
+            .values(claimed_by=None, claimed_until=None)
+            .execution_options(synchronize_session=False)
+        )
+        return Released(runs=runs.rowcount, users=users.rowcount, surfaces=surfaces.rowcount)
 
 
 class Stopped(SQLAlchemyError):
@@ -274,6 +281,7 @@ class Lifecycle:
         scheduler: Any = None,
         http: HttpServing | None = None,
         close_transport: Callable[[], object] | None = None,
+        outbox: Any = None,
     ) -> int:
         """Serve until SIGTERM/SIGINT, then stop gracefully; returns the exit code (0)."""
         drain_seconds = services.settings.koding_iam_drain_seconds
@@ -293,6 +301,9 @@ class Lifecycle:
             closer.start()
             closer.join(max(0.0, deadline - time.monotonic()))
         drained = self.drain(deadline, http=http)
+        if outbox is not None:  # the surfaces marked by the work just finished go out now, within the drain
+            outbox.wait_idle(max(0.0, deadline - time.monotonic()), quietly=True)
+            outbox.stop(timeout=1.0)
         try:
             if drained:
                 released = release_leases(services.session_factory, services.owner)
@@ -309,8 +320,13 @@ class Lifecycle:
                 time.monotonic() - started,
                 self.work.in_flight,
             )
-        if released is not None and (released.runs or released.users):
-            log.info("released %d run lease(s) and %d user lease(s)", released.runs, released.users)
+        if released is not None and (released.runs or released.users or released.surfaces):
+            log.info(
+                "released %d run lease(s), %d user lease(s) and %d outbox surface(s)",
+                released.runs,
+                released.users,
+                released.surfaces,
+            )
         _flush()
         if not drained:
             # Threads still run unfinished work; their leases are gone, so end them now rather than wait.

@@ -26,6 +26,10 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _no_sender() -> None:
+    """Until an outbox sender starts (bot/outbox_sender.py), marked surfaces wait for one to look."""
+
+
 def instance_id() -> str:
     """Names this process as a lease holder: host, pid and a random part (pids repeat across restarts)."""
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -49,6 +53,8 @@ class Services:
     metrics: Metrics = field(default_factory=Metrics)
     # How often a reveal asks AWS whether it accepts a new key, within KODING_IAM_KEY_VERIFY_SECONDS.
     key_check_pace: Pace = field(default_factory=Pace)
+    # Wakes this process's outbox sender after a flow marked a Slack surface changed (set when it starts).
+    wake_outbox: Callable[[], None] = _no_sender
 
     @property
     def leaser(self) -> Leaser:

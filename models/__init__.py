@@ -6,6 +6,7 @@ from models.boundary import SeenRequest
 from models.exemptions import Exemption
 from models.keys import AccessKey, GrantStatus, KeyGrant, KeyMessage, KeyMessageRole, KeyStatus
 from models.leases import UserLease
+from models.outbox import OutboxEntry
 from models.requests import OPEN_STATUSES, AccessRequest, ApprovalCard, ProvisioningStep, RequestStatus
 from models.sync import SyncFinding
 
@@ -22,6 +23,7 @@ __all__ = [
     "KeyMessage",
     "KeyMessageRole",
     "KeyStatus",
+    "OutboxEntry",
     "ProvisioningStep",
     "RequestStatus",
     "SeenRequest",

@@ -151,3 +151,21 @@ def no_outside_call_inside_a_transaction(request: pytest.FixtureRequest) -> Iter
     if found and not request.node.get_closest_marker("allows_calls_in_transactions"):
         lines = "\n".join(f"  {v.call}  <- {v.where}" for v in found[:20])
         pytest.fail(f"{len(found)} Slack/AWS call(s) made inside an open database transaction:\n{lines}", pytrace=False)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say how many PostgreSQL tests did not run and why, so a green run on SQLite alone is never mistaken for a
+    full one (under CI they always run: an unreachable server fails them instead)."""
+    skipped = [
+        report
+        for report in terminalreporter.stats.get("skipped", [])
+        if "postgres" in getattr(report, "keywords", {}) or "postgres" in report.nodeid
+    ]
+    if skipped:
+        terminalreporter.write_line(
+            f"PostgreSQL: {len(skipped)} test(s) skipped: TEST_DATABASE_URL is not set "
+            "(CI sets it; e.g. TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test scripts/dev test)",
+            yellow=True,
+        )
+    elif PG_URL:
+        terminalreporter.write_line(f"PostgreSQL: tests ran against {PG_URL.rsplit('@', 1)[-1]}")

@@ -8,11 +8,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
+
+from sqlalchemy import inspect
 
 from bot import db
 from bot.app import create_app, create_services
@@ -21,6 +25,7 @@ from bot.config import Settings, load_settings
 from bot.devtools.driver import SlackDriver
 from bot.devtools.slack_standin import SlackStandIn
 from bot.key_verification import Pace
+from bot.outbox_sender import OutboxSender
 from bot.server import SLACK_PATH, make_wsgi_app
 from bot.services import Services
 
@@ -34,6 +39,53 @@ FAKE_AWS_ENV = {
 }
 MOTO_ACCOUNT_ID = "123456789012"
 _managed_policy_data: dict[str, Any] | None = None
+
+
+_template_lock = threading.Lock()
+_sqlite_template: str | None = None
+_postgres_script: str | None = None
+
+
+def migrate(database_url: str) -> None:
+    """Bring the sandbox's database to the head revision.
+
+    A SQLite file that does not exist yet is copied from one migrated template per process (a copy takes a
+    millisecond, running every migration a few hundred). An empty PostgreSQL schema runs the migrations' SQL as
+    Alembic renders it offline, rendered once per process. Anything else is migrated in place.
+    """
+    global _sqlite_template
+    if database_url.startswith("postgresql"):
+        _migrate_empty_postgres(database_url)
+        return
+    path = database_url.removeprefix("sqlite:///") if database_url.startswith("sqlite:///") else None
+    if path is None or path == ":memory:" or os.path.exists(path):
+        db.upgrade(database_url)
+        return
+    with _template_lock:
+        if _sqlite_template is None:
+            template = os.path.join(tempfile.mkdtemp(prefix="koding-iam-template-"), "head.db")
+            db.upgrade(f"sqlite:///{template}")
+            _sqlite_template = template
+    shutil.copyfile(_sqlite_template, path)
+
+
+def _migrate_empty_postgres(database_url: str) -> None:
+    global _postgres_script
+    engine = db.make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            empty = not inspect(connection).get_table_names()
+        if not empty:
+            db.upgrade(database_url)
+            return
+        with _template_lock:
+            if _postgres_script is None:
+                _postgres_script = db.upgrade_script(database_url)
+        with engine.connect() as connection:
+            connection.exec_driver_sql(_postgres_script)
+            connection.commit()
+    finally:
+        engine.dispose()
 
 
 def install_managed_policies(arns: Iterable[str]) -> None:
@@ -88,6 +140,11 @@ class TrackingExecutor(ThreadPoolExecutor):
             self._pending -= 1
             self._lock.notify_all()
 
+    @property
+    def idle(self) -> bool:
+        with self._lock:
+            return not self._pending
+
     def wait_idle(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         with self._lock:
@@ -131,11 +188,12 @@ class Sandbox:
             self._moto = mock_aws()
             self._moto.start()
         self.standin.start()
-        db.upgrade(self.database_url)
+        migrate(self.database_url)
         self.settings = self.make_settings()
         if self.use_moto:
             install_managed_policies(profile_policy_arns(self.settings))
         self.services = self.make_services(self.settings)
+        self.outbox = OutboxSender(self.services, poll_seconds=0.2).start()
         self.app = create_app(self.services, listener_executor=self.executor)
         from waitress.server import create_server
 
@@ -172,15 +230,25 @@ class Sandbox:
         overrides.setdefault("background", self.executor)  # so wait_idle() covers work after the ack too
         # A new key refused by the strict IAM layer (strict_iam.new_keys_refused_for) is asked about every 0.1 s.
         overrides.setdefault("key_check_pace", Pace(first_delay=0.1, max_delay=0.1))
-        return create_services(settings, **overrides)
+        services = create_services(settings, **overrides)
+        if hasattr(self, "outbox"):  # another "process" on the same database: this sender delivers for it too
+            services.wake_outbox = self.outbox.wake
+        return services
 
     def wait_idle(self, timeout: float = 30.0) -> None:
-        self.executor.wait_idle(timeout)
+        """Wait until the listeners, the work after ack and the outbox's deliveries have all finished."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.executor.wait_idle(max(0.1, deadline - time.monotonic()))
+            if not self.outbox.wait_idle(max(0.1, deadline - time.monotonic())) and self.executor.idle:
+                return
 
     def stop(self) -> None:
         """Let in-flight work finish, then stop waitress, the stand-ins and moto."""
         with contextlib.suppress(AssertionError):
             self.executor.wait_idle(30)
+        if hasattr(self, "outbox"):
+            self.outbox.stop()
         if self._server is not None:
             self._stop_waitress()
         self.executor.shutdown(wait=True, cancel_futures=True)

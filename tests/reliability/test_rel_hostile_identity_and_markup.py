@@ -2,7 +2,7 @@
 
 Slack markup typed into the purpose and the deny reason is shown as text in every message, card, DM, modal and
 notification fallback the bot sends. Payloads from a workspace or app other than the installed one, and user ids
-that are not Slack member ids, should be refused; the app accepts them today (findings, marked xfail).
+that are not Slack member ids, are refused.
 """
 
 from __future__ import annotations

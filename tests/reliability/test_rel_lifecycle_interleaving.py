@@ -30,7 +30,11 @@ from bot.services import Services
 from models import AccessKey, AccessRequest
 from tests.e2e.flow_steps import click, submit_request
 
-SEEDS = int(os.environ.get("KODING_IAM_INTERLEAVING_SEEDS", "200"))
+# The suite plays 50 seeds per backend (about 45 s each), which keeps CI inside its ten minutes; a soak run widens
+# the window: KODING_IAM_INTERLEAVING_SEEDS=200 (the figures in docs/RELIABILITY.md), or another window with
+# KODING_IAM_INTERLEAVING_FIRST_SEED. A failure names its seed; a window of one seed plays that story again.
+SEEDS = int(os.environ.get("KODING_IAM_INTERLEAVING_SEEDS", "50"))
+FIRST_SEED = int(os.environ.get("KODING_IAM_INTERLEAVING_FIRST_SEED", "0"))
 
 pytestmark = pytest.mark.slow
 
@@ -262,7 +266,7 @@ def test_random_interleavings_keep_iam_and_the_database_in_agreement(database_ur
         # (the rate limits have their own tests); every other Slack rule still applies.
         sb.standin.disable_rate_limits()
         b = sb.make_services(sb.settings)
-        stories = [run_seed(sb, b, seed, trigger) for seed in range(SEEDS)]
+        stories = [run_seed(sb, b, seed, trigger) for seed in range(FIRST_SEED, FIRST_SEED + SEEDS)]
         secrets = check_secrets(sb)
     record_figure(
         "lifecycle-interleavings",

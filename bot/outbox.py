@@ -1,0 +1,157 @@
+"""The outbox's rules: mark a Slack surface changed inside the change's own transaction, and let one sender at a
+time claim it, draw it from the database and record how far Slack has caught up. No Slack here.
+
+A surface is named by (kind, subject): `home`/member id for a person's App Home, `cards`/request id for every
+copy of a request's approval card. Rows are never deleted; a surface that changes again reuses its row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import case, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.db import session_scope
+from models.outbox import OutboxEntry
+
+HOME = "home"
+CARDS = "cards"
+KINDS = (HOME, CARDS)
+MAX_BACKOFF_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One surface a sender owns until `until`; `version` is the change it is about to draw."""
+
+    kind: str
+    subject: str
+    version: int
+    owner: str
+
+
+def touch(session: Session, kind: str, subject: str, *, now: datetime) -> None:
+    """Mark a surface changed, in the caller's transaction: it is drawn again after that transaction commits.
+
+    A surface that was caught up is due now; one waiting out a failed delivery keeps its back-off.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown outbox kind {kind!r}")
+    entry = OutboxEntry.__table__.c
+    bump = (
+        update(OutboxEntry)
+        .where(OutboxEntry.kind == kind, OutboxEntry.subject == subject)
+        .values(
+            version=entry.version + 1,
+            due_at=case((entry.delivered_version >= entry.version, now), else_=entry.due_at),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if session.execute(bump).rowcount:
+        return
+    try:
+        with session.begin_nested():  # a savepoint: a concurrent first insert must not end the caller's transaction
+            session.add(OutboxEntry(kind=kind, subject=subject, version=1, delivered_version=0, due_at=now, attempts=0))
+    except IntegrityError:
+        session.execute(bump)
+
+
+def _free(owner: str, now: datetime) -> object:
+    return or_(OutboxEntry.claimed_by.is_(None), OutboxEntry.claimed_until < now, OutboxEntry.claimed_by == owner)
+
+
+def claim_due(
+    factory: sessionmaker[Session], *, owner: str, now: datetime, seconds: int, limit: int = 20
+) -> list[Claim]:
+    """Claim up to `limit` surfaces that are behind and due, oldest first, each by its own compare-and-set.
+
+    A claim lapses after `seconds` only when its holder stopped (a delivery is one render and a few Slack
+    calls); the holder releases it when the delivery ends, and at a graceful stop.
+    """
+    with session_scope(factory) as session:
+        due = session.execute(
+            select(OutboxEntry.kind, OutboxEntry.subject)
+            .where(OutboxEntry.version > OutboxEntry.delivered_version, OutboxEntry.due_at <= now, _free(owner, now))
+            .order_by(OutboxEntry.due_at)
+            .limit(limit)
+        ).all()
+    claims = []
+    for kind, subject in due:
+        with session_scope(factory) as session:
+            taken = session.execute(
+                update(OutboxEntry)
+                .where(OutboxEntry.kind == kind, OutboxEntry.subject == subject, _free(owner, now))
+                .values(claimed_by=owner, claimed_until=now + timedelta(seconds=seconds))
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if not taken:
+                continue  # another sender took it between the read and the claim
+            version = session.scalar(
+                select(OutboxEntry.version).where(OutboxEntry.kind == kind, OutboxEntry.subject == subject)
+            )
+        claims.append(Claim(kind, subject, int(version or 0), owner))
+    return claims
+
+
+def delivered(factory: sessionmaker[Session], claim: Claim) -> bool:
+    """Record that Slack shows `claim.version` (or the surface is gone for good) and release the claim."""
+    with session_scope(factory) as session:
+        entry = OutboxEntry.__table__.c
+        return bool(
+            session.execute(
+                update(OutboxEntry)
+                .where(OutboxEntry.kind == claim.kind, OutboxEntry.subject == claim.subject)
+                .where(OutboxEntry.claimed_by == claim.owner)
+                .values(
+                    delivered_version=case(
+                        (entry.delivered_version < claim.version, claim.version), else_=entry.delivered_version
+                    ),
+                    claimed_by=None,
+                    claimed_until=None,
+                    attempts=0,
+                    last_error=None,
+                )
+                .execution_options(synchronize_session=False)
+            ).rowcount
+        )
+
+
+def failed(factory: sessionmaker[Session], claim: Claim, *, error: str, now: datetime) -> None:
+    """Release the claim and try again after an exponential back-off (2 s, 4 s … at most five minutes)."""
+    with session_scope(factory) as session:
+        entry = session.get(OutboxEntry, (claim.kind, claim.subject), with_for_update=True)
+        if entry is None or entry.claimed_by != claim.owner:
+            return
+        entry.attempts += 1
+        entry.due_at = now + timedelta(seconds=min(MAX_BACKOFF_SECONDS, 2**entry.attempts))
+        entry.claimed_by = None
+        entry.claimed_until = None
+        entry.last_error = error[:120]
+
+
+def release(factory: sessionmaker[Session], *, owner_prefix: str) -> int:
+    """Give up every claim this process holds (a graceful stop), so another process draws those surfaces now."""
+    with session_scope(factory) as session:
+        return session.execute(
+            update(OutboxEntry)
+            .where(OutboxEntry.claimed_by.startswith(owner_prefix, autoescape=True))
+            .values(claimed_by=None, claimed_until=None)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+
+
+@dataclass(frozen=True)
+class Depth:
+    behind: int
+    oldest_due: datetime | None
+
+
+def depth(session: Session) -> Depth:
+    """How many surfaces Slack has not caught up with, and since when the oldest has been due (for /metrics)."""
+    behind, oldest = session.execute(
+        select(func.count(), func.min(OutboxEntry.due_at)).where(OutboxEntry.version > OutboxEntry.delivered_version)
+    ).one()
+    return Depth(int(behind or 0), oldest)

@@ -1,0 +1,75 @@
+"""Pace outgoing Slack calls by each method's rate tier, so Slack never has to answer 429 in normal operation.
+
+Slack's tiers are per workspace and method, "with occasional bursts" allowed
+(https://api.slack.com/apis/rate-limits): Tier 3 is about 50 calls a minute (chat.update), Tier 4 about 100
+(views.publish). chat.postMessage is limited to about one message a second per channel
+(https://api.slack.com/methods/chat.postMessage#rate_limiting). The sender spends a token bucket per method (and
+per channel where the limit is per channel) a little under each limit, and waits for a token instead of calling.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Rate:
+    per_minute: float
+    burst: int
+    per_channel: bool = False
+
+
+# A tenth under each documented limit, with small bursts: other calls (trigger-bound modals, clicks' ephemerals)
+# spend the same workspace budget outside the outbox.
+DEFAULT_RATES: dict[str, Rate] = {
+    "chat.update": Rate(per_minute=45, burst=10),  # Tier 3
+    "chat.postMessage": Rate(per_minute=54, burst=3, per_channel=True),  # about 1 per second per channel
+    "views.publish": Rate(per_minute=90, burst=20),  # Tier 4
+}
+
+
+class Pacer:
+    """Token buckets per (method, channel or workspace); `wait` blocks until a call may go out."""
+
+    def __init__(
+        self,
+        rates: dict[str, Rate] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], object] | None = None,
+    ) -> None:
+        self.rates = dict(DEFAULT_RATES if rates is None else rates)
+        self._clock = clock
+        self._stopping = threading.Event()
+        self._sleep = sleep or self._stopping.wait
+        self._lock = threading.Lock()
+        self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
+        self.waited_seconds = 0.0
+
+    def stop(self) -> None:
+        """Wake every waiting caller at once (a graceful stop): they go ahead or give up, never sleep on."""
+        self._stopping.set()
+
+    def wait(self, method: str, channel: str = "") -> None:
+        """Take one token for `method` (in `channel` where the limit is per channel), waiting for it if needed."""
+        rate = self.rates.get(method)
+        if rate is None:
+            return
+        key = (method, channel if rate.per_channel else "")
+        while True:
+            with self._lock:
+                now = self._clock()
+                tokens, last = self._buckets.get(key, (float(rate.burst), now))
+                tokens = min(float(rate.burst), tokens + (now - last) * rate.per_minute / 60.0)
+                if tokens >= 1.0:
+                    self._buckets[key] = (tokens - 1.0, now)
+                    return
+                self._buckets[key] = (tokens, now)
+                delay = (1.0 - tokens) * 60.0 / rate.per_minute
+            if self._stopping.is_set():
+                return
+            self.waited_seconds += delay
+            self._sleep(delay)

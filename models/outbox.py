@@ -1,0 +1,33 @@
+"""The outbox: Slack surfaces that must be brought up to date, one row per surface."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base
+
+
+class OutboxEntry(Base):
+    """One Slack surface (a person's App Home, a request's approval cards) and how far Slack has caught up with it.
+
+    A change to the database that the surface shows bumps `version` in the change's own transaction; the sender
+    renders the surface from the database and records the version it delivered. Ten changes before the sender's
+    next turn cost one Slack call (coalescing), and a change made while a delivery is in flight leaves
+    `version > delivered_version`, so the surface is drawn once more. `claimed_by`/`claimed_until` make one sender
+    at a time own a surface, so two processes never draw the same one out of order.
+    """
+
+    __tablename__ = "outbox"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    delivered_version: Mapped[int] = mapped_column(Integer, default=0)
+    due_at: Mapped[datetime]
+    claimed_by: Mapped[str | None] = mapped_column(String(160))
+    claimed_until: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(120))

@@ -1,0 +1,146 @@
+"""The outbox: Slack surfaces marked changed in the database and delivered after commit by one sender per surface,
+drawn from the database (coalesced), paced by Slack's tiers, retried with back-off, handed over at a stop."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from bot import home, ids, outbox
+from bot.db import session_scope
+from bot.devtools.sandbox import Sandbox
+from bot.devtools.slack_wire import RateLimit
+from bot.lifecycle import release_leases
+from bot.outbox_sender import OutboxSender
+from bot.slack_pacing import Pacer, Rate
+from models import OutboxEntry
+from tests.e2e.flow_steps import card, click, submit_request
+
+
+def entry(sb: Sandbox, kind: str, subject: str) -> OutboxEntry | None:
+    with session_scope(sb.services.session_factory) as session:
+        return session.get(OutboxEntry, (kind, subject))
+
+
+def test_a_burst_of_changes_publishes_each_home_once_with_the_final_state(sandbox: Sandbox) -> None:
+    """Request, approval and provisioning mark the requester's and both admins' tabs changed several times; with
+    the sender held back until the burst is over, each tab is published exactly once, showing the outcome."""
+    sandbox.outbox.pause()
+    submit_request(sandbox, "UALICE")
+    click(sandbox, "UADMIN1", ids.APPROVE, card(sandbox))
+    assert sandbox.standin.calls_to("views.publish") == []
+    marks = entry(sandbox, outbox.HOME, "UADMIN1")
+    assert marks is not None and marks.version >= 2  # the request, then its outcome: marked twice at least
+
+    sender = OutboxSender(sandbox.services)
+    assert sender.wait_idle() == 3
+    published = [c.body["user_id"] for c in sandbox.standin.calls_to("views.publish")]
+    assert sorted(published) == ["UADMIN1", "UADMIN2", "UALICE"]
+    alice = str(sandbox.standin.published_home("UALICE"))
+    assert "koding-ualice" in alice and "Reveal" in alice
+    assert sender.wait_idle() == 0  # caught up: nothing is drawn again
+
+
+def test_a_change_made_while_a_tab_is_being_drawn_is_drawn_again(sandbox: Sandbox) -> None:
+    sandbox.outbox.pause()
+    services = sandbox.services
+    sender = OutboxSender(services)
+    home.refresh(services, "UALICE")
+    drawn: list[str] = []
+    real_view = home.home_view
+
+    def draw_then_change(svc, user_id):  # type: ignore[no-untyped-def]
+        view = real_view(svc, user_id)
+        drawn.append(user_id)
+        if len(drawn) == 1:  # a flow marks the tab again while the first drawing is on its way to Slack
+            home.refresh(services, "UALICE")
+        return view
+
+    home.home_view = draw_then_change  # type: ignore[assignment]
+    try:
+        assert sender.wait_idle() == 2
+    finally:
+        home.home_view = real_view  # type: ignore[assignment]
+    assert drawn == ["UALICE", "UALICE"]
+    marked = entry(sandbox, outbox.HOME, "UALICE")
+    assert marked is not None and marked.delivered_version == marked.version == 2
+
+
+def test_two_senders_never_draw_the_same_tab_at_once(sandbox: Sandbox) -> None:
+    """Two processes' senders on one database: each due tab is claimed by exactly one of them."""
+    sandbox.outbox.pause()
+    other = sandbox.make_services(sandbox.settings)
+    users = [f"UMEMBER{i:03d}" for i in range(40)]
+    home.refresh(sandbox.services, *users)
+    senders = [OutboxSender(sandbox.services), OutboxSender(other)]
+    start = threading.Barrier(2)
+
+    def run(sender: OutboxSender) -> None:
+        start.wait()
+        sender.wait_idle()
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in senders]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    published = [c.body["user_id"] for c in sandbox.standin.calls_to("views.publish")]
+    assert sorted(published) == users  # each exactly once
+    assert senders[0].delivered + senders[1].delivered == 40
+
+
+def test_a_refused_delivery_backs_off_and_a_stop_hands_claims_over(sandbox: Sandbox) -> None:
+    sandbox.outbox.pause()
+    services = sandbox.services
+    sandbox.standin.fail_next("views.publish", error="fatal_error")  # Slack's answer to a transient fault
+    home.refresh(services, "UALICE")
+    sender = OutboxSender(services)
+    assert sender.wait_idle() == 1 and sender.failures == 1
+    failed = entry(sandbox, outbox.HOME, "UALICE")
+    assert failed is not None and failed.attempts == 1 and failed.delivered_version == 0
+    assert failed.due_at > services.clock() and failed.claimed_by is None
+    assert sender.wait_idle() == 0  # not due again before its back-off
+
+    # A process that stops while holding a claim releases it by ownership: another sender takes it at once.
+    with session_scope(services.session_factory) as session:
+        session.get(OutboxEntry, (outbox.HOME, "UALICE")).due_at = services.clock() - timedelta(seconds=1)  # type: ignore[union-attr]
+    claims = outbox.claim_due(services.session_factory, owner=services.owner, now=services.clock(), seconds=120)
+    assert [c.subject for c in claims] == ["UALICE"]
+    other = sandbox.make_services(sandbox.settings)
+    assert outbox.claim_due(other.session_factory, owner=other.owner, now=other.clock(), seconds=120) == []
+    assert release_leases(services.session_factory, services.owner).surfaces == 1
+    assert OutboxSender(other).wait_idle() == 1
+    assert sandbox.standin.published_home("UALICE") is not None
+
+
+def test_the_sender_paces_itself_under_the_tier_so_slack_never_answers_429(sandbox: Sandbox) -> None:
+    """A tier made ten times faster with a small burst (600 a minute, 5 at once) against a sender paced a tenth
+    under it: 40 tabs go out with no 429 (the next test shows the same burst unpaced meets 429s)."""
+    sandbox.outbox.pause()
+    sandbox.standin.set_rate_limit("views.publish", RateLimit(per_minute=600, burst=5))
+    home.refresh(sandbox.services, *[f"UMEMBER{i:03d}" for i in range(40)])
+    sender = OutboxSender(sandbox.services, pacer=Pacer({"views.publish": Rate(per_minute=540, burst=4)}))
+    assert sender.wait_idle() == 40
+    assert sandbox.standin.rate_limited == []
+    assert len(sandbox.standin.calls_to("views.publish")) == 40
+
+
+def test_an_unpaced_sender_would_have_met_429s(sandbox: Sandbox) -> None:
+    """The same burst without pacing: Slack answers 429, so the pacing above is what kept it away."""
+    sandbox.outbox.pause()
+    sandbox.standin.set_rate_limit("views.publish", RateLimit(per_minute=600, burst=5))
+    home.refresh(sandbox.services, *[f"UMEMBER{i:03d}" for i in range(40)])
+    sender = OutboxSender(sandbox.services, pacer=Pacer({}))
+    sender.wait_idle()
+    assert sandbox.standin.rate_limited != []
+
+
+def test_surfaces_are_marked_in_one_order_and_counted(sandbox: Sandbox) -> None:
+    sandbox.outbox.pause()
+    home.refresh(sandbox.services, "UB", "UA", admins=True)
+    with session_scope(sandbox.services.session_factory) as session:
+        subjects = session.scalars(select(OutboxEntry.subject).order_by(OutboxEntry.subject)).all()
+        assert list(subjects) == ["UA", "UADMIN1", "UADMIN2", "UB"]
+        assert outbox.depth(session).behind == 4
