@@ -8,7 +8,18 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from bot import approval, audit, home, notify, offboarding, provisioning, reveal, timebound, timebound_views, views
+from bot import (
+    approval,
+    audit,
+    home,
+    notify,
+    offboarding,
+    provisioning,
+    reveal_grants,
+    timebound,
+    timebound_views,
+    views,
+)
 from bot.aws_iam import AwsError
 from bot.db import session_scope
 from bot.errors import NotAuthorized
@@ -155,7 +166,7 @@ def member_left(services: Services, *, slack_user_id: str) -> None:
     with session_scope(services.session_factory) as session:
         request = offboarding.find_user_request(session, slack_user_id=slack_user_id)
         if request is not None:
-            reveal.end_grants(session, request_id=request.id, now=now, reason="the member left Slack")
+            reveal_grants.end_grants(session, request_id=request.id, now=now, reason="the member left Slack")
     if request is not None:
         refresh_grant_dms(services, request.id)
     deactivated = offboarding.deactivate_all_keys(

@@ -20,6 +20,14 @@ from botocore import xform_name
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from bot.aws_errors import ERROR_CLASSES
+from bot.aws_errors import AccessDenied as AccessDenied
+from bot.aws_errors import AwsError as AwsError
+from bot.aws_errors import ConcurrentModification as ConcurrentModification
+from bot.aws_errors import EntityAlreadyExists as EntityAlreadyExists
+from bot.aws_errors import LimitExceeded as LimitExceeded
+from bot.aws_errors import NoSuchEntity as NoSuchEntity
+from bot.aws_errors import TransientAwsError as TransientAwsError
 from bot.aws_iam_cleanup import UserCleanupCalls
 from bot.aws_iam_policies import PolicyReadCalls
 
@@ -56,66 +64,14 @@ def standard_retries() -> Config:
     )
 
 
+def key_check() -> Config:
+    """For asking STS with a brand-new key: short timeouts and one retry, so the reveal's wait stays bounded."""
+    return Config(retries={"mode": "standard", "total_max_attempts": 2}, connect_timeout=2, read_timeout=5)
+
+
 def fast_check() -> Config:
     """For the quick existence check inside a Slack acknowledgement: one attempt, short timeouts."""
     return Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=0.5, read_timeout=1.0)
-
-
-class AwsError(Exception):
-    """An IAM call failed; `code` is the AWS error code, `message` is AWS's own text (never a secret)."""
-
-    transient = False
-
-    def __init__(self, code: str, message: str, operation: str) -> None:
-        super().__init__(f"{operation}: {code}: {message}")
-        self.code = code
-        self.message = message
-        self.operation = operation
-
-
-class EntityAlreadyExists(AwsError):
-    pass
-
-
-class NoSuchEntity(AwsError):
-    pass
-
-
-class AccessDenied(AwsError):
-    pass
-
-
-class LimitExceeded(AwsError):
-    pass
-
-
-class ConcurrentModification(AwsError):
-    transient = True
-
-
-class TransientAwsError(AwsError):
-    """Throttling, service failure or a network problem that outlived botocore's own retries."""
-
-    transient = True
-
-
-_ERROR_CLASSES: dict[str, type[AwsError]] = {
-    "EntityAlreadyExists": EntityAlreadyExists,
-    "NoSuchEntity": NoSuchEntity,
-    "AccessDenied": AccessDenied,
-    "AccessDeniedException": AccessDenied,
-    "UnauthorizedOperation": AccessDenied,
-    "InvalidClientTokenId": AccessDenied,
-    "SignatureDoesNotMatch": AccessDenied,
-    "ExpiredToken": AccessDenied,
-    "LimitExceeded": LimitExceeded,
-    "ConcurrentModification": ConcurrentModification,
-    "Throttling": TransientAwsError,
-    "ThrottlingException": TransientAwsError,
-    "ServiceFailure": TransientAwsError,
-    "ServiceUnavailable": TransientAwsError,
-    "RequestLimitExceeded": TransientAwsError,
-}
 
 
 @dataclass(frozen=True)
@@ -171,7 +127,7 @@ def _translate(exc: Exception, operation: str) -> AwsError:
         code = str(error.get("Code", "Unknown"))
         message = str(error.get("Message", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        cls = _ERROR_CLASSES.get(code)
+        cls = ERROR_CLASSES.get(code)
         if cls is None:
             cls = TransientAwsError if status >= 500 else AwsError
         return cls(code, message, operation)
@@ -200,10 +156,13 @@ class IamGateway(UserCleanupCalls, PolicyReadCalls):
         fast_client: Any | None = None,
         sts_client: Any | None = None,
         backoff: Backoff | None = None,
+        key_sts_client: Callable[[str, str], Any] | None = None,
     ) -> None:
         self._client = client
         self._fast_client = fast_client or client
         self._sts = sts_client
+        # Builds an STS client signed with a given key (id, secret); from a default boto3 session when not given.
+        self._key_sts_client = key_sts_client or (lambda *key: _key_sts_client(new_session())(*key))
         self.backoff = backoff or Backoff()
         self.calls: int = 0
         # Told of each retry: on_retry(reason, times), reason "botocore" (its own retries, from the answer's
@@ -218,7 +177,7 @@ class IamGateway(UserCleanupCalls, PolicyReadCalls):
         client = session.client("iam", region_name=region, config=standard_retries())
         fast = session.client("iam", region_name=region, config=fast_check())
         sts = session.client("sts", region_name=region, config=standard_retries())
-        return cls(client, fast_client=fast, sts_client=sts, backoff=backoff)
+        return cls(client, fast_client=fast, sts_client=sts, backoff=backoff, key_sts_client=_key_sts_client(session))
 
     def _call(self, operation: str, *, eventual: bool = False, fast: bool = False, **kwargs: Any) -> Any:
         """Call one IAM operation. `eventual` retries NoSuchEntity briefly: the entity may be brand new."""
@@ -321,6 +280,18 @@ class IamGateway(UserCleanupCalls, PolicyReadCalls):
                 raise
             raise _translate(exc, "GetCallerIdentity") from None
 
+    def key_identity(self, key: NewAccessKey) -> str:
+        """sts:GetCallerIdentity signed with `key` itself: its ARN once AWS accepts it, AccessDenied
+        (InvalidClientTokenId) while IAM has not made it usable yet. Needs no permission. The client lives for this
+        one call, so the secret stays in `key` alone; botocore logs the signature, never the secret."""
+        client = self._key_sts_client(key.access_key_id, key.secret_access_key)
+        try:
+            return str(client.get_caller_identity()["Arn"])
+        except Exception as exc:
+            if not _is_aws_failure(exc):
+                raise
+            raise _translate(exc, "GetCallerIdentity") from None
+
     def simulate(self, principal_arn: str, actions: list[str], resources: list[str]) -> dict[str, str]:
         """iam:SimulatePrincipalPolicy: the decision ('allowed', 'implicitDeny', ...) for each action."""
         response = self._call(
@@ -370,6 +341,23 @@ class IamGateway(UserCleanupCalls, PolicyReadCalls):
 
     def delete_access_key(self, user: str, access_key_id: str) -> None:
         self._gone_ok("DeleteAccessKey", UserName=user, AccessKeyId=access_key_id)
+
+
+def _key_sts_client(session: Any) -> Callable[[str, str], Any]:
+    """STS clients signed with one given key and no session token (the environment's must not be mixed in)."""
+    region = session.region_name or "us-east-1"
+
+    def build(access_key_id: str, secret_access_key: str) -> Any:
+        return session.client(
+            "sts",
+            region_name=region,
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            aws_session_token=None,
+            config=key_check(),
+        )
+
+    return build
 
 
 def _snake(operation: str) -> str:

@@ -11,11 +11,22 @@ import logging
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from bot import access, approval, home, intake, notify, outbox, provisioning, reveal, reveal_recovery, timebound, views
-from bot.aws_iam import NewAccessKey
+from bot import (
+    access,
+    approval,
+    home,
+    intake,
+    notify,
+    outbox,
+    provisioning,
+    reveal,
+    reveal_grants,
+    reveal_modal,
+    reveal_recovery,
+    views,
+)
 from bot.db import session_scope
 from bot.errors import (
-    AdminAttention,
     AlreadyDecided,
     AlreadyRevealed,
     DomainError,
@@ -218,10 +229,10 @@ def provision(services: Services, request_id: int) -> provisioning.Outcome:
 def deliver_reveal_dm(services: Services, grant_id: int) -> None:
     """Post the requester's Reveal button once; a claim keeps a resuming scheduler from posting it twice."""
     with session_scope(services.session_factory) as session:
-        if not reveal.claim_dm(session, grant_id=grant_id, now=services.clock()):
+        if not reveal_grants.claim_dm(session, grant_id=grant_id, now=services.clock()):
             return
     with session_scope(services.session_factory) as session:
-        grant = reveal.load_grant(session, grant_id)
+        grant = reveal_grants.load_grant(session, grant_id)
     posted = services.notifier.post_reveal_dm(grant, now=services.clock())
     if posted:
         with session_scope(services.session_factory) as session:
@@ -244,7 +255,7 @@ def resume_interrupted(services: Services) -> None:
     with session_scope(services.session_factory) as session:
         unannounced = approval.unannounced_request_ids(session, now=services.clock())
         request_ids = provisioning.resumable_request_ids(session, now=services.clock())
-        undelivered = reveal.undelivered_grant_ids(session, now=services.clock())
+        undelivered = reveal_grants.undelivered_grant_ids(session, now=services.clock())
     for request_id in unannounced:
         log.info("posting the approval cards of request %s again", request_id)
         announce_request(services, request_id, requester_dm=False)
@@ -314,7 +325,9 @@ def reveal_keys(
         refuse(services, channel, user_id, exc)
         return None
     try:
-        revealed = _reveal_claimed(services, claimed, user_id=user_id, trigger_id=trigger_id, channel=channel)
+        revealed = reveal_modal.reveal_in_modal(
+            services, claimed, user_id=user_id, trigger_id=trigger_id, channel=channel
+        )
     finally:
         claimed.lease.release()
     _refresh_reveal_dm(services, grant_id)
@@ -322,75 +335,10 @@ def reveal_keys(
     return revealed
 
 
-def _reveal_claimed(
-    services: Services, claimed: reveal.Claimed, *, user_id: str, trigger_id: str, channel: str | None
-) -> reveal.Revealed | None:
-    notifier = services.notifier
-    view_id = notifier.open_modal(trigger_id, views.reveal_generating_modal())
-    if view_id is None:
-        reveal.release(services.session_factory, claimed, now=services.clock(), reason="modal did not open")
-        notifier.ephemeral(channel, user_id, "Slack could not open the key window in time. Press the button again.")
-        return None
-
-    name, ends_at = claimed.iam_user_name, timebound.end_of(services.session_factory, claimed.request_id)
-
-    def deliver(key: NewAccessKey) -> None:
-        notifier.update_modal(view_id, views.reveal_keys_modal(key, iam_user_name=name, ends_at=ends_at))
-
-    try:
-        revealed = reveal.create_and_deliver(
-            services.session_factory, gateway=services.gateway, claimed=claimed, deliver=deliver, clock=services.clock
-        )
-    except AdminAttention as exc:
-        _try_update_modal(services, view_id, exc.user_message)
-        services.notifier.admin_notice(
-            views.escape(exc.admin_message), [views._section(f":warning: {views.escape(exc.admin_message)}")]
-        )
-        return None
-    except DomainError as exc:
-        _try_update_modal(services, view_id, exc.user_message)
-        return None
-    except Exception as exc:  # Slack could not show the key (after its retries): the key was deleted again
-        log.warning("the reveal modal could not be updated: %s", type(exc).__name__)
-        _try_update_modal(
-            services,
-            view_id,
-            "Slack could not show your key, so it was deleted again. Close this window and press Reveal once more.",
-        )
-        return None
-    if not revealed.recorded:
-        _tell_unrecorded(services, view_id, revealed)
-    return revealed
-
-
-def _tell_unrecorded(services: Services, view_id: str, revealed: reveal.Revealed) -> None:
-    """The key was shown but is not recorded as this reveal's: say what actually happened."""
-    if revealed.note == "access ended":
-        _try_update_modal(
-            services,
-            view_id,
-            f"Your access ended while this key was shown (an admin revoked it, or you left the workspace), so key "
-            f"{revealed.access_key_id} was deleted again. Do not use it.",
-        )
-        return
-    # The key stays valid and recovery records it as yours; the modal keeps showing it. The admins hear why.
-    log.error("revealed key %s could not be recorded (%s); recovery will", revealed.access_key_id, revealed.note)
-    services.notifier.admin_notice(
-        f"Access key {revealed.access_key_id} was shown to its owner but could not be recorded yet.",
-        [
-            views._section(
-                f":warning: Access key `{views.escape(revealed.access_key_id)}` was shown to its owner but could not "
-                f"be recorded ({views.escape(revealed.note or 'unknown')}). koding-iam records it on its next "
-                "recovery tick; nothing to do unless this repeats."
-            )
-        ],
-    )
-
-
 def renew_reveal_window(services: Services, *, grant_id: int, user_id: str, channel: str | None) -> None:
     try:
         with session_scope(services.session_factory) as session:
-            reveal.renew_window(
+            reveal_grants.renew_window(
                 session,
                 grant_id=grant_id,
                 user_id=user_id,
@@ -408,13 +356,6 @@ def _refresh_reveal_dm(services: Services, grant_id: int) -> None:
         grant = session.get(KeyGrant, grant_id)
     if grant is not None:
         services.notifier.update_reveal_dm(grant, now=services.clock())
-
-
-def _try_update_modal(services: Services, view_id: str, message: str) -> None:
-    try:
-        services.notifier.update_modal(view_id, views.reveal_problem_modal(message))
-    except Exception as exc:  # Slack unreachable: the requester sees the modal time out, nothing else is lost
-        log.warning("could not update the reveal modal with a problem message: %s", type(exc).__name__)
 
 
 def refuse(services: Services, channel: str | None, user_id: str, exc: DomainError) -> None:

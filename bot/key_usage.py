@@ -178,9 +178,15 @@ def retirement(old: UsageKey, new: UsageKey) -> Retirement:
     return Retirement.WAIT
 
 
+def never_used(key: UsageKey) -> bool:
+    """No use read outside the 15 minutes after creation: a use inside them may be koding-iam's own check of the
+    new key (sts:GetCallerIdentity signed with it, bot/key_verification.py), which AWS records like any other."""
+    return key.last_used_at is None or key.first_used_at is None
+
+
 def idle_since(key: UsageKey) -> datetime:
     """From when the key has not been used: its creation if never used, else the end of its last recorded span."""
-    return key.created_at if key.last_used_at is None else key.last_used_at + RECORDING_SPAN
+    return key.created_at if never_used(key) or key.last_used_at is None else key.last_used_at + RECORDING_SPAN
 
 
 def is_unused(key: UsageKey, policy: UsagePolicy) -> bool:

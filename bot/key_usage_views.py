@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from bot import ids
 from bot.aws_iam import KeyLastUsed
-from bot.key_usage import UsageKey, idle_since
+from bot.key_usage import UsageKey, idle_since, never_used
 from bot.views import Blocks, _button, _context, _section, escape, when
 
 
@@ -97,7 +97,7 @@ def old_key_still_used_dm(*, old: UsageKey, new: UsageKey, now: datetime) -> tup
 
 def _unused_for(key: UsageKey, now: datetime) -> str:
     days = max(0, (now - idle_since(key)).days)
-    if key.last_used_at is None:
+    if never_used(key):
         return f"has never been used since it was created {days} days ago ({when(key.created_at)})"
     return f"has not been used for {days} days: it was {used_text(key, now)}"
 

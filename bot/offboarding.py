@@ -17,7 +17,7 @@ from datetime import datetime
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import audit, reveal
+from bot import audit, reveal_grants
 from bot.aws_iam import AwsError, IamGateway, NoSuchEntity
 from bot.aws_iam_cleanup import is_virtual_mfa
 from bot.config import Settings
@@ -145,7 +145,7 @@ def begin(
         session.rollback()
         current = session.get(AccessRequest, request_id)
         raise InvalidState(f"{request.iam_user_name} is {current.status if current else 'gone'}; nothing to revoke.")
-    reveal.end_grants(session, request_id=request_id, now=now, reason="revoked")
+    reveal_grants.end_grants(session, request_id=request_id, now=now, reason="revoked")
     audit.record(
         session,
         action="revoke.started",

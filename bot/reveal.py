@@ -4,7 +4,9 @@ The secret lives only in the `NewAccessKey` passed to `deliver` (which shows it 
 runs under the IAM user's lease (bot/leases.py), so a revoke, a rotation or a recovery never interleaves with
 it. The claim on the grant names the lease that owns it, the key id is written right after CreateAccessKey and
 `delivering_at` right before the secret goes to Slack: recovery (bot/reveal_recovery.py) reads those marks to
-decide what actually happened. Every write after the claim is conditional on the claim still being ours. The
+decide what actually happened. Between the two, `check` asks AWS whether it accepts the new key yet
+(bot/key_verification.py); the lease's heartbeat keeps the lease for that wait, and a lease lost meanwhile
+deletes the key unseen. Every write after the claim is conditional on the claim still being ours. The
 database records the key id and its creation time, never the secret. No Slack here.
 """
 
@@ -15,19 +17,21 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import audit, leases
 from bot.aws_iam import AccessDenied, AwsError, IamGateway, NewAccessKey
 from bot.db import session_scope
-from bot.errors import AdminAttention, AlreadyRevealed, DomainError, GrantExpired, InvalidState, NotAuthorized, NotFound
+from bot.errors import AdminAttention, AlreadyRevealed, DomainError, GrantExpired, InvalidState
 from bot.intake import OURS_TAG_REQUEST
+from bot.key_verification import KeyCheck
 from bot.leases import Lease
 from bot.provisioning import plain_reason
+from bot.reveal_grants import authorize, load_grant, rearmed_status
 from models import AccessKey, AccessRequest, GrantStatus, KeyGrant, KeyStatus, RequestStatus
 
 log = logging.getLogger(__name__)
@@ -55,18 +59,6 @@ class Claimed:
     iam_user_name: str
     request_id: int
     lease: Lease
-
-
-def load_grant(session: Session, grant_id: int) -> KeyGrant:
-    grant = session.get(KeyGrant, grant_id)
-    if grant is None:
-        raise NotFound("This reveal button does not belong to any key grant.")
-    return grant
-
-
-def authorize(grant: KeyGrant, user_id: str) -> None:
-    if grant.requester_id != user_id:
-        raise NotAuthorized("Only the person who requested these keys can reveal them.")
 
 
 def _check_usable(session: Session, grant: KeyGrant, now: datetime) -> None:
@@ -211,10 +203,12 @@ def create_and_deliver(
     *,
     gateway: IamGateway,
     claimed: Claimed,
-    deliver: Callable[[NewAccessKey], None],
+    deliver: Callable[[NewAccessKey, KeyCheck], None],
+    check: Callable[[NewAccessKey], KeyCheck],
     clock: Callable[[], datetime],
 ) -> Revealed:
-    """Check the target, create the key, show it through `deliver`, then record it; the caller holds the lease."""
+    """Check the target, create the key, ask AWS whether it accepts it (`check` never raises), show it through
+    `deliver` with that answer, then record it; the caller holds the lease."""
     user_name = claimed.iam_user_name
     _check_target(factory, gateway, claimed, clock())
     try:
@@ -230,17 +224,19 @@ def create_and_deliver(
             ) from None
         raise DomainError(f"AWS could not create the access key ({exc.code}). Try the button again later.") from None
 
-    # The key id (not the secret) is written before delivery, so recovery knows which key this claim made.
-    if not _mark(factory, claimed, access_key_id=key.access_key_id) or not _mark(
-        factory, claimed, delivering_at=clock()
-    ):
+    # The key id (not the secret) is written before the check and the delivery, so recovery knows which key this
+    # claim made; `delivering_at` after the check, so a key whose check outlived our lease is never shown.
+    checked: KeyCheck | None = None
+    if _mark(factory, claimed, access_key_id=key.access_key_id):
+        checked = check(key)
+    if checked is None or not _mark(factory, claimed, delivering_at=clock()):
         unseen = key.access_key_id
         del key
         _delete_unseen(factory, gateway, claimed, unseen, now=clock(), why="the reveal could not be recorded")
         raise DomainError("Your key could not be recorded, so it was deleted again. Nothing was shown: try again.")
 
     try:
-        deliver(key)
+        deliver(key, checked)
     except Exception:
         unseen = key.access_key_id
         del key
@@ -248,7 +244,9 @@ def create_and_deliver(
         raise
     access_key_id, created = key.access_key_id, key.created
     del key
-    return _record_shown(factory, gateway, claimed, access_key_id=access_key_id, created=created, clock=clock)
+    return _record_shown(
+        factory, gateway, claimed, access_key_id=access_key_id, created=created, clock=clock, verdict=checked.verdict
+    )
 
 
 def _delete_unseen(
@@ -291,17 +289,6 @@ def _delete_unseen(
         )
 
 
-def rearmed_status(session: Session, grant_id: int) -> str:
-    """A claim given back goes to available only while its request is still provisioned (and not ended)."""
-    grant = session.get(KeyGrant, grant_id)
-    request = session.get(AccessRequest, grant.request_id) if grant is not None else None
-    if grant is None or grant.status == GrantStatus.ENDED:
-        return GrantStatus.ENDED
-    if request is None or request.status != RequestStatus.PROVISIONED:
-        return GrantStatus.ENDED
-    return GrantStatus.AVAILABLE
-
-
 def _record_shown(
     factory: sessionmaker[Session],
     gateway: IamGateway,
@@ -310,6 +297,7 @@ def _record_shown(
     access_key_id: str,
     created: datetime,
     clock: Callable[[], datetime],
+    verdict: str,
 ) -> Revealed:
     """The key was shown: record it, only if the claim is still ours. A few tries ride out a database hiccup;
     after that recovery records it (the claim says it was being delivered), so the member keeps what they saw."""
@@ -348,6 +336,7 @@ def _record_shown(
                     at=now,
                     grant_id=claimed.grant_id,
                     access_key_id=access_key_id,
+                    key_check=verdict,
                 )
             return Revealed(claimed.grant_id, access_key_id, now)
         except SQLAlchemyError as exc:
@@ -381,105 +370,3 @@ def _shown_after_end(
             reason="the access ended while the key was shown",
         )
     return Revealed(claimed.grant_id, access_key_id, now, recorded=False, note="access ended")
-
-
-def renew_window(session: Session, *, grant_id: int, user_id: str, hours: int, now: datetime) -> KeyGrant:
-    """Give an expired, never-revealed grant a fresh window (recorded in the audit log), only while its request
-    is still provisioned: an ended grant never comes back."""
-    grant = load_grant(session, grant_id)
-    authorize(grant, user_id)
-    if grant.status == GrantStatus.REVEALED:
-        raise AlreadyRevealed(grant.revealed_at, grant.access_key_id)
-    if grant.status == GrantStatus.ENDED:
-        raise InvalidState(f"This button no longer works: the access of {grant.iam_user_name} has ended.")
-    provisioned = select(AccessRequest.id).where(
-        AccessRequest.id == KeyGrant.request_id, AccessRequest.status == RequestStatus.PROVISIONED
-    )
-    result = session.execute(
-        update(KeyGrant)
-        .where(
-            KeyGrant.id == grant_id,
-            KeyGrant.status == GrantStatus.AVAILABLE,
-            KeyGrant.expires_at <= now,
-            provisioned.exists(),
-        )
-        .values(expires_at=now + timedelta(hours=hours))
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount == 1:
-        audit.record(
-            session,
-            action="reveal.window_renewed",
-            actor=user_id,
-            request_id=grant.request_id,
-            at=now,
-            grant_id=grant_id,
-            hours=hours,
-        )
-    else:
-        session.refresh(grant)
-        if grant.status == GrantStatus.AVAILABLE and grant.expires_at <= now:
-            request = session.get(AccessRequest, grant.request_id)
-            state = request.status if request is not None else "gone"
-            raise InvalidState(f"This button no longer works: the request for {grant.iam_user_name} is {state}.")
-    session.flush()
-    session.refresh(grant)
-    return grant
-
-
-def end_grants(session: Session, *, request_id: int, now: datetime, reason: str) -> list[int]:
-    """Every grant of a request that could still create a key ends (revoke, member left): their DMs lose their
-    buttons. A reveal in flight notices at its next conditional write and withdraws its key."""
-    ids = list(
-        session.scalars(
-            select(KeyGrant.id).where(
-                KeyGrant.request_id == request_id,
-                KeyGrant.status.in_([GrantStatus.AVAILABLE, GrantStatus.REVEALING]),
-            )
-        )
-    )
-    if ids:
-        session.execute(
-            update(KeyGrant)
-            .where(KeyGrant.id.in_(ids), KeyGrant.status.in_([GrantStatus.AVAILABLE, GrantStatus.REVEALING]))
-            .values(status=GrantStatus.ENDED)
-            .execution_options(synchronize_session=False)
-        )
-        audit.record(session, action="reveal.grants_ended", request_id=request_id, at=now, grants=ids, reason=reason)
-    return ids
-
-
-# A claim to post the reveal DM older than this, with no DM posted, was interrupted and is taken again.
-DM_STALE_AFTER = timedelta(minutes=2)
-
-
-def claim_dm(session: Session, *, grant_id: int, now: datetime) -> bool:
-    """Take on posting a grant's reveal DM; False if it was posted or another process holds a fresh claim."""
-    result = session.execute(
-        update(KeyGrant)
-        .where(
-            KeyGrant.id == grant_id,
-            KeyGrant.dm_ts.is_(None),
-            KeyGrant.status == GrantStatus.AVAILABLE,
-            or_(KeyGrant.dm_claimed_at.is_(None), KeyGrant.dm_claimed_at < now - DM_STALE_AFTER),
-        )
-        .values(dm_claimed_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1
-
-
-def undelivered_grant_ids(session: Session, *, now: datetime) -> list[int]:
-    """Grants whose reveal DM never reached the requester (a crash, or Slack down, after provisioning)."""
-    return list(
-        session.scalars(
-            select(KeyGrant.id)
-            .where(
-                KeyGrant.status == GrantStatus.AVAILABLE,
-                KeyGrant.dm_ts.is_(None),
-                KeyGrant.created_at < now - DM_STALE_AFTER,
-                or_(KeyGrant.dm_claimed_at.is_(None), KeyGrant.dm_claimed_at < now - DM_STALE_AFTER),
-            )
-            .order_by(KeyGrant.id)
-        ).all()
-    )

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot import audit, leases
 from bot.aws_iam import AwsError, IamGateway
 from bot.db import session_scope
-from bot.reveal import rearmed_status
+from bot.reveal_grants import rearmed_status
 from models import AccessKey, GrantStatus, KeyGrant, KeyStatus
 
 

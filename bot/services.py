@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot import access
 from bot.aws_iam import IamGateway
 from bot.config import Settings
+from bot.key_verification import Pace
 from bot.leases import Leaser
 from bot.metrics import Metrics
 from bot.notify import Notifier
@@ -51,6 +52,8 @@ class Services:
     )
     # This instance's Prometheus metrics (its own registry), served on GET /metrics.
     metrics: Metrics = field(default_factory=Metrics)
+    # How often a reveal asks AWS whether it accepts a new key, within KODING_IAM_KEY_VERIFY_SECONDS.
+    key_check_pace: Pace = field(default_factory=Pace)
     # Wakes this process's outbox sender after a flow marked a Slack surface changed (set when it starts).
     wake_outbox: Callable[[], None] = _no_sender
     # Slack user groups and member status for the access rule (bot/access.py); create_services gives the Slack one.

@@ -19,7 +19,7 @@ from enum import StrEnum
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import audit, reveal
+from bot import audit, reveal_grants
 from bot.config import MAX_ACCESS_DAYS
 from bot.db import session_scope
 from bot.errors import InvalidState, NotAuthorized, NotFound
@@ -226,7 +226,7 @@ def _end(
     )
     if result.rowcount != 1:
         return False
-    reveal.end_grants(session, request_id=request_id, now=now, reason=reason)
+    reveal_grants.end_grants(session, request_id=request_id, now=now, reason=reason)
     session.execute(  # an extension nobody decided on yet has nothing left to extend
         update(AccessExtension)
         .where(AccessExtension.request_id == request_id, AccessExtension.status == ExtensionStatus.PENDING)

@@ -24,6 +24,7 @@ from bot.aws_iam import Backoff, IamGateway
 from bot.config import Settings, load_settings
 from bot.devtools.driver import SlackDriver
 from bot.devtools.slack_standin import SlackStandIn
+from bot.key_verification import Pace
 from bot.outbox_sender import OutboxSender
 from bot.server import SLACK_PATH, make_wsgi_app
 from bot.services import Services
@@ -252,6 +253,8 @@ class Sandbox:
     def make_services(self, settings: Settings, **overrides: Any) -> Services:
         overrides.setdefault("gateway", IamGateway.from_environment(backoff=Backoff(sleep=lambda _: None)))
         overrides.setdefault("background", self.executor)  # so wait_idle() covers work after the ack too
+        # A new key refused by the strict IAM layer (strict_iam.new_keys_refused_for) is asked about every 0.1 s.
+        overrides.setdefault("key_check_pace", Pace(first_delay=0.1, max_delay=0.1))
         services = create_services(settings, **overrides)
         if hasattr(self, "outbox"):  # another "process" on the same database: this sender delivers for it too
             services.wake_outbox = self.outbox.wake

@@ -8,17 +8,23 @@ tests reach moto goes through: the in-process `mock_aws` (sandbox, `koding-iam d
 process's backends) and the benchmark's moto server (`bench.backends` installs it in its own process). A botocore
 event hook would only see the clients of the process that installed it, never a `koding-iam serve` child.
 
+STS is held to one IAM rule as well: a new access key is refused by GetCallerIdentity for its first seconds
+(IAM's eventual consistency), when a test asks for that with `new_keys_refused_for`.
+
 Each rule cites the AWS documentation it comes from. `install()` is idempotent; `uninstall()` restores moto.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import string
 import threading
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from moto.core.exceptions import InvalidClientTokenIdError
 from moto.core.responses import ActionResult, EmptyResult
 from moto.iam.exceptions import (
     DeleteConflictException,
@@ -27,8 +33,9 @@ from moto.iam.exceptions import (
     LimitExceededException,
     NotFoundException,
 )
-from moto.iam.models import IAMBackend, User
+from moto.iam.models import IAMBackend, User, iam_backends
 from moto.iam.responses import IamResponse
+from moto.sts.models import STSBackend
 
 
 class NotSupportedService(IAMException):
@@ -38,6 +45,7 @@ class NotSupportedService(IAMException):
 
 _lock = threading.Lock()
 _originals: dict[str, Any] = {}
+_sts_originals: dict[str, Any] = {}
 _ADDED_ACTIONS = (
     "create_service_specific_credential",
     "list_service_specific_credentials",
@@ -62,6 +70,9 @@ def install() -> None:
         for name, strict in _BACKEND_PATCHES.items():
             _originals[name] = getattr(IAMBackend, name)
             setattr(IAMBackend, name, strict)
+        for name, strict in _STS_PATCHES.items():
+            _sts_originals[name] = getattr(STSBackend, name)
+            setattr(STSBackend, name, strict)
         for name in _ADDED_ACTIONS:
             setattr(IamResponse, name, globals()[f"_response_{name}"])
 
@@ -72,6 +83,9 @@ def uninstall() -> None:
         for name, original in _originals.items():
             setattr(IAMBackend, name, original)
         _originals.clear()
+        for name, original in _sts_originals.items():
+            setattr(STSBackend, name, original)
+        _sts_originals.clear()
         for name in _ADDED_ACTIONS:
             if name in IamResponse.__dict__:
                 delattr(IamResponse, name)
@@ -280,3 +294,56 @@ def set_access_key_last_used(access_key_id: str, *, used_at: datetime | None, se
                 key.last_used = None if used_at is None else AccessKeyLastUsed(used_at, service, region)
                 return
     raise KeyError(f"no access key {access_key_id} in moto's IAM")
+
+
+# New access keys: eventually consistent -------------------------------------------------------------------
+class _NewKeyRefusal:
+    """How long a new key is refused, and the clock that says how old it is (moto stamps CreateDate in UTC)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+_new_keys = _NewKeyRefusal()
+
+
+@contextlib.contextmanager
+def new_keys_refused_for(seconds: float, *, clock: Callable[[], datetime] | None = None) -> Iterator[None]:
+    """While inside: STS refuses an access key during its first `seconds` after CreateAccessKey (0, the default
+    outside, accepts every key at once, as moto does). `clock` replaces the wall clock the key's age is read by."""
+    previous = (_new_keys.seconds, _new_keys.clock)
+    _new_keys.seconds = float(seconds)
+    if clock is not None:
+        _new_keys.clock = clock
+    try:
+        yield
+    finally:
+        _new_keys.seconds, _new_keys.clock = previous
+
+
+def _access_key(account_id: str, partition: str, access_key_id: str) -> Any:
+    backend = iam_backends[account_id][partition]
+    user = backend.get_user_from_access_key_id(access_key_id)
+    if user is None:
+        return None
+    return next((key for key in user.access_keys if key.access_key_id == access_key_id), None)
+
+
+def _get_caller_identity(self: STSBackend, access_key_id: str, region: str) -> tuple[str, str, str]:
+    # https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency
+    # "Changes that I make are not always immediately visible": IAM is eventually consistent, and a new access key
+    # can be refused for a few seconds after CreateAccessKey returns it. STS then answers as for any key it does
+    # not know: 403 InvalidClientTokenId, "The security token included in the request is invalid."
+    # (https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html). moto accepts every key at once, and
+    # answers a key it never made (the tests' own "testing" credentials) with a default identity; that stays so.
+    if _new_keys.seconds > 0:
+        key = _access_key(self.account_id, self.partition, access_key_id)
+        if key is not None:
+            created = key.create_date if key.create_date.tzinfo else key.create_date.replace(tzinfo=UTC)
+            if _new_keys.clock() < created + timedelta(seconds=_new_keys.seconds):
+                raise InvalidClientTokenIdError()
+    return _sts_originals["get_caller_identity"](self, access_key_id, region)
+
+
+_STS_PATCHES = {"get_caller_identity": _get_caller_identity}

@@ -8,6 +8,7 @@ layer's (moto without it accepts the same calls), and one test runs the rules th
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import boto3
@@ -153,3 +154,56 @@ def test_the_rules_hold_through_a_moto_server() -> None:
         attach(iam, "koding-bob", "service_credential")
         attach(iam, "koding-bob", "ssh_public_key")
         assert refused(iam.delete_user, UserName="koding-bob") == ("DeleteConflict", 409)
+
+
+# New access keys: IAM's eventual consistency ------------------------------------------------------------------
+def sts_with(key: dict[str, Any], endpoint_url: str | None = None) -> Any:
+    return boto3.client(
+        "sts",
+        region_name="us-east-1",
+        aws_access_key_id=key["AccessKeyId"],
+        aws_secret_access_key=key["SecretAccessKey"],
+        aws_session_token=None,
+        endpoint_url=endpoint_url,
+    )
+
+
+def test_a_new_key_is_refused_by_sts_for_its_first_seconds(iam: Any) -> None:
+    iam.create_user(UserName="koding-bob")
+    key = iam.create_access_key(UserName="koding-bob")["AccessKey"]
+    created = key["CreateDate"]
+    now = [created + timedelta(seconds=1.9)]
+    with strict_iam.new_keys_refused_for(2, clock=lambda: now[0]):
+        assert refused(sts_with(key).get_caller_identity) == ("InvalidClientTokenId", 403)
+        # A key moto never made (the tests' own "testing" credentials) keeps moto's default identity.
+        assert boto3.client("sts", region_name="us-east-1").get_caller_identity()["Arn"].endswith(":user/moto")
+        now[0] = created + timedelta(seconds=2)
+        assert sts_with(key).get_caller_identity()["Arn"] == "arn:aws:iam::123456789012:user/koding-bob"
+    # Outside the block (the default, 0 s) every key is accepted at once, as moto does.
+    fresh = iam.create_access_key(UserName="koding-bob")["AccessKey"]
+    assert sts_with(fresh).get_caller_identity()["Arn"].endswith(":user/koding-bob")
+
+
+def test_canary_moto_alone_accepts_a_new_key_at_once(iam: Any) -> None:
+    iam.create_user(UserName="koding-bob")
+    key = iam.create_access_key(UserName="koding-bob")["AccessKey"]
+    strict_iam.uninstall()
+    try:
+        with strict_iam.new_keys_refused_for(60):
+            assert sts_with(key).get_caller_identity()["Arn"].endswith(":user/koding-bob")
+    finally:
+        strict_iam.install()
+    with strict_iam.new_keys_refused_for(60):
+        assert refused(sts_with(key).get_caller_identity)[0] == "InvalidClientTokenId"
+
+
+def test_a_new_key_is_refused_through_a_moto_server_too() -> None:
+    from tests.e2e.served import moto_server
+
+    with moto_server() as url:
+        iam = boto3.client("iam", region_name="us-east-1", endpoint_url=url)
+        iam.create_user(UserName="koding-bob")
+        key = iam.create_access_key(UserName="koding-bob")["AccessKey"]
+        with strict_iam.new_keys_refused_for(60):
+            assert refused(sts_with(key, url).get_caller_identity) == ("InvalidClientTokenId", 403)
+        assert sts_with(key, url).get_caller_identity()["Arn"].endswith(":user/koding-bob")

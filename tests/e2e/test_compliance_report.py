@@ -133,17 +133,30 @@ def seed(sb: Sandbox) -> Seeded:
 
     exemption = {"exempt_until": f"{until}T00:00:00Z", "exempt_reason": "migrating stacks", "exempted_by": "UADMIN1"}
     never = {"last_used_at": "never", "rotation_stage": "fresh"}
+
+    def checked_at_reveal(key: str) -> dict[str, Any]:
+        """A key koding-iam showed was used once, by its own check (sts:GetCallerIdentity signed with it), and AWS
+        reports that use: the report shows what AWS says."""
+        used = moto_key(key).last_used
+        assert used is not None and used.service == "sts"
+        return {
+            "last_used_at": iso(used.timestamp.replace(tzinfo=UTC)),
+            "last_used_service": "sts",
+            "last_used_region": used.region,
+        }
+
     rows = [
         row(alice, alice_old, key_status="active", age_days=100, last_used_at=iso(at - 50 * DAY),
             last_used_service="ec2", last_used_region="eu-west-1", rotation_stage="overdue", rotations=1,
             cis_1_12="fail", cis_1_13="fail", cis_1_14="fail"),
-        row(alice, alice_new, key_status="active", age_days=0, **never, rotations=1,
+        row(alice, alice_new, key_status="active", age_days=0, rotation_stage="fresh", **checked_at_reveal(alice_new),
+            rotations=1,
             cis_1_12="pass", cis_1_13="fail", cis_1_14="pass"),
         row(bob, None, cis_1_12="n/a", cis_1_13="pass", cis_1_14="n/a"),
         row(carol_request, carol, key_status="active", age_days=120, last_used_at=iso(at - 2 * DAY),
             last_used_service="s3", last_used_region="us-east-1", rotation_stage="fresh", **exemption,
             cis_1_12="pass", cis_1_13="pass", cis_1_14="fail"),
-        row(erin_request, erin, key_status="inactive", age_days=0, last_used_at="never",
+        row(erin_request, erin, key_status="inactive", age_days=0, **checked_at_reveal(erin),
             rotation_stage="deactivated", cis_1_12="pass", cis_1_13="pass", cis_1_14="n/a"),
         row(None, dave, owner="UDAVE", iam_user="legacy-dave", source="imported", rotations=0, key_status="active",
             age_days=60, **never, cis_1_12="fail", cis_1_13="pass", cis_1_14="pass"),

@@ -130,6 +130,9 @@ def test_bot_token_from_the_environment_is_read(monkeypatch: pytest.MonkeyPatch)
         ("koding_iam_permissions_boundary", "nope", "KODING_IAM_PERMISSIONS_BOUNDARY"),
         ("database_url", "mysql://x", "DATABASE_URL"),
         ("koding_iam_reveal_window_hours", 0, "KODING_IAM_REVEAL_WINDOW_HOURS"),
+        ("koding_iam_key_verify_seconds", -1, "KODING_IAM_KEY_VERIFY_SECONDS"),
+        ("koding_iam_key_verify_seconds", 61, "KODING_IAM_KEY_VERIFY_SECONDS"),
+        ("koding_iam_key_verify_seconds", "soon", "KODING_IAM_KEY_VERIFY_SECONDS"),
     ],
 )
 def test_malformed_value_names_the_variable(field: str, value: Any, variable: str) -> None:
@@ -297,6 +300,12 @@ def test_defaults_for_path_and_port() -> None:
     assert settings.port == 3000
     assert load(koding_iam_path="/koding/teams/", port="8080").koding_iam_path == "/koding/teams/"
     assert load(port="8080").port == 8080
+
+
+def test_key_verification_waits_20_seconds_by_default_and_0_turns_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load().koding_iam_key_verify_seconds == 20
+    monkeypatch.setenv("KODING_IAM_KEY_VERIFY_SECONDS", "0")
+    assert load().koding_iam_key_verify_seconds == 0
 
 
 def test_blank_signing_secret_counts_as_not_set_in_http_mode() -> None:

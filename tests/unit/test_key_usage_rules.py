@@ -96,7 +96,7 @@ def test_pair_decisions_by_stage_and_setting() -> None:
 def test_unused_is_judged_as_of_the_reading() -> None:
     never = key(last_used_read_at=T0 + 45 * DAY)
     assert is_unused(never, POLICY) and not is_unused(replace(never, last_used_read_at=T0 + 44 * DAY), POLICY)
-    recent = key(last_used_at=T0 + DAY, last_used_read_at=T0 + 46 * DAY + 15 * MIN)
+    recent = key(last_used_at=T0 + DAY, first_used_at=T0 + DAY, last_used_read_at=T0 + 46 * DAY + 15 * MIN)
     assert is_unused(recent, POLICY) and not is_unused(replace(recent, last_used_read_at=T0 + 46 * DAY), POLICY)
     assert not is_unused(replace(never, status="inactive"), POLICY)
 
