@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from bot import (
     approval,
     audit,
+    blockkit,
     home,
     notify,
     offboarding,
@@ -282,7 +283,7 @@ def sync_command(services: Services, *, admin_id: str, channel: str | None) -> N
         for f in report.findings
     ]
     blocks = [
-        views._section(f"*Sync* — imported users: {imported}"),
+        blockkit.section_block(f"*Sync* — imported users: {imported}"),
         *views.table_section("Drift", rows, empty="none: IAM and koding-iam's records agree"),
     ]
     services.notifier.ephemeral(channel, admin_id, "koding-iam sync", blocks)

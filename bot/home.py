@@ -20,12 +20,12 @@ from sqlalchemy.orm import Session
 from bot import access, ids, key_usage, outbox, rotation, views
 from bot import key_usage_views as usage_views
 from bot.aws_iam import AwsError
+from bot.blockkit import button_element, context_block, section_block
 from bot.db import session_scope
 from bot.end_date_text import end_line
 from bot.key_usage import recorded_last_used
 from bot.limits import clip
 from bot.services import Services
-from bot.views import _button, _context, _section
 from models import AccessKey, AccessRequest, AuditEvent, GrantStatus, KeyGrant, KeyStatus, RequestStatus
 
 log = logging.getLogger(__name__)
@@ -93,9 +93,12 @@ def user_blocks(
     blocks: list[dict[str, Any]] = []
     if request is None and not keys:
         note = f" (your last request, #{closed.id}, was {closed.status})" if closed else ""
-        blocks.append(_section(f"You have no IAM user from koding-iam{note}."))
+        blocks.append(section_block(f"You have no IAM user from koding-iam{note}."))
         blocks.append(
-            {"type": "actions", "elements": [_button("Request an IAM user", ids.OPEN_REQUEST, "open", "primary")]}
+            {
+                "type": "actions",
+                "elements": [button_element("Request an IAM user", ids.OPEN_REQUEST, "open", "primary")],
+            }
         )
         return blocks
     if request is not None:
@@ -103,7 +106,7 @@ def user_blocks(
     issued_user = request.iam_user_name.lower() if request is not None else None
     imported_users = dict.fromkeys(k.iam_user_name for k in keys if k.iam_user_name.lower() != issued_user)
     for name in imported_users:
-        blocks.append(_section(_imported_user_text(name, aws.groups.get(name))))
+        blocks.append(section_block(_imported_user_text(name, aws.groups.get(name))))
     several_users = len(imported_users) + (request is not None) > 1
     active = [key for key in keys if key.status == KeyStatus.ACTIVE]
     for key in keys[:MAX_KEYS]:
@@ -113,22 +116,22 @@ def user_blocks(
         used = usage_views.recorded_text(recorded, read_at, now)
         of_user = f" of `{views.escape(key.iam_user_name)}`" if several_users else ""
         blocks.append(
-            _section(
+            section_block(
                 f"*Key* `{views.escape(key.access_key_id)}`{of_user} — {key.status}, "
                 f"{(now - key.created_at).days} days old, rotation: *{stage}*\nLast used: {used}"
             )
         )
         buttons = []
         if key.status == KeyStatus.ACTIVE and key is active[0]:
-            buttons.append(_button("Rotate now", ids.ROTATE, str(key.id)))
+            buttons.append(button_element("Rotate now", ids.ROTATE, str(key.id)))
         elif key.status == KeyStatus.ACTIVE:
-            buttons.append(_button("Deactivate old key", ids.DEACTIVATE_OLD, str(key.id), "danger"))
+            buttons.append(button_element("Deactivate old key", ids.DEACTIVATE_OLD, str(key.id), "danger"))
         elif key.deactivated_at and now < key.deactivated_at + policy.delete_after:
-            buttons.append(_button("Reactivate", ids.REACTIVATE, str(key.id)))
+            buttons.append(button_element("Reactivate", ids.REACTIVATE, str(key.id)))
         if buttons:
             blocks.append({"type": "actions", "elements": buttons})
     if len(keys) > MAX_KEYS:
-        blocks.append(_context(f"…and {len(keys) - MAX_KEYS} more keys, oldest not shown."))
+        blocks.append(context_block(f"…and {len(keys) - MAX_KEYS} more keys, oldest not shown."))
     return blocks
 
 
@@ -145,7 +148,7 @@ def _requested_user_blocks(session: Session, request: AccessRequest, *, now: dat
     )
     ends = f"\n{line}" if (line := end_line(request)) else ""
     blocks = [
-        _section(
+        section_block(
             f"*IAM user* `{views.escape(request.iam_user_name)}` — request #{request.id}, *{request.status}*\n{access}"
             + ends
         )
@@ -159,7 +162,10 @@ def _requested_user_blocks(session: Session, request: AccessRequest, *, now: dat
     ).first()
     if grant is not None and grant.expires_at > now:
         blocks.append(
-            {"type": "actions", "elements": [_button("Reveal my access keys", ids.REVEAL, str(grant.id), "primary")]}
+            {
+                "type": "actions",
+                "elements": [button_element("Reveal my access keys", ids.REVEAL, str(grant.id), "primary")],
+            }
         )
     return blocks
 
@@ -187,10 +193,10 @@ def admin_blocks(services: Services, session: Session, *, now: datetime) -> list
         .limit(MAX_LISTED)
     ).all()
     pending_total = _count(session, RequestStatus.PENDING) if len(pending) == MAX_LISTED else len(pending)
-    blocks.append(_section(f"*Pending requests* ({pending_total})" if pending else "*Pending requests*\nnone"))
+    blocks.append(section_block(f"*Pending requests* ({pending_total})" if pending else "*Pending requests*\nnone"))
     for request in pending:
         blocks.append(
-            _section(
+            section_block(
                 f"#{request.id} <@{request.requester_id}> → `{views.escape(request.iam_user_name)}`"
                 f" ({', '.join(views.escape(e['label']) for e in request.plan)}):\n"
                 f"{views.quoted(request.purpose)}"
@@ -200,30 +206,30 @@ def admin_blocks(services: Services, session: Session, *, now: datetime) -> list
             {
                 "type": "actions",
                 "elements": [
-                    _button("Approve", ids.APPROVE, str(request.id), "primary"),
-                    _button("Deny", ids.DENY, str(request.id), "danger"),
+                    button_element("Approve", ids.APPROVE, str(request.id), "primary"),
+                    button_element("Deny", ids.DENY, str(request.id), "danger"),
                 ],
             }
         )
     if pending_total > len(pending):
-        blocks.append(_context(f"…and {pending_total - len(pending)} more pending requests, newest not shown."))
+        blocks.append(context_block(f"…and {pending_total - len(pending)} more pending requests, newest not shown."))
     failed = session.scalars(
         select(AccessRequest)
         .where(AccessRequest.status == RequestStatus.FAILED)
         .order_by(AccessRequest.id)
         .limit(MAX_LISTED)
     ).all()
-    blocks.append(_section("*Failed provisionings*" + ("" if failed else "\nnone")))
+    blocks.append(section_block("*Failed provisionings*" + ("" if failed else "\nnone")))
     for request in failed:
         blocks.append(
-            _section(
+            section_block(
                 f"#{request.id} `{views.escape(request.iam_user_name)}`: {views.escape(request.failure_reason or '')}"
             )
         )
-        blocks.append({"type": "actions", "elements": [_button("Retry", ids.RETRY, str(request.id), "primary")]})
+        blocks.append({"type": "actions", "elements": [button_element("Retry", ids.RETRY, str(request.id), "primary")]})
     failed_total = _count(session, RequestStatus.FAILED) if len(failed) == MAX_LISTED else len(failed)
     if failed_total > len(failed):
-        blocks.append(_context(f"…and {failed_total - len(failed)} more failed provisionings, newest not shown."))
+        blocks.append(context_block(f"…and {failed_total - len(failed)} more failed provisionings, newest not shown."))
     due_before = now - (policy.rotate_after - policy.remind_before)
     due = session.scalars(
         select(AccessKey)

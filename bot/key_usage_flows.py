@@ -9,11 +9,11 @@ from datetime import datetime
 
 from bot import flows, home, key_messages, key_usage, key_usage_record, rotation
 from bot import key_usage_views as usage_views
+from bot.blockkit import Blocks, when
 from bot.db import session_scope
 from bot.errors import DomainError
 from bot.key_usage import UsageAction, UsageKind, UsagePolicy
 from bot.services import Services
-from bot.views import Blocks, when
 from models import KeyMessageRole
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 
 from bot import ids
 from bot.aws_iam import KeyLastUsed
+from bot.blockkit import Blocks, button_element, context_block, escape, section_block, when
 from bot.key_usage import UsageKey, idle_since, never_used
-from bot.views import Blocks, _button, _context, _section, escape, when
 
 
 def ago(at: datetime, now: datetime) -> str:
@@ -60,11 +60,15 @@ def retire_offer_dm(*, old: UsageKey, new: UsageKey, now: datetime, delete_after
     text = f":white_check_mark: Your new key is in use: {evidence(old, new, now)}. You can deactivate the old key now."
     actions = {
         "type": "actions",
-        "elements": [_button("Deactivate old key", ids.DEACTIVATE_OLD, ids.toggle_value(old.id, "inactive"), "danger")],
+        "elements": [
+            button_element("Deactivate old key", ids.DEACTIVATE_OLD, ids.toggle_value(old.id, "inactive"), "danger")
+        ],
     }
-    hint = _context(f"Reactivate stays available for {delete_after.days} days after deactivating; then it is deleted.")
+    hint = context_block(
+        f"Reactivate stays available for {delete_after.days} days after deactivating; then it is deleted."
+    )
     return f"Key {new.access_key_id} is in use; {old.access_key_id} can be deactivated.", [
-        _section(text),
+        section_block(text),
         actions,
         hint,
     ]
@@ -79,10 +83,10 @@ def retired_dm(
     )
     actions = {
         "type": "actions",
-        "elements": [_button("Reactivate", ids.REACTIVATE, ids.toggle_value(old.id, "active", deactivated_at))],
+        "elements": [button_element("Reactivate", ids.REACTIVATE, ids.toggle_value(old.id, "active", deactivated_at))],
     }
-    hint = _context("KODING_IAM_RETIRE_OLD_KEY_AFTER_USE is on. Reactivate if something still needed the old key.")
-    return f"Old key {old.access_key_id} was deactivated: the new key is in use.", [_section(text), actions, hint]
+    hint = context_block("KODING_IAM_RETIRE_OLD_KEY_AFTER_USE is on. Reactivate if something still needed the old key.")
+    return f"Old key {old.access_key_id} was deactivated: the new key is in use.", [section_block(text), actions, hint]
 
 
 def old_key_still_used_dm(*, old: UsageKey, new: UsageKey, now: datetime) -> tuple[str, Blocks]:
@@ -92,7 +96,7 @@ def old_key_still_used_dm(*, old: UsageKey, new: UsageKey, now: datetime) -> tup
         f"after your new key `{escape(new.access_key_id)}` was first used{first}. Nothing was deactivated. Find "
         "what still uses the old key, switch it to the new key, then deactivate the old key from the App Home."
     )
-    return f"Old key {old.access_key_id} is still used.", [_section(text)]
+    return f"Old key {old.access_key_id} is still used.", [section_block(text)]
 
 
 def _unused_for(key: UsageKey, now: datetime) -> str:
@@ -113,8 +117,8 @@ def unused_dm(
     actions = {
         "type": "actions",
         "elements": [
-            _button("Keep", ids.KEEP_KEY, str(key.id)),
-            _button("Deactivate", ids.DEACTIVATE_OLD, ids.toggle_value(key.id, "inactive"), "danger"),
+            button_element("Keep", ids.KEEP_KEY, str(key.id)),
+            button_element("Deactivate", ids.DEACTIVATE_OLD, ids.toggle_value(key.id, "inactive"), "danger"),
         ],
     }
     if deactivate_at is not None:
@@ -124,7 +128,7 @@ def unused_dm(
         )
     else:
         note = f"A deactivated key can be reactivated for {delete_after.days} days, then it is deleted."
-    return f"Access key {key.access_key_id} is unused.", [_section(text), actions, _context(note)]
+    return f"Access key {key.access_key_id} is unused.", [section_block(text), actions, context_block(note)]
 
 
 def unused_admin_notice(*, key: UsageKey, now: datetime) -> tuple[str, Blocks]:
@@ -136,11 +140,11 @@ def unused_admin_notice(*, key: UsageKey, now: datetime) -> tuple[str, Blocks]:
     actions = {
         "type": "actions",
         "elements": [
-            _button("Keep", ids.KEEP_KEY, str(key.id)),
-            _button("Deactivate now", ids.ADMIN_DEACTIVATE, ids.toggle_value(key.id, "inactive"), "danger"),
+            button_element("Keep", ids.KEEP_KEY, str(key.id)),
+            button_element("Deactivate now", ids.ADMIN_DEACTIVATE, ids.toggle_value(key.id, "inactive"), "danger"),
         ],
     }
-    return f"Access key {key.access_key_id} of {key.iam_user_name} is unused.", [_section(text), actions]
+    return f"Access key {key.access_key_id} of {key.iam_user_name} is unused.", [section_block(text), actions]
 
 
 def unused_deactivated_dm(
@@ -153,15 +157,15 @@ def unused_deactivated_dm(
     )
     actions = {
         "type": "actions",
-        "elements": [_button("Reactivate", ids.REACTIVATE, ids.toggle_value(key.id, "active", deactivated_at))],
+        "elements": [button_element("Reactivate", ids.REACTIVATE, ids.toggle_value(key.id, "active", deactivated_at))],
     }
-    return f"Unused key {key.access_key_id} was deactivated.", [_section(text), actions]
+    return f"Unused key {key.access_key_id} was deactivated.", [section_block(text), actions]
 
 
 def unused_closed(*, key: UsageKey, outcome: str) -> tuple[str, Blocks]:
     """What an unused-key message shows once someone acted on it (kept, or deactivated)."""
     return f"Access key {key.access_key_id}: {outcome}.", [
-        _section(
+        section_block(
             f":zzz: Unused key `{escape(key.access_key_id)}` of IAM user `{escape(key.iam_user_name)}`: {outcome}."
         )
     ]

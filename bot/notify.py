@@ -15,7 +15,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot import access, approval_card_parts, views
+from bot import access, approval_card_parts, blockkit, views
 from bot.aws_iam_policies import PolicySummary
 from bot.config import Settings
 from bot.provisioning import StepProgress, plan_steps
@@ -75,7 +75,7 @@ class Notifier:
 
     def ephemeral(self, channel: str | None, user_id: str, text: str, blocks: views.Blocks | None = None) -> None:
         """A reply only the clicker sees; falls back to a DM where there is no channel (App Home, modals)."""
-        blocks = blocks or [views._section(text)]
+        blocks = blocks or [blockkit.section_block(text)]
         try:
             if channel:
                 self.client.chat_postEphemeral(channel=channel, user=user_id, text=text, blocks=blocks)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import func, or_, select
 
-from bot import audit, report, views
+from bot import audit, blockkit, report, views
 from bot.aws_iam import AwsError, IamGateway, KeyLastUsed, NoSuchEntity
 from bot.db import session_scope
 from bot.services import Services
@@ -146,11 +146,14 @@ def send_report(services: Services, *, admin_id: str) -> None:
         built = build_report(services, now)
     except AwsError as exc:
         problem = f"The compliance report could not be built: AWS answered {exc.code}. Nothing was sent."
-        services.notifier.dm(admin_id, problem, [views._section(views.escape(problem))])
+        services.notifier.dm(admin_id, problem, [blockkit.section_block(views.escape(problem))])
         return
     lines = report.summary_lines(built)
     text = f"Compliance report as of {report.iso(now)}: {built.users} IAM user(s), {built.keys} access key(s)."
-    blocks = [views._section(views.escape(text)), views._section("\n".join(f"• {views.escape(x)}" for x in lines))]
+    blocks = [
+        blockkit.section_block(views.escape(text)),
+        blockkit.section_block("\n".join(f"• {views.escape(x)}" for x in lines)),
+    ]
     posted = services.notifier.dm(admin_id, text, blocks)
     if posted is None:
         return
@@ -159,7 +162,7 @@ def send_report(services: Services, *, admin_id: str) -> None:
     uploaded = services.notifier.upload_file(posted[0], filename=filename, content=report.to_csv(built), title=title)
     if not uploaded:
         problem = "The report's CSV could not be uploaded here; `koding-iam report` writes the same file."
-        services.notifier.dm(admin_id, problem, [views._section(views.escape(problem))])
+        services.notifier.dm(admin_id, problem, [blockkit.section_block(views.escape(problem))])
         return
     with session_scope(services.session_factory) as session:
         audit.record(session, action="report.sent", actor=admin_id, at=now, rows=len(built.rows), file=filename)

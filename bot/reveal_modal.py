@@ -13,7 +13,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from bot import key_verification, reveal, timebound, views
+from bot import blockkit, key_verification, reveal, timebound, views
 from bot.aws_iam import NewAccessKey
 from bot.errors import AdminAttention, DomainError
 from bot.key_verification import KeyCheck, Verdict
@@ -32,7 +32,7 @@ NOT_YET = (
 def checking_modal() -> dict[str, Any]:
     """Shown while AWS does not accept the new key yet; no secret in it."""
     modal = views.reveal_generating_modal()
-    modal["blocks"] = [views._section(CHECKING)]
+    modal["blocks"] = [blockkit.section_block(CHECKING)]
     return modal
 
 
@@ -44,7 +44,7 @@ def keys_modal(
     modal = views.reveal_keys_modal(key, iam_user_name=iam_user_name, ends_at=ends_at)
     said = {Verdict.ACCEPTED: ACCEPTED, Verdict.NOT_YET: NOT_YET}.get(checked.verdict)
     if said is not None:
-        modal["blocks"].insert(len(modal["blocks"]) - 1, views._section(said))
+        modal["blocks"].insert(len(modal["blocks"]) - 1, blockkit.section_block(said))
     return modal
 
 
@@ -92,7 +92,7 @@ def reveal_in_modal(
     except AdminAttention as exc:
         try_update_modal(services, view_id, exc.user_message)
         services.notifier.admin_notice(
-            views.escape(exc.admin_message), [views._section(f":warning: {views.escape(exc.admin_message)}")]
+            views.escape(exc.admin_message), [blockkit.section_block(f":warning: {views.escape(exc.admin_message)}")]
         )
         return None
     except DomainError as exc:
@@ -126,7 +126,7 @@ def _tell_unrecorded(services: Services, view_id: str, revealed: reveal.Revealed
     services.notifier.admin_notice(
         f"Access key {revealed.access_key_id} was shown to its owner but could not be recorded yet.",
         [
-            views._section(
+            blockkit.section_block(
                 f":warning: Access key `{views.escape(revealed.access_key_id)}` was shown to its owner but could not "
                 f"be recorded ({views.escape(revealed.note or 'unknown')}). koding-iam records it on its next "
                 "recovery tick; nothing to do unless this repeats."

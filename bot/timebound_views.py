@@ -12,8 +12,19 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from bot import ids
+from bot.blockkit import (
+    Blocks,
+    button_element,
+    context_block,
+    dict_or_empty,
+    escape,
+    modal_title,
+    plain_text,
+    quoted,
+    section_block,
+    when,
+)
 from bot.limits import clip
-from bot.views import Blocks, _button, _context, _dict, _plain, _section, _title, escape, quoted, when
 from models import AccessExtension, AccessRequest, ExtensionStatus
 
 FIELD_BLOCKS = {"reason": ids.EXTEND_REASON_BLOCK, "new_end": ids.EXTEND_DATE_BLOCK}
@@ -40,13 +51,13 @@ def end_reminder_dm(
     actions = {
         "type": "actions",
         "elements": [
-            _button("Request an extension", ids.EXTEND, str(request_id), "primary"),
-            _button("I'm done", ids.DONE, str(request_id), "danger"),
+            button_element("Request an extension", ids.EXTEND, str(request_id), "primary"),
+            button_element("I'm done", ids.DONE, str(request_id), "danger"),
         ],
     }
-    how = _context("An extension is approved by a koding-iam admin. *I'm done* ends it now, after a confirmation.")
+    how = context_block("An extension is approved by a koding-iam admin. *I'm done* ends it now, after a confirmation.")
     text = f"Your access as {iam_user_name} ends on {ends_at:%Y-%m-%d %H:%M} UTC."
-    return text, [_section(headline), _section(details), actions, how]
+    return text, [section_block(headline), section_block(details), actions, how]
 
 
 def done_modal(request: AccessRequest) -> dict[str, Any]:
@@ -54,11 +65,11 @@ def done_modal(request: AccessRequest) -> dict[str, Any]:
         "type": "modal",
         "callback_id": ids.DONE_MODAL,
         "private_metadata": json.dumps({"request_id": request.id}),
-        "title": _title("End your access"),
-        "submit": _title("End it now"),
-        "close": _title("Keep it"),
+        "title": modal_title("End your access"),
+        "submit": modal_title("End it now"),
+        "close": modal_title("Keep it"),
         "blocks": [
-            _section(
+            section_block(
                 f":warning: End the access of IAM user `{escape(request.iam_user_name)}` now? koding-iam deletes it "
                 "and its access keys at once; Koding stacks that use them stop working. This cannot be undone."
             )
@@ -73,18 +84,18 @@ def extension_modal(request: AccessRequest, *, latest: datetime) -> dict[str, An
         "type": "modal",
         "callback_id": ids.EXTEND_MODAL,
         "private_metadata": json.dumps({"request_id": request.id}),
-        "title": _title("Extend your access"),
-        "submit": _title("Ask"),
-        "close": _title("Cancel"),
+        "title": modal_title("Extend your access"),
+        "submit": modal_title("Ask"),
+        "close": modal_title("Cancel"),
         "blocks": [
-            _section(
+            section_block(
                 f"IAM user `{escape(request.iam_user_name)}` ends on {when(request.ends_at)}. Ask for a later end "
                 f"date (up to {latest:%Y-%m-%d}); a koding-iam admin approves or denies it."
             ),
             {
                 "type": "input",
                 "block_id": ids.EXTEND_DATE_BLOCK,
-                "label": _plain("New end date"),
+                "label": plain_text("New end date"),
                 "element": {
                     "type": "datepicker",
                     "action_id": ids.EXTEND_DATE_INPUT,
@@ -94,7 +105,7 @@ def extension_modal(request: AccessRequest, *, latest: datetime) -> dict[str, An
             {
                 "type": "input",
                 "block_id": ids.EXTEND_REASON_BLOCK,
-                "label": _plain("Reason (shown to the admins)"),
+                "label": plain_text("Reason (shown to the admins)"),
                 "element": {
                     "type": "plain_text_input",
                     "action_id": ids.EXTEND_REASON_INPUT,
@@ -117,9 +128,11 @@ def request_id_of(view: dict[str, Any]) -> int | None:
 
 def parse_extension_form(view: dict[str, Any]) -> tuple[str, date | None]:
     """(reason, new end date); a missing or malformed date reads as None and is refused on the field."""
-    values = _dict(_dict(view.get("state")).get("values"))
-    reason = _dict(_dict(values.get(ids.EXTEND_REASON_BLOCK)).get(ids.EXTEND_REASON_INPUT)).get("value")
-    picked = _dict(_dict(values.get(ids.EXTEND_DATE_BLOCK)).get(ids.EXTEND_DATE_INPUT)).get("selected_date")
+    values = dict_or_empty(dict_or_empty(view.get("state")).get("values"))
+    reason = dict_or_empty(dict_or_empty(values.get(ids.EXTEND_REASON_BLOCK)).get(ids.EXTEND_REASON_INPUT)).get("value")
+    picked = dict_or_empty(dict_or_empty(values.get(ids.EXTEND_DATE_BLOCK)).get(ids.EXTEND_DATE_INPUT)).get(
+        "selected_date"
+    )
     try:
         new_end = date.fromisoformat(picked) if isinstance(picked, str) and len(picked) == 10 else None
     except ValueError:
@@ -134,11 +147,11 @@ def form_errors(errors: dict[str, str]) -> dict[str, str]:
 def extension_card(extension: AccessExtension, request: AccessRequest) -> tuple[str, Blocks]:
     """The admins' card for an extension; drawn from its state so every copy says the same."""
     blocks: Blocks = [
-        _section(
+        section_block(
             f":calendar: <@{extension.requester_id}> asks to extend IAM user `{escape(request.iam_user_name)}` "
             f"(request #{request.id}) from {when(extension.current_ends_at)} to *{when(extension.new_ends_at)}*."
         ),
-        _section(f"*Reason*\n{quoted(extension.reason)}"),
+        section_block(f"*Reason*\n{quoted(extension.reason)}"),
     ]
     if extension.status == ExtensionStatus.PENDING:
         blocks.append(
@@ -146,23 +159,23 @@ def extension_card(extension: AccessExtension, request: AccessRequest) -> tuple[
                 "type": "actions",
                 "block_id": f"extension:{extension.id}",
                 "elements": [
-                    _button("Approve", ids.EXTENSION_APPROVE, str(extension.id), "primary"),
-                    _button("Deny", ids.EXTENSION_DENY, str(extension.id), "danger"),
+                    button_element("Approve", ids.EXTENSION_APPROVE, str(extension.id), "primary"),
+                    button_element("Deny", ids.EXTENSION_DENY, str(extension.id), "danger"),
                 ],
             }
         )
         return f"{request.iam_user_name}: extension asked until {extension.new_ends_at:%Y-%m-%d}.", blocks
     if extension.status == ExtensionStatus.CLOSED:
-        blocks.append(_context(":wastebasket: The access ended before anyone decided."))
+        blocks.append(context_block(":wastebasket: The access ended before anyone decided."))
     else:
         mark = ":white_check_mark: Approved" if extension.status == ExtensionStatus.APPROVED else ":no_entry: Denied"
-        blocks.append(_context(f"{mark} by <@{extension.decided_by}> on {when(extension.decided_at)}"))
+        blocks.append(context_block(f"{mark} by <@{extension.decided_by}> on {when(extension.decided_at)}"))
     return f"{request.iam_user_name}: extension {extension.status}.", blocks
 
 
 def extension_asked_dm(extension: AccessExtension) -> tuple[str, Blocks]:
     return "Your extension request was sent to the admins.", [
-        _section(
+        section_block(
             f":inbox_tray: You asked to extend your access to {when(extension.new_ends_at)}. A koding-iam admin "
             "decides; you will hear back here. Until then it still ends on "
             f"{when(extension.current_ends_at)}."
@@ -176,19 +189,19 @@ def extension_decided_dm(extension: AccessExtension) -> tuple[str, Blocks]:
             f":white_check_mark: <@{extension.decided_by}> extended your access: it now ends on "
             f"{when(extension.new_ends_at)}."
         )
-        return "Your access was extended.", [_section(text)]
+        return "Your access was extended.", [section_block(text)]
     text = (
         f":no_entry: <@{extension.decided_by}> denied your extension; your access still ends on "
         f"{when(extension.current_ends_at)}."
     )
-    return "Your extension was denied.", [_section(text)]
+    return "Your extension was denied.", [section_block(text)]
 
 
 def access_ending_notice(request: AccessRequest, *, by_owner: bool) -> tuple[str, Blocks]:
     """To the admins when a time-bound access ends; the revoke's own progress message follows."""
     why = "its owner said they are done with it" if by_owner else f"its end date ({when(request.ends_at)}) passed"
     return f"Access of {request.iam_user_name} ended; revoking it.", [
-        _section(
+        section_block(
             f":hourglass: The access of IAM user `{escape(request.iam_user_name)}` (<@{request.requester_id}>, "
             f"request #{request.id}) ended: {why}. koding-iam is revoking it now."
         )
@@ -197,7 +210,7 @@ def access_ending_notice(request: AccessRequest, *, by_owner: bool) -> tuple[str
 
 def access_ended_dm(request: AccessRequest) -> tuple[str, Blocks]:
     return f"Your access as {request.iam_user_name} ended.", [
-        _section(
+        section_block(
             f":wastebasket: Your access ended on {when(request.ends_at)}: IAM user `{escape(request.iam_user_name)}` "
             "and its access keys were deleted. Koding stacks that used them stop working. `/koding-iam request` "
             "asks for access again."
@@ -210,7 +223,7 @@ def problem_modal(title: str, message: str) -> dict[str, Any]:
     return {
         "type": "modal",
         "callback_id": ids.DONE_MODAL,
-        "title": _title(title),
-        "close": _title("Close"),
-        "blocks": [_section(f":warning: {escape(message)}")],
+        "title": modal_title(title),
+        "close": modal_title("Close"),
+        "blocks": [section_block(f":warning: {escape(message)}")],
     }
