@@ -4,8 +4,8 @@ DMs thousands of owners stays inside Slack's limits for chat.postMessage.
 Selection. For each size (10,000 and 100,000 tracked keys; `--quick` 2,000 and 5,000) and each backend (SQLite,
 and PostgreSQL when it answers), a fresh database is migrated with `bot.db.upgrade` and filled with AccessKey
 rows by bulk insert: created_at spread evenly over 0-200 days, 90% active (half of those already told about
-their current stage), 6% inactive, 4% deleted. `rotation.plan(factory, policy, now)` is iterated to the end,
-dry (nothing is sent or changed): its time (median of three after one warm-up), the candidates it read against
+their current stage), 6% inactive, 4% deleted. `rotation_policy.plan(factory, policy, now)` is iterated to the
+end, dry (nothing is sent or changed): its time (median of three after one warm-up), the candidates it read against
 the keys in the table, the rows the database examined for them, its peak memory (tracemalloc, a separate run:
 tracing slows Python down), and the plan of the candidate query (EXPLAIN / EXPLAIN QUERY PLAN of the statement
 the app really sent). The peak of a dry-run `rotation_flows.sweep` is measured the same way, since that is what
@@ -91,7 +91,7 @@ def _settings(database_url: str, slack_api_url: str = "http://127.0.0.1:9/api/")
 
 def _fill(engine: Engine, count: int, now: datetime, *, seed: int) -> None:
     """`count` keys as a table that has been tracking them for a while; bulk inserts, 5,000 rows a statement."""
-    from bot.rotation import KeyState, Policy, stage_of
+    from bot.rotation_policy import KeyState, Policy, stage_of
     from models import AccessKey, Exemption
 
     policy = Policy.from_settings(_settings("sqlite://"))
@@ -156,10 +156,10 @@ def _fill(engine: Engine, count: int, now: datetime, *, seed: int) -> None:
 
 
 def _count_plan(factory: sessionmaker[Session], policy: Any, now: datetime) -> Counter[str]:
-    from bot import rotation
+    from bot import rotation_policy
 
     kinds: Counter[str] = Counter()
-    for action in rotation.plan(factory, policy, now):
+    for action in rotation_policy.plan(factory, policy, now):
         kinds[str(action.kind)] += 1
         kinds["checksum"] ^= _fingerprint(action)
     return kinds
@@ -293,7 +293,7 @@ def _lean_plan(factory: sessionmaker[Session], policy: Any, now: datetime) -> Co
     an IN list of up to 1,000 names per batch. Kept only to measure what the fix would buy; its answer is checked
     against the app's below, so a drift shows as "differs"."""
     from bot.db import session_scope
-    from bot.rotation import BATCH_SIZE, KeyState, Stage, decide
+    from bot.rotation_policy import BATCH_SIZE, KeyState, Stage, decide
     from models import AccessKey, Exemption, KeyStatus
 
     columns = (
@@ -333,7 +333,7 @@ def _lean_plan(factory: sessionmaker[Session], policy: Any, now: datetime) -> Co
 
 
 def measure_selection(url: str, backend: str, keys: int, *, repeat: int, seed: int) -> Selection:
-    from bot import rotation, rotation_flows
+    from bot import rotation_flows, rotation_policy
     from bot.app import create_services
     from bot.db import make_engine, make_session_factory
 
@@ -344,8 +344,8 @@ def measure_selection(url: str, backend: str, keys: int, *, repeat: int, seed: i
         _fill(engine, keys, now, seed=seed)
         factory = make_session_factory(engine)
         settings = _settings(url)
-        policy = rotation.Policy.from_settings(settings)
-        for batch in rotation.candidates(factory, policy, now):  # warm-up, and the candidates read
+        policy = rotation_policy.Policy.from_settings(settings)
+        for batch in rotation_policy.candidates(factory, policy, now):  # warm-up, and the candidates read
             result.candidates += len(batch)
             result.batches += 1
         result.seconds, result.runs, planned = _timed(lambda: _count_plan(factory, policy, now), repeat)
@@ -454,7 +454,7 @@ def selection(ctx: Context, section: Section, data: dict[str, Any]) -> None:
             section.rows.append(
                 [
                     f"rotation selection, {backend}: peak memory, {small.keys:,} → {largest.keys:,} keys (MB)",
-                    f"{small.peak_mb:.1f} → {largest.peak_mb:.1f} (rotation.plan iterated, tracemalloc)",
+                    f"{small.peak_mb:.1f} → {largest.peak_mb:.1f} (rotation_policy.plan iterated, tracemalloc)",
                     f"flat (≤ {FLAT:g}× the smaller)",
                     "PASS" if flat else "FAIL",
                 ]
@@ -502,9 +502,10 @@ def selection(ctx: Context, section: Section, data: dict[str, Any]) -> None:
                 ]
             )
     section.notes.append(
-        "Selection: `rotation.plan` iterated to the end with nothing sent, on a fresh database per size and backend "
-        "(created_at spread over 0–200 days; 90% active, half of them already told about their stage; 6% inactive; "
-        f"4% deleted; 20 exemptions); median of {repeat} after a warm-up. Peak memory: tracemalloc, in a separate run. "
+        "Selection: `rotation_policy.plan` iterated to the end with nothing sent, on a fresh database per size and "
+        "backend (created_at spread over 0–200 days; 90% active, half of them already told about their stage; "
+        f"6% inactive; 4% deleted; 20 exemptions); median of {repeat} after a warm-up. Peak memory: tracemalloc, "
+        "in a separate run. "
         "Rows examined: PostgreSQL, summed from EXPLAIN ANALYZE of every batch's statement as the app sent it; "
         "SQLite, a rowid range scan visits each row once. The 'suggested fix' row is a bench-side sketch, not app "
         "code."

@@ -17,7 +17,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from bot import access, ids, key_usage, outbox, rotation, views
+from bot import access, ids, key_usage, outbox, rotation_policy, views
 from bot import key_usage_views as usage_views
 from bot.aws_iam import AwsError
 from bot.blockkit import button_element, context_block, section_block
@@ -79,7 +79,7 @@ def user_blocks(
 ) -> list[dict[str, Any]]:
     """What a person sees about themselves: their IAM users, their access, every key they own (issued by
     koding-iam or imported by `koding-iam sync`) and what they can do next."""
-    policy = rotation.Policy.from_settings(services.settings)
+    policy = rotation_policy.Policy.from_settings(services.settings)
     request = latest_request(session, user_id)
     if request is not None and request.status in (RequestStatus.DENIED, RequestStatus.EXPIRED, RequestStatus.REVOKED):
         closed, request = request, None
@@ -110,7 +110,7 @@ def user_blocks(
     several_users = len(imported_users) + (request is not None) > 1
     active = [key for key in keys if key.status == KeyStatus.ACTIVE]
     for key in keys[:MAX_KEYS]:
-        stage = rotation.stage_of(rotation.KeyState.of(key), policy, now)
+        stage = rotation_policy.stage_of(rotation_policy.KeyState.of(key), policy, now)
         read_at = key.last_used_read_at
         recorded = recorded_last_used(read_at, key.last_used_at, key.last_used_service, key.last_used_region)
         used = usage_views.recorded_text(recorded, read_at, now)
@@ -180,7 +180,7 @@ def _imported_user_text(name: str, groups: list[str] | None) -> str:
 
 
 def admin_blocks(services: Services, session: Session, *, now: datetime) -> list[dict[str, Any]]:
-    policy = rotation.Policy.from_settings(services.settings)
+    policy = rotation_policy.Policy.from_settings(services.settings)
     blocks: list[dict[str, Any]] = [
         {"type": "divider"},
         {"type": "header", "text": {"type": "plain_text", "text": "Admin"}},
@@ -240,7 +240,7 @@ def admin_blocks(services: Services, session: Session, *, now: datetime) -> list
     rows = [
         f"`{views.escape(k.access_key_id)}` {views.escape(k.iam_user_name)} "
         f"({'<@' + k.owner_id + '>' if k.owner_id else 'no owner'}) — {(now - k.created_at).days} days, "
-        f"{rotation.stage_of(rotation.KeyState.of(k), policy, now)}"
+        f"{rotation_policy.stage_of(rotation_policy.KeyState.of(k), policy, now)}"
         for k in due
     ]
     blocks.extend(views.table_section("Keys due or overdue", rows, empty="none"))

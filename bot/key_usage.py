@@ -29,7 +29,8 @@ from bot.aws_iam import KeyLastUsed
 from bot.config import Settings
 from bot.db import session_scope
 from bot.errors import InvalidState, NotAuthorized
-from bot.rotation import CLAIM_STALE_AFTER, load_key
+from bot.rotation import load_key
+from bot.rotation_policy import CLAIM_STALE_AFTER
 from models import AccessKey, GrantStatus, KeyGrant, KeyStatus
 
 # AWS records only the first use of a key in any 15-minute span ("When an access key is used more than once in a

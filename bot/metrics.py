@@ -226,7 +226,7 @@ class _CountingRetry(RetryHandler):
 class _KeyCollector(Collector):
     """Access keys by rotation stage, and the age of the oldest active key, read at scrape time.
 
-    One short read-only session per scrape; the stages follow bot/rotation.py's `stage_of` with the configured
+    One short read-only session per scrape; the stages follow bot/rotation_policy.py's `stage_of` with the configured
     policy, counted in SQL so a scrape stays cheap however many keys there are.
     """
 
@@ -264,7 +264,7 @@ class _KeyCollector(Collector):
     def _read(self) -> tuple[dict[str, int], datetime | None, datetime]:
         from sqlalchemy import case, func, select
 
-        from bot.rotation import Policy
+        from bot.rotation_policy import Policy
         from models import AccessKey, KeyStatus
 
         policy = Policy.from_settings(self.settings)

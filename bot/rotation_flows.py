@@ -1,5 +1,6 @@
 """Key rotation with Slack: the scheduled sweep that reminds, escalates, deactivates and deletes, and the
-owner's guided rotate → deactivate → delete flow. The decisions are in bot/rotation.py; this module sends."""
+owner's guided rotate → deactivate → delete flow. The decisions are in bot/rotation_policy.py and
+bot/rotation.py; this module sends."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from bot import flows, home, key_messages, key_usage_flows, rotation, views
+from bot import flows, home, key_messages, key_usage_flows, rotation, rotation_exemptions, rotation_policy, views
 from bot.aws_iam import AwsError, KeyLastUsed
 from bot.db import session_scope
 from bot.errors import DomainError, NotAuthorized
 from bot.key_usage import recorded_last_used
-from bot.rotation import ActionKind, Policy, Stage, SweepAction
+from bot.rotation_policy import ActionKind, Policy, Stage, SweepAction
 from bot.services import Services
 from models import AccessKey, KeyGrant, KeyMessageRole
 
@@ -39,7 +40,7 @@ def sweep(services: Services, *, now: datetime, dry_run: bool = False) -> SweepR
     Dry: decide and report, send and change nothing."""
     policy = Policy.from_settings(services.settings)
     report = SweepReport(actions=[], usage=key_usage_flows.sweep(services, now=now, dry_run=dry_run))
-    for action in rotation.plan(services.session_factory, policy, now):
+    for action in rotation_policy.plan(services.session_factory, policy, now):
         report.actions.append(action)
         if dry_run:
             continue
@@ -76,14 +77,14 @@ def _execute(services: Services, action: SweepAction, policy: Policy, now: datet
 
 def _refetched(services: Services, key_row_id: int, stage: Stage, *, tell_admins: bool = False) -> SweepAction:
     with session_scope(services.session_factory) as session:
-        key = rotation.KeyState.of(rotation.load_key(session, key_row_id))
+        key = rotation_policy.KeyState.of(rotation.load_key(session, key_row_id))
     return SweepAction(key, ActionKind.REMIND, stage, tell_admins=tell_admins)
 
 
 def _notify(services: Services, action: SweepAction, policy: Policy, now: datetime) -> str:
     """Claim, send, confirm; a failed send releases the claim so the next sweep sends it."""
     with session_scope(services.session_factory) as session:
-        if not rotation.claim(session, action, now):
+        if not rotation_policy.claim(session, action, now):
             return "skipped"
     key = action.key
     last_used = _recorded_last_used(services, key.id) if action.stage not in (Stage.DELETED,) else None
@@ -113,9 +114,9 @@ def _notify(services: Services, action: SweepAction, policy: Policy, now: dateti
         if action.stage == Stage.DEACTIVATED:  # it carries Reactivate: later clicks update it
             key_messages.record(session, key.id, KeyMessageRole.OWNER, posted)
         if owner_ok and admins_ok:
-            rotation.confirm(session, action, now, notice=posted)
+            rotation_policy.confirm(session, action, now, notice=posted)
             return "sent"
-        rotation.release(session, action)
+        rotation_policy.release(session, action)
     return "failed"
 
 
@@ -287,9 +288,9 @@ def deactivate_old(
         if posted:
             with session_scope(services.session_factory) as session:
                 key_messages.record(session, key.id, KeyMessageRole.OWNER, posted)
-                rotation.confirm(
+                rotation_policy.confirm(
                     session,
-                    SweepAction(rotation.KeyState.of(key), ActionKind.REMIND, Stage.DEACTIVATED),
+                    SweepAction(rotation_policy.KeyState.of(key), ActionKind.REMIND, Stage.DEACTIVATED),
                     now,
                     notice=posted,
                 )
@@ -376,7 +377,7 @@ def exempt_command(services: Services, *, admin_id: str, words: list[str]) -> st
     admins = services.admin_ids()
     try:
         with session_scope(services.session_factory) as session:
-            exemption = rotation.exempt(
+            exemption = rotation_exemptions.exempt(
                 session,
                 iam_user_name=name,
                 until=until,

@@ -36,7 +36,7 @@ from bot.aws_iam import AccessDenied, AccessKeyInfo, AwsError, IamGateway, IamUs
 from bot.config import SLACK_USER_ID, Settings
 from bot.db import session_scope
 from bot.intake import OURS_TAG_SLACK_USER
-from bot.rotation import Stage
+from bot.rotation_policy import Stage
 from models import (
     OPEN_STATUSES,
     AccessKey,

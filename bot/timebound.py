@@ -1,7 +1,7 @@
 """Time-bound access: how long a request may last, its end date, the reminders before it and ending it.
 
 A profile's `max_days`, or the days asked for in the request form (never more than that), become the request's
-`access_days`; provisioning turns them into `ends_at`. Like key rotation (bot/rotation.py), the reminders follow
+`access_days`; provisioning turns them into `ends_at`. Like key rotation (bot/rotation_policy.py), the reminders follow
 stages recorded on the row (none → week → day → ended): a sweep compares the stage the end date is in now with
 the one the owner was last told of, claims the row by compare-and-set before sending, and confirms after, so
 each reminder goes out once however many sweeps run. Ending is the compare-and-set provisioned → revoking, the

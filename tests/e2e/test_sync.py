@@ -16,10 +16,10 @@ import boto3
 import pytest
 from sqlalchemy import select, update
 
-from bot import ids, rotation, sync
+from bot import ids, rotation, rotation_policy, sync
 from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
-from bot.rotation import ActionKind, Policy, Stage
+from bot.rotation_policy import ActionKind, Policy, Stage
 from bot.sync import FindingKind
 from models import AccessKey, AccessRequest, AuditEvent, KeyStatus, SyncFinding
 from tests.e2e.flow_steps import reveal_first_key
@@ -116,13 +116,15 @@ def test_first_sync_imports_users_made_before_koding_iam(sandbox: Sandbox) -> No
         session.execute(
             update(AccessKey).where(AccessKey.access_key_id == carol_key).values(created_at=now() - timedelta(days=95))
         )
-    actions = {a.key.access_key_id: a for a in rotation.plan(sb.services.session_factory, policy(sb), now())}
+    actions = {a.key.access_key_id: a for a in rotation_policy.plan(sb.services.session_factory, policy(sb), now())}
     assert set(actions) == {carol_key}  # bob's keys are young; his inactive key is left alone
     assert actions[carol_key].kind == ActionKind.REMIND and actions[carol_key].stage == Stage.OVERDUE
     assert actions[carol_key].tell_admins and actions[carol_key].key.owner_id == ""
     # The inactive import is inert: never reminded about, never deleted by the sweep.
     far = now() + timedelta(days=400)
-    assert bob_keys[1] not in {a.key.access_key_id for a in rotation.plan(sb.services.session_factory, policy(sb), far)}
+    assert bob_keys[1] not in {
+        a.key.access_key_id for a in rotation_policy.plan(sb.services.session_factory, policy(sb), far)
+    }
 
 
 def policy(sb: Sandbox) -> Policy:
@@ -265,7 +267,7 @@ def test_fix_fixes_exactly_the_safe_findings_and_never_touches_aws(sandbox: Sand
 
     # The sweep leaves the key deactivated in the console alone: nothing to tell, nothing to delete, ever.
     far = now() + timedelta(days=30)
-    planned = {a.key.access_key_id: a for a in rotation.plan(sb.services.session_factory, policy(sb), far)}
+    planned = {a.key.access_key_id: a for a in rotation_policy.plan(sb.services.session_factory, policy(sb), far)}
     assert keys["bob"] not in planned and keys["carol"] not in planned and keys["dan"] not in planned
 
     after = scan(sb)

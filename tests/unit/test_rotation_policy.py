@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.rotation import ActionKind, KeyState, Policy, Stage, decide, stage_of
+from bot.rotation_policy import ActionKind, KeyState, Policy, Stage, decide, stage_of
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 POLICY = Policy(
