@@ -209,7 +209,7 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from bot import db, sync
+    from bot import db, sync, sync_findings, sync_fix
     from bot.aws_iam import AwsError
 
     services = _services_for_jobs()
@@ -231,13 +231,13 @@ def cmd_sync(args: argparse.Namespace) -> int:
     remaining = report.findings
     if args.fix and report.fixable:
         print("fixing (koding-iam's records only; nothing in AWS changes):")
-        print("\n".join(f"  - {sync.describe_fix(finding)}" for finding in report.fixable))
-        done = sync.fix(factory, gateway, settings, report, now, actor="koding-iam sync --fix")
+        print("\n".join(f"  - {sync_fix.describe_fix(finding)}" for finding in report.fixable))
+        done = sync_fix.fix(factory, gateway, settings, report, now, actor="koding-iam sync --fix")
         print(f"fixed {len(done)}:" if done else "fixed nothing: the state changed since the scan")
         print("\n".join(f"  - {line}" for line in done))
         with db.session_scope(factory) as session:
-            remaining = [sync.Finding.of(row) for row in sync.open_findings(session)]
-    print(sync.format_findings(remaining))
+            remaining = [sync_findings.Finding.of(row) for row in sync.open_findings(session)]
+    print(sync_findings.format_findings(remaining))
     fixable = sum(1 for finding in remaining if finding.fixable)
     if remaining:
         hint = " (run `koding-iam sync --fix`; it changes only koding-iam's records)" if fixable else ""

@@ -1,6 +1,7 @@
 """Sync: compare the IAM users under KODING_IAM_PATH with koding-iam's records, import what predates the bot,
 and report drift. No Slack here: `koding-iam sync` prints the report, a daily job runs the scan, and the
-admin App Home can show `open_findings()`.
+admin App Home can show `open_findings()`. The findings' shapes are in bot/sync_findings.py, the fixes in
+bot/sync_fix.py.
 
 What a scan does (it never changes AWS):
 
@@ -22,21 +23,20 @@ legitimately disagree for a moment.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from enum import StrEnum
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import audit
-from bot.aws_iam import AccessDenied, AccessKeyInfo, AwsError, IamGateway, IamUser
+from bot.aws_iam import AccessDenied, AccessKeyInfo, IamGateway, IamUser
 from bot.config import SLACK_USER_ID, Settings
 from bot.db import session_scope
 from bot.intake import OURS_TAG_SLACK_USER
 from bot.rotation_policy import Stage
+from bot.sync_findings import Finding, FindingKind, SyncReport
 from models import (
     OPEN_STATUSES,
     AccessKey,
@@ -52,57 +52,6 @@ log = logging.getLogger(__name__)
 
 SYNC_ACTOR = "koding-iam sync"
 _DETAIL_MAX = 500
-
-
-class FindingKind(StrEnum):
-    KEY_NOT_RECORDED = "key_not_recorded"  # a key in IAM koding-iam did not issue, for a user it knows
-    KEY_STATUS = "key_status_changed"  # a recorded key is Inactive, Active again, or gone in IAM
-    KEY_WITHOUT_USER = "key_without_user"  # a recorded key whose IAM user was deleted
-    USER_DELETED = "user_deleted"  # a provisioned request whose IAM user was deleted
-    USER_MOVED = "user_moved"  # a recorded user now lives outside the path, out of koding-iam's reach
-    POLICY_OUTSIDE_PROFILE = "policy_outside_profile"  # permissions that no profile grants
-
-
-FIXABLE_KINDS = frozenset({FindingKind.KEY_NOT_RECORDED, FindingKind.KEY_STATUS, FindingKind.KEY_WITHOUT_USER})
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One piece of drift. `iam_user_name` is the IAM user it is about; for a profile group's extra policy,
-    the group's name (the detail says "profile group ...")."""
-
-    kind: FindingKind
-    iam_user_name: str
-    detail: str
-    fixable: bool
-    remedy: str  # what fix() does for it, or what an admin does by hand
-    access_key_id: str | None = None
-    id: int | None = None  # its sync_findings row, once stored
-
-    @classmethod
-    def of(cls, row: SyncFinding) -> Finding:
-        return cls(
-            FindingKind(row.kind), row.iam_user_name, row.detail, row.fixable, row.remedy, row.access_key_id, row.id
-        )
-
-
-@dataclass
-class SyncReport:
-    """What one scan found. `imported` names the IAM users whose keys were recorded by this scan."""
-
-    imported: list[str]
-    findings: list[Finding]
-    imported_keys: list[str] = field(default_factory=list)  # "AKIA… (user, created YYYY-MM-DD)"
-    untracked: list[str] = field(default_factory=list)  # unknown users with no access key: nothing to record
-    users_seen: int = 0
-
-    @property
-    def fixable(self) -> list[Finding]:
-        return [finding for finding in self.findings if finding.fixable]
-
-    @property
-    def drift(self) -> bool:
-        return bool(self.findings)
 
 
 # Reading the records --------------------------------------------------------------------------------------
@@ -127,7 +76,7 @@ class _Records:
         return [row for row in self.keys if row.iam_user_name.lower() == name.lower()]
 
 
-def _read_records(session: Session) -> _Records:
+def read_records(session: Session) -> _Records:
     keys = [
         _Row(row.id, row.access_key_id, row.iam_user_name, row.owner_id, row.status)
         for row in session.scalars(select(AccessKey).order_by(AccessKey.id))
@@ -151,17 +100,17 @@ def _read_records(session: Session) -> _Records:
     return _Records(keys, known, provisioned, busy, busy_keys)
 
 
-def _aware(moment: datetime) -> datetime:
+def aware(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _iam_status(key: AccessKeyInfo | None) -> str:
+def iam_status(key: AccessKeyInfo | None) -> str:
     if key is None:
         return KeyStatus.DELETED
     return KeyStatus.ACTIVE if key.status == "Active" else KeyStatus.INACTIVE
 
 
-def _owner_from_tags(tags: dict[str, str]) -> str:
+def owner_from_tags(tags: dict[str, str]) -> str:
     """The Slack member ID the user's tag names, or "" when there is none (or it is not a member ID)."""
     value = tags.get(OURS_TAG_SLACK_USER, "").strip()
     return value if SLACK_USER_ID.fullmatch(value) else ""
@@ -182,7 +131,7 @@ def scan(factory: sessionmaker[Session], gateway: IamGateway, settings: Settings
         (user for user in gateway.list_users(path_prefix=path) if user.path == path), key=lambda u: u.name.lower()
     )
     with session_scope(factory) as session:
-        records = _read_records(session)
+        records = read_records(session)
 
     report = SyncReport(imported=[], findings=[], users_seen=len(users))
     profile_groups = {profile.group.lower() for profile in settings.profiles.values()}
@@ -214,28 +163,28 @@ def _import_user(
     if not keys:
         report.untracked.append(user.name)
         return
-    owner = _owner_from_tags(gateway.user_tags(user.name))
-    recorded = [key for key in keys if _record_key(factory, user.name, key, owner, now, action="sync.imported")]
+    owner = owner_from_tags(gateway.user_tags(user.name))
+    recorded = [key for key in keys if record_key(factory, user.name, key, owner, now, action="sync.imported")]
     if recorded:
         report.imported.append(user.name)
         report.imported_keys.extend(
-            f"{key.access_key_id} ({user.name}, {_iam_status(key)}, created {_aware(key.created):%Y-%m-%d})"
+            f"{key.access_key_id} ({user.name}, {iam_status(key)}, created {aware(key.created):%Y-%m-%d})"
             for key in recorded
         )
 
 
-def _record_key(
+def record_key(
     factory: sessionmaker[Session], user_name: str, key: AccessKeyInfo, owner: str, now: datetime, *, action: str
 ) -> bool:
     """Record one key koding-iam did not issue; False when it is already recorded (another run got there)."""
-    status = _iam_status(key)
+    status = iam_status(key)
     row = AccessKey(
         access_key_id=key.access_key_id,
         iam_user_name=user_name,
         owner_id=owner,
         request_id=None,
         status=status,
-        created_at=_aware(key.created),
+        created_at=aware(key.created),
         revealed_at=None,
     )
     if status == KeyStatus.INACTIVE:
@@ -257,7 +206,7 @@ def _record_key(
                 iam_user_name=user_name,
                 owner=owner,
                 status=status,
-                created_at=_aware(key.created).isoformat(),
+                created_at=aware(key.created).isoformat(),
             )
     except IntegrityError:
         return False
@@ -275,7 +224,7 @@ def _key_drift(user_name: str, keys: list[AccessKeyInfo], records: _Records) -> 
             Finding(
                 FindingKind.KEY_NOT_RECORDED,
                 user_name,
-                f"Access key {key.access_key_id} ({key.status}, created {_aware(key.created):%Y-%m-%d}) was "
+                f"Access key {key.access_key_id} ({key.status}, created {aware(key.created):%Y-%m-%d}) was "
                 "created outside koding-iam, so key rotation does not cover it.",
                 True,
                 "record it so rotation covers it",
@@ -284,7 +233,7 @@ def _key_drift(user_name: str, keys: list[AccessKeyInfo], records: _Records) -> 
         )
     in_iam = {key.access_key_id: key for key in keys}
     for row in rows:
-        actual = _iam_status(in_iam.get(row.access_key_id))
+        actual = iam_status(in_iam.get(row.access_key_id))
         if row.status == actual or (row.status == KeyStatus.DELETED and row.access_key_id not in in_iam):
             continue
         findings.append(_status_finding(user_name, row.access_key_id, row.status, actual))
@@ -419,138 +368,3 @@ def _store(session: Session, findings: list[Finding], now: datetime) -> list[Fin
 def open_findings(session: Session) -> list[SyncFinding]:
     """The findings of the last scan that are not fixed yet, oldest first."""
     return list(session.scalars(select(SyncFinding).where(SyncFinding.fixed_at.is_(None)).order_by(SyncFinding.id)))
-
-
-# Fixing ---------------------------------------------------------------------------------------------------
-def fix(
-    factory: sessionmaker[Session],
-    gateway: IamGateway,
-    settings: Settings,
-    report: SyncReport,
-    now: datetime,
-    actor: str,
-) -> list[str]:
-    """Fix the report's fixable findings; returns a description of each fix done.
-
-    Every fix changes koding-iam's records only, never AWS. Each is checked against IAM again just before it is
-    made, so a finding that resolved itself since the scan is left alone (and dropped at the next scan).
-    """
-    done: list[str] = []
-    for finding in report.fixable:
-        try:
-            description = _fix_one(factory, gateway, finding, now)
-        except AwsError as exc:
-            log.warning("sync fix for %s skipped: %s", finding.iam_user_name, exc)
-            continue
-        if description is None:
-            continue
-        with session_scope(factory) as session:
-            if finding.id is not None:
-                session.execute(
-                    update(SyncFinding)
-                    .where(SyncFinding.id == finding.id, SyncFinding.fixed_at.is_(None))
-                    .values(fixed_at=now)
-                )
-            audit.record(
-                session,
-                action="sync.fixed",
-                actor=actor[:32],
-                at=now,
-                kind=str(finding.kind),
-                iam_user_name=finding.iam_user_name,
-                access_key_id=finding.access_key_id,
-                fix=description,
-            )
-        done.append(description)
-    return done
-
-
-def describe_fix(finding: Finding) -> str:
-    """One line naming what fix() would do for a finding."""
-    key = f"{finding.access_key_id} " if finding.access_key_id else ""
-    return f"{finding.iam_user_name}: {key}{finding.remedy}"
-
-
-def _fix_one(factory: sessionmaker[Session], gateway: IamGateway, finding: Finding, now: datetime) -> str | None:
-    user, key_id = finding.iam_user_name, finding.access_key_id
-    if key_id is None:
-        return None
-    if finding.kind == FindingKind.KEY_NOT_RECORDED:
-        with session_scope(factory) as session:
-            records = _read_records(session)
-            owner = _known_owner(session, user)
-        if user.lower() in records.busy_users or key_id in records.busy_keys:
-            return None
-        key = next((k for k in gateway.list_access_keys(user) if k.access_key_id == key_id), None)
-        if key is None:
-            return None
-        if not owner:
-            owner = _owner_from_tags(gateway.user_tags(user))
-        if not _record_key(factory, user, key, owner, now, action="sync.recorded"):
-            return None
-        return f"{user}: recorded access key {key_id} ({key.status}, created {_aware(key.created):%Y-%m-%d})"
-    if finding.kind == FindingKind.KEY_STATUS:
-        key = next((k for k in gateway.list_access_keys(user) if k.access_key_id == key_id), None)
-        return _set_recorded_status(factory, key_id, _iam_status(key), now)
-    if finding.kind == FindingKind.KEY_WITHOUT_USER:
-        if gateway.get_user(user) is not None:
-            return None
-        return _set_recorded_status(factory, key_id, KeyStatus.DELETED, now)
-    return None
-
-
-def _known_owner(session: Session, user_name: str) -> str:
-    """Whom koding-iam already knows as the user's owner: its newest key's owner, else its requester."""
-    owner = session.scalars(
-        select(AccessKey.owner_id)
-        .where(func.lower(AccessKey.iam_user_name) == user_name.lower(), AccessKey.owner_id != "")
-        .order_by(AccessKey.id.desc())
-    ).first()
-    if owner:
-        return owner
-    requester = session.scalars(
-        select(AccessRequest.requester_id)
-        .where(AccessRequest.iam_user_name_key == user_name.lower(), AccessRequest.status.in_(OPEN_STATUSES))
-        .order_by(AccessRequest.id.desc())
-    ).first()
-    return requester or ""
-
-
-def _set_recorded_status(factory: sessionmaker[Session], access_key_id: str, target: str, now: datetime) -> str | None:
-    """Compare-and-set the key's row to IAM's status; None when the row already says so (or is gone)."""
-    with session_scope(factory) as session:
-        row = session.scalars(select(AccessKey).where(AccessKey.access_key_id == access_key_id)).first()
-        if row is None or row.status == target:
-            return None
-        values: dict[str, object] = {"status": target}
-        if target == KeyStatus.DELETED:
-            values.update(deleted_at=now, reminder_stage=Stage.DELETED, reminded_at=now)
-        elif target == KeyStatus.INACTIVE:
-            values.update(deactivated_at=None, deactivated_by=None, reminder_stage=Stage.DEACTIVATED, reminded_at=now)
-        else:  # active again: the sweep tells the owner (or admins) whatever the key's age calls for
-            values.update(
-                deactivated_at=None, deactivated_by=None, deleted_at=None, reminder_stage=Stage.FRESH, reminded_at=None
-            )
-        result = session.execute(
-            update(AccessKey)
-            .where(AccessKey.id == row.id, AccessKey.status == row.status)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:
-            return None
-        return f"{row.iam_user_name}: recorded access key {access_key_id} as {target} (it was {row.status})"
-
-
-# Output ---------------------------------------------------------------------------------------------------
-def format_findings(findings: Iterable[Finding]) -> str:
-    """A plain-text table: kind, IAM user, whether --fix can fix it, detail."""
-    rows = [("kind", "iam user", "--fix", "detail")]
-    rows.extend((str(f.kind), f.iam_user_name, "yes" if f.fixable else "no (by hand)", f.detail) for f in findings)
-    if len(rows) == 1:
-        return "no drift"
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3]
-        for row in rows
-    )

@@ -16,11 +16,11 @@ import boto3
 import pytest
 from sqlalchemy import select, update
 
-from bot import ids, rotation, rotation_policy, sync
+from bot import ids, rotation, rotation_policy, sync, sync_findings, sync_fix
 from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
 from bot.rotation_policy import ActionKind, Policy, Stage
-from bot.sync import FindingKind
+from bot.sync_findings import FindingKind
 from models import AccessKey, AccessRequest, AuditEvent, KeyStatus, SyncFinding
 from tests.e2e.flow_steps import reveal_first_key
 
@@ -36,7 +36,7 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def scan(sb: Sandbox) -> sync.SyncReport:
+def scan(sb: Sandbox) -> sync_findings.SyncReport:
     return sync.scan(sb.services.session_factory, sb.services.gateway, sb.services.settings, now())
 
 
@@ -45,7 +45,7 @@ def key_rows(sb: Sandbox) -> dict[str, AccessKey]:
         return {row.access_key_id: row for row in session.scalars(select(AccessKey))}
 
 
-def kinds(report: sync.SyncReport) -> set[tuple[str, str, bool]]:
+def kinds(report: sync_findings.SyncReport) -> set[tuple[str, str, bool]]:
     return {(str(f.kind), f.iam_user_name, f.fixable) for f in report.findings}
 
 
@@ -242,7 +242,7 @@ def test_fix_fixes_exactly_the_safe_findings_and_never_touches_aws(sandbox: Sand
     before_iam = iam_snapshot()
     moment = now()
 
-    done = sync.fix(
+    done = sync_fix.fix(
         sb.services.session_factory, sb.services.gateway, sb.services.settings, report, moment, actor="UADMIN1"
     )
 
@@ -277,7 +277,7 @@ def test_fix_fixes_exactly_the_safe_findings_and_never_touches_aws(sandbox: Sand
         FindingKind.USER_MOVED,
         FindingKind.POLICY_OUTSIDE_PROFILE,
     }
-    assert sync.fix(sb.services.session_factory, sb.services.gateway, sb.services.settings, after, now(), "x") == []
+    assert sync_fix.fix(sb.services.session_factory, sb.services.gateway, sb.services.settings, after, now(), "x") == []
     assert iam_snapshot() == before_iam
 
 
@@ -288,7 +288,7 @@ def test_fix_leaves_findings_that_resolved_since_the_scan(sandbox: Sandbox) -> N
     report = scan(sb)
     assert kinds(report) == {(FindingKind.KEY_STATUS, "koding-ualice", True)}
     iam().update_access_key(UserName="koding-ualice", AccessKeyId=alice, Status="Active")  # put back by hand
-    done = sync.fix(sb.services.session_factory, sb.services.gateway, sb.services.settings, report, now(), "x")
+    done = sync_fix.fix(sb.services.session_factory, sb.services.gateway, sb.services.settings, report, now(), "x")
     assert done == [] and key_rows(sb)[alice].status == KeyStatus.ACTIVE
 
 
