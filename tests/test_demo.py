@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from bot import demo
-from bot.demo import mrkdwn_to_text, run_demo
+from bot.demo import run_demo
+from bot.terminal_render import mrkdwn_to_text
 
 SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
 
