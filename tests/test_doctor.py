@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from bot import cli, db, doctor
+from bot import cli, db, doctor, doctor_aws
 from bot.aws_iam import AccessDenied, AwsError
 from bot.devtools.sandbox import BOT_TOKEN
 from bot.devtools.slack_standin import SlackStandIn
-from bot.doctor import Status
+from bot.doctor_checks import Status
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -277,7 +277,7 @@ def permissions(gateway: FakeGateway, **settings: Any) -> doctor.CheckResult:
     from bot.config import load_settings
 
     loaded = load_settings(slack_bot_token="xoxb-1", slack_signing_secret="s", koding_iam_admins="U1AAA", **settings)
-    return doctor.check_permissions(gateway, gateway.caller, loaded)  # type: ignore[arg-type]
+    return doctor_aws.check_permissions(gateway, gateway.caller, loaded)  # type: ignore[arg-type]
 
 
 def test_permissions_pass_when_every_action_is_allowed() -> None:
@@ -315,20 +315,20 @@ def test_permissions_warn_when_simulation_is_denied() -> None:
 
 def test_assumed_role_is_simulated_as_its_role() -> None:
     caller = "arn:aws:sts::111122223333:assumed-role/koding-iam/i-0abc"
-    assert doctor.principal_arn(caller) == "arn:aws:iam::111122223333:role/koding-iam"
+    assert doctor_aws.principal_arn(caller) == "arn:aws:iam::111122223333:role/koding-iam"
     gateway = FakeGateway(caller=caller)
     assert permissions(gateway).status == Status.PASS
     assert gateway.simulated[0][0] == "arn:aws:iam::111122223333:role/koding-iam"
-    assert doctor.principal_arn("arn:aws:sts::111122223333:federated-user/bob") is None
+    assert doctor_aws.principal_arn("arn:aws:sts::111122223333:federated-user/bob") is None
     assert permissions(FakeGateway(caller="arn:aws:sts::111122223333:federated-user/bob")).status == Status.WARN
 
 
 def test_aws_identity_failures() -> None:
     failing = FakeGateway(answer=AwsError("InvalidClientTokenId", "bad token", "GetCallerIdentity"))
-    row, caller = doctor.check_aws_identity(failing)  # type: ignore[arg-type]
+    row, caller = doctor_aws.check_aws_identity(failing)  # type: ignore[arg-type]
     assert row.status == Status.FAIL and caller is None and "InvalidClientTokenId" in row.detail
     assert "credentials" in row.fix
-    row, _ = doctor.check_aws_identity(FakeGateway(caller="arn:aws:iam::111122223333:root"))  # type: ignore[arg-type]
+    row, _ = doctor_aws.check_aws_identity(FakeGateway(caller="arn:aws:iam::111122223333:root"))  # type: ignore[arg-type]
     assert row.status == Status.FAIL and "root" in row.detail and "dedicated IAM user or role" in row.fix
 
 
@@ -342,8 +342,8 @@ def test_doctor_knows_every_action_of_the_documented_policy() -> None:
                 found.update([listed] if isinstance(listed, str) else listed)
         return found
 
-    assert actions("iam-policy.json") == doctor.policy_actions()
-    assert actions("iam-policy-with-boundary.json") == doctor.policy_actions()
+    assert actions("iam-policy.json") == doctor_aws.policy_actions()
+    assert actions("iam-policy-with-boundary.json") == doctor_aws.policy_actions()
 
 
 @pytest.mark.slow

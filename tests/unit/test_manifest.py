@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from bot import doctor, ids, views
+from bot import doctor_checks, ids, views
 from bot.slack_scopes import BOT_SCOPES, EVENT_SCOPES, METHOD_SCOPES, REQUIRED_SCOPES, SDK_HELPERS
 from handlers.commands import ADMIN_ONLY
 
@@ -27,7 +27,7 @@ def called_methods() -> set[str]:
 
 def test_the_manifest_doctor_and_the_scope_table_ask_for_the_same_scopes() -> None:
     assert MANIFEST["oauth_config"]["scopes"]["bot"] == list(REQUIRED_SCOPES)
-    assert doctor.REQUIRED_SCOPES == REQUIRED_SCOPES
+    assert doctor_checks.REQUIRED_SCOPES == REQUIRED_SCOPES
     assert "im:write" not in REQUIRED_SCOPES
 
 
