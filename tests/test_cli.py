@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bot import cli, db
+from bot import cli, cli_parser, db
 from bot.config import load_settings
 
 
@@ -147,9 +147,9 @@ def test_version(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("command", sorted(cli.COMMANDS))
 def test_every_subcommand_help_says_what_it_does_and_its_options(command: str) -> None:
-    parser = cli.build_parser()
+    parser = cli_parser.build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
-    assert sub.description and sub.description == cli.SUBCOMMANDS[command][1] and len(sub.description) > 60
+    assert sub.description and sub.description == cli_parser.SUBCOMMANDS[command][1] and len(sub.description) > 60
     for action in sub._actions:
         assert action.help, f"{command}: {action.dest} has no help"
     assert sub.description.split()[0] in sub.format_help()
