@@ -15,6 +15,7 @@ from bot import (
     home,
     notify,
     offboarding,
+    offboarding_steps,
     provisioning,
     reveal_grants,
     timebound,
@@ -57,7 +58,7 @@ def open_revoke(services: Services, *, admin_id: str, target: str, trigger_id: s
     if view_id is None:
         return
     try:
-        inventory = offboarding.inventory(services.gateway, request.iam_user_name)
+        inventory = offboarding_steps.inventory(services.gateway, request.iam_user_name)
         modal = views.revoke_confirm_modal(request, inventory)
     except AwsError as exc:
         modal = views.reveal_problem_modal(
