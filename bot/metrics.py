@@ -43,6 +43,8 @@ SLACK_RETRY_REASONS = ("rate_limited", "server_error", "connection_error", OTHER
 AWS_RETRY_REASONS = ("botocore", "concurrent_modification", "eventual_consistency", OTHER)
 JOBS = ("resume-interrupted", "rotation-sweep", "request-expiry", "sync-scan", OTHER)
 KEY_STAGES = ("fresh", "upcoming", "due", "overdue", "deactivated")
+OUTBOX_KINDS = ("home", "cards", OTHER)
+OUTBOX_RESULTS = ("delivered", "retry", "gone", OTHER)
 
 # Slack wants an acknowledgement within 3 seconds (https://api.slack.com/interactivity/handling#acknowledgment_response),
 # so the buckets are fine below 3 s and coarse above.
@@ -96,6 +98,12 @@ class Metrics:
         )
         self.aws_retries = Counter(
             "koding_iam_aws_retries", "AWS IAM calls retried, by reason.", ["reason"], registry=r
+        )
+        self.outbox_deliveries = Counter(
+            "koding_iam_outbox_deliveries",
+            "Slack surfaces the outbox's sender handled, by kind (home, cards) and result.",
+            ["kind", "result"],
+            registry=self.registry,
         )
         self.job_seconds = Histogram(
             "koding_iam_job_duration_seconds",
@@ -156,8 +164,12 @@ class Metrics:
     def watch_keys(
         self, session_factory: sessionmaker[Session], settings: Settings, clock: Callable[[], datetime]
     ) -> None:
-        """Register the key gauges, computed from the database at each scrape (no Slack or AWS call)."""
+        """Register the key and outbox gauges, computed from the database at each scrape (no Slack or AWS call)."""
         self.registry.register(_KeyCollector(session_factory, settings, clock))
+        self.registry.register(_OutboxCollector(session_factory, clock))
+
+    def outbox_delivered(self, kind: str, result: str) -> None:
+        self.outbox_deliveries.labels(kind=_enum(kind, OUTBOX_KINDS), result=_enum(result, OUTBOX_RESULTS)).inc()
 
     # Exposition ---------------------------------------------------------------------------------------------
     def exposition(self) -> tuple[bytes, str]:
@@ -221,6 +233,43 @@ class _CountingRetry(RetryHandler):
     ) -> None:
         self.metrics.slack_retries.labels(self.reason).inc()
         self.inner.prepare_for_next_attempt(state=state, request=request, response=response, error=error)
+
+
+class _OutboxCollector(Collector):
+    """How far Slack is behind the database: surfaces marked changed and not yet delivered, and for how long the
+    oldest has waited, read at scrape time in one short query."""
+
+    def __init__(self, session_factory: sessionmaker[Session], clock: Callable[[], datetime]) -> None:
+        self.session_factory = session_factory
+        self.clock = clock
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from bot.outbox import depth
+
+        behind = GaugeMetricFamily("koding_iam_outbox_behind", "Slack surfaces marked changed and not delivered yet.")
+        age = GaugeMetricFamily(
+            "koding_iam_outbox_oldest_seconds", "How long the oldest undelivered surface has been due (0: none)."
+        )
+        session = self.session_factory()
+        try:
+            found = depth(session)
+        except Exception as exc:  # a scrape must answer even when the database does not
+            log.warning("could not read the outbox metrics: %s", type(exc).__name__)
+            return
+        finally:
+            session.rollback()
+            session.close()
+        behind.add_metric([], found.behind)
+        oldest = found.oldest_due
+        if oldest is not None and oldest.tzinfo is None:  # min() bypasses the column type's UTC conversion
+            from datetime import UTC
+
+            oldest = oldest.replace(tzinfo=UTC)
+        age.add_metric([], max(0.0, (self.clock() - oldest).total_seconds()) if oldest else 0.0)
+        yield from (behind, age)
 
 
 class _KeyCollector(Collector):

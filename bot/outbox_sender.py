@@ -141,6 +141,7 @@ class OutboxSender:
             error = ""
         finally:
             self._claim = None
+        self.services.metrics.outbox_delivered(claim.kind, result)
         if result == "retry":
             self.failures += 1
             outbox.failed(factory, claim, error=error, now=self.services.clock())

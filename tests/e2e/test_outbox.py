@@ -148,3 +148,19 @@ def test_surfaces_are_marked_in_one_order_and_counted(sandbox: Sandbox) -> None:
         subjects = session.scalars(select(OutboxEntry.subject).order_by(OutboxEntry.subject)).all()
         assert list(subjects) == ["UA", "UADMIN1", "UADMIN2", "UB"]
         assert outbox.depth(session).behind == 4
+
+
+def test_metrics_show_how_far_slack_is_behind_and_what_was_delivered(sandbox: Sandbox) -> None:
+    from tests.e2e.test_metrics import scrape, value
+
+    sandbox.outbox.pause()
+    home.refresh(sandbox.services, "UA", "UB", "UC")
+    _, held = scrape(sandbox)
+    assert value(held, "koding_iam_outbox_behind") == 3
+    assert value(held, "koding_iam_outbox_oldest_seconds") >= 0
+    sandbox.outbox.resume()
+    sandbox.wait_idle()
+    _, caught_up = scrape(sandbox)
+    assert value(caught_up, "koding_iam_outbox_behind") == 0
+    assert value(caught_up, "koding_iam_outbox_oldest_seconds") == 0
+    assert value(caught_up, "koding_iam_outbox_deliveries_total", kind="home", result="delivered") == 3
