@@ -23,7 +23,7 @@ def register(app: App, services: Services) -> None:
         words = str(command.get("text") or "").split()
         subcommand = words[0].lower() if words else "help"
         user_id, channel = str(command.get("user_id") or ""), command.get("channel_id")
-        is_admin = services.is_admin(user_id)
+        is_admin = services.is_admin(user_id, before_ack=True)
         if subcommand in ADMIN_ONLY and not is_admin:
             ack(**views.help_message(problem=f"`{subcommand}` is for koding-iam admins."))
             return
