@@ -90,6 +90,8 @@ def claim_due(
             taken = session.execute(
                 update(OutboxEntry)
                 .where(OutboxEntry.kind == kind, OutboxEntry.subject == subject, _free(owner, now))
+                # Still behind: another sender may have drawn it between the read above and this claim.
+                .where(OutboxEntry.version > OutboxEntry.delivered_version)
                 .values(claimed_by=owner, claimed_until=now + timedelta(seconds=seconds))
                 .execution_options(synchronize_session=False)
             ).rowcount
