@@ -16,9 +16,7 @@ from bot.aws_iam import AwsError, IamGateway
 from bot.aws_iam_cleanup import is_virtual_mfa
 from bot.db import session_scope
 from models import (
-    AccessRequest,
     AuditEvent,
-    RequestStatus,
 )
 
 # Step keys are recorded when done, so a key keeps its meaning: a revoke half-done by an older list resumes here
@@ -71,22 +69,6 @@ class Inventory:
         return [
             (key, what if values == ["yes"] else f"{what} {', '.join(values)}") for key, what, values in found if values
         ]
-
-
-def find_user_request(
-    session: Session, *, slack_user_id: str | None = None, iam_user_name: str | None = None
-) -> AccessRequest | None:
-    """The provisioned (or half-revoked) request behind a Slack member or an IAM user name."""
-    query = select(AccessRequest).where(
-        AccessRequest.status.in_([RequestStatus.PROVISIONED, RequestStatus.REVOKING, RequestStatus.FAILED])
-    )
-    if slack_user_id:
-        query = query.where(AccessRequest.requester_id == slack_user_id)
-    elif iam_user_name:
-        query = query.where(AccessRequest.iam_user_name_key == iam_user_name.lower())
-    else:
-        return None
-    return session.scalars(query.order_by(AccessRequest.id.desc())).first()
 
 
 def inventory(gateway: IamGateway, iam_user_name: str) -> Inventory:

@@ -8,26 +8,34 @@ from typing import Any
 from slack_bolt import Ack, App
 
 from bot import admin_flows, flows, ids, key_usage_flows, rotation_flows
+from bot.notify import Notifier
 from bot.services import Services
 from handlers.parsing import Toggle, button_id, channel_of, toggle_of, user_of
 
 BROKEN_BUTTON = "This button does not point to anything koding-iam knows. Nothing was changed."
 
 
+ButtonRun = Callable[[int, str, str | None, dict[str, Any]], None]
+
+
+def register_button(app: App, notifier: Notifier, action_id: str, run: ButtonRun) -> None:
+    """Acknowledge at once, then read the id the button carries; a value that is not one is refused."""
+
+    @app.action(action_id)
+    def listener(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        ack()
+        target, user_id, channel = button_id(action), user_of(body), channel_of(body)
+        if target is None:
+            notifier.ephemeral(channel, user_id, BROKEN_BUTTON)
+            return
+        run(target, user_id, channel, body)
+
+
 def register(app: App, services: Services) -> None:
     notifier = services.notifier
 
-    def on_button(action_id: str, run: Callable[[int, str, str | None, dict[str, Any]], None]) -> None:
-        """Acknowledge at once, then read the id the button carries; a value that is not one is refused."""
-
-        @app.action(action_id)
-        def listener(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
-            ack()
-            target, user_id, channel = button_id(action), user_of(body), channel_of(body)
-            if target is None:
-                notifier.ephemeral(channel, user_id, BROKEN_BUTTON)
-                return
-            run(target, user_id, channel, body)
+    def on_button(action_id: str, run: ButtonRun) -> None:
+        register_button(app, notifier, action_id, run)
 
     @app.action(ids.OPEN_REQUEST)
     def on_open_request(ack: Ack, body: dict[str, Any]) -> None:

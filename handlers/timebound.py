@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App
@@ -11,22 +10,15 @@ from bot import ids, timebound_flows
 from bot import timebound_views as tviews
 from bot.errors import DomainError, ValidationFailed
 from bot.services import Services
-from handlers.actions import BROKEN_BUTTON
-from handlers.parsing import button_id, channel_of, user_of
+from handlers.actions import ButtonRun, register_button
+from handlers.parsing import user_of
 
 
 def register(app: App, services: Services) -> None:
     notifier = services.notifier
 
-    def on_button(action_id: str, run: Callable[[int, str, str | None, dict[str, Any]], None]) -> None:
-        @app.action(action_id)
-        def listener(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
-            ack()
-            target, user_id, channel = button_id(action), user_of(body), channel_of(body)
-            if target is None:
-                notifier.ephemeral(channel, user_id, BROKEN_BUTTON)
-                return
-            run(target, user_id, channel, body)
+    def on_button(action_id: str, run: ButtonRun) -> None:
+        register_button(app, notifier, action_id, run)
 
     on_button(
         ids.EXTEND,
