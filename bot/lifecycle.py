@@ -32,10 +32,11 @@ from sqlalchemy import Engine, event, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot import outbox
 from bot.db import make_engine, make_session_factory, session_scope
 from bot.leases import process_prefix
 from bot.server import SLACK_PATH, StartResponse, answer, create_http_server
-from models import AccessRequest, OutboxEntry, UserLease
+from models import AccessRequest, UserLease
 
 log = logging.getLogger(__name__)
 
@@ -126,13 +127,8 @@ def release_leases(factory: sessionmaker[Session], process_owner: str) -> Releas
             .values(owner=None, purpose=None, until=None)
             .execution_options(synchronize_session=False)
         )
-        surfaces = session.execute(
-            update(OutboxEntry)
-            .where(OutboxEntry.claimed_by == process_owner)
-            .values(claimed_by=None, claimed_until=None)
-            .execution_options(synchronize_session=False)
-        )
-        return Released(runs=runs.rowcount, users=users.rowcount, surfaces=surfaces.rowcount)
+        surfaces = outbox.release(session, owner=process_owner)
+        return Released(runs=runs.rowcount, users=users.rowcount, surfaces=surfaces)
 
 
 class Stopped(SQLAlchemyError):

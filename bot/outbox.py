@@ -154,15 +154,14 @@ def failed(factory: sessionmaker[Session], claim: Claim, *, error: str, now: dat
         entry.last_error = error[:120]
 
 
-def release(factory: sessionmaker[Session], *, owner_prefix: str) -> int:
-    """Give up every claim this process holds (a graceful stop), so another process draws those surfaces now."""
-    with session_scope(factory) as session:
-        return session.execute(
-            update(OutboxEntry)
-            .where(OutboxEntry.claimed_by.startswith(owner_prefix, autoescape=True))
-            .values(claimed_by=None, claimed_until=None)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+def release(session: Session, *, owner: str) -> int:
+    """Give up every claim `owner` holds (a graceful stop), so another process draws those surfaces now."""
+    return session.execute(
+        update(OutboxEntry)
+        .where(OutboxEntry.claimed_by == owner)
+        .values(claimed_by=None, claimed_until=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount
 
 
 @dataclass(frozen=True)

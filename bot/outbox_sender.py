@@ -207,5 +207,5 @@ class OutboxSender:
         return handled
 
 
-def start_outbox(services: Services, **kwargs: object) -> OutboxSender:
-    return OutboxSender(services, **kwargs).start()  # type: ignore[arg-type]
+def start_outbox(services: Services) -> OutboxSender:
+    return OutboxSender(services).start()

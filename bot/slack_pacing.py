@@ -48,7 +48,6 @@ class Pacer:
         self._sleep = sleep or self._stopping.wait
         self._lock = threading.Lock()
         self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
-        self.waited_seconds = 0.0
 
     def stop(self) -> None:
         """Wake every waiting caller at once (a graceful stop): they go ahead or give up, never sleep on."""
@@ -73,5 +72,4 @@ class Pacer:
                 delay = (1.0 - tokens) * 60.0 / rate.per_minute
             if self._stopping.is_set():
                 return
-            self.waited_seconds += delay
             self._sleep(delay)
