@@ -123,12 +123,29 @@ def cmd_scheduler(_: argparse.Namespace) -> int:
     return life.run(services, scheduler=start_scheduler(services, pool=life.executor("scheduler", 10)), outbox=sender)
 
 
+def _deliver_outbox(services: Services) -> None:
+    """Send what the command marked before it exits (paced); what Slack refused for now, or what takes longer
+    than the lease, is left to the outbox senders of the running processes."""
+    from bot import outbox
+    from bot.db import session_scope
+    from bot.outbox_sender import OutboxSender
+    from bot.slack_pacing import Pacer, rates_for
+
+    sender = OutboxSender(services, pacer=Pacer(rates_for(services.settings.koding_iam_slack_posts_per_minute)))
+    handled = sender.wait_idle(services.settings.koding_iam_lease_seconds, quietly=True)
+    with session_scope(services.session_factory) as session:
+        outbox.release(session, owner=services.owner)
+    print(f"outbox: {sender.delivered} message(s) delivered, {sender.failures} to retry ({handled} handled)")
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from bot.rotation_flows import sweep
 
     services = _services_for_jobs()
     now = args.as_of or services.clock()
     report = sweep(services, now=now, dry_run=args.dry_run)
+    if not args.dry_run:
+        _deliver_outbox(services)
     print(f"rotation sweep as of {now.isoformat()}{' (dry run: nothing sent or changed)' if args.dry_run else ''}")
     print(format_sweep_table(report.actions, now))
     usage = report.usage

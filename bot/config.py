@@ -171,6 +171,9 @@ class Settings(BaseSettings):
     koding_iam_retire_old_key_after_use: bool = False
     koding_iam_unused_after_days: int = Field(default=45, ge=1, le=3650)
     koding_iam_unused_auto_deactivate_days: int | None = Field(default=None, ge=0, le=3650)
+    # chat.postMessage calls a minute the outbox sender allows itself for the whole workspace (Slack: "several
+    # hundred per minute", besides one a second per channel); a 2,000-owner sweep takes about 2,000 ÷ this minutes.
+    koding_iam_slack_posts_per_minute: int = Field(default=300, ge=1, le=6000)
     # How far ahead `/koding-iam exempt` may set an exemption's end date.
     koding_iam_max_exemption_days: int = Field(default=365, ge=1, le=3650)
     # False on web processes when a separate `koding-iam scheduler` process runs the scheduled jobs.

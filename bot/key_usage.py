@@ -30,7 +30,6 @@ from bot.config import Settings
 from bot.db import session_scope
 from bot.errors import InvalidState, NotAuthorized
 from bot.rotation import load_key
-from bot.rotation_policy import CLAIM_STALE_AFTER
 from models import AccessKey, GrantStatus, KeyGrant, KeyStatus
 
 # AWS records only the first use of a key in any 15-minute span ("When an access key is used more than once in a
@@ -38,6 +37,7 @@ from models import AccessKey, GrantStatus, KeyGrant, KeyStatus
 # https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_getting-report.html). A recorded LastUsedDate
 # T therefore means "used at T, and maybe again until T + 15 min"; every comparison below allows for that.
 RECORDING_SPAN = timedelta(minutes=15)
+CLAIM_STALE_AFTER = timedelta(minutes=10)
 
 
 class UsageStage(StrEnum):
@@ -121,6 +121,11 @@ def recorded_last_used(
     read_at: datetime | None, used_at: datetime | None, service: str | None, region: str | None
 ) -> KeyLastUsed | None:
     return None if read_at is None else KeyLastUsed(used_at=used_at, service=service, region=region)
+
+
+def last_used_of(key: AccessKey) -> KeyLastUsed | None:
+    """A key row's recorded last use (None: never read)."""
+    return recorded_last_used(key.last_used_read_at, key.last_used_at, key.last_used_service, key.last_used_region)
 
 
 def _columns(key: type[AccessKey]) -> tuple[object, ...]:

@@ -3,6 +3,11 @@ time claim it, draw it from the database and record how far Slack has caught up.
 
 A surface is named by (kind, subject): `home`/member id for a person's App Home, `cards`/request id for every
 copy of a request's approval card. Rows are never deleted; a surface that changes again reuses its row.
+
+One-shot messages use the same rows and the same claim: `rotation`/`<key id>:<stage>` for a key's rotation
+message, `digest`/`<digest id>:<channel>` for a sweep's notice to one admin. The row names the message; its text
+is drawn from the database when it is sent, so nothing but ids and stages is stored. Marking it again (a repeated
+reminder) sends it again.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from models.outbox import OutboxEntry
 
 HOME = "home"
 CARDS = "cards"
-KINDS = (HOME, CARDS)
+ROTATION = "rotation"
+DIGEST = "digest"
+KINDS = (HOME, CARDS, ROTATION, DIGEST)
 MAX_BACKOFF_SECONDS = 300
 
 
@@ -176,3 +183,22 @@ def depth(session: Session) -> Depth:
         select(func.count(), func.min(OutboxEntry.due_at)).where(OutboxEntry.version > OutboxEntry.delivered_version)
     ).one()
     return Depth(int(behind or 0), oldest)
+
+
+def posted(factory: sessionmaker[Session], claim: Claim, *, channel: str, ts: str) -> None:
+    """Record where Slack put a one-shot message, so its later deliveries update it instead of posting again."""
+    with session_scope(factory) as session:
+        session.execute(
+            update(OutboxEntry)
+            .where(OutboxEntry.kind == claim.kind, OutboxEntry.subject == claim.subject)
+            .where(OutboxEntry.claimed_by == claim.owner)
+            .values(channel=channel, ts=ts)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def where_posted(session: Session, kind: str, subject: str) -> tuple[str, str] | None:
+    row = session.execute(
+        select(OutboxEntry.channel, OutboxEntry.ts).where(OutboxEntry.kind == kind, OutboxEntry.subject == subject)
+    ).one_or_none()
+    return (str(row[0]), str(row[1])) if row is not None and row[0] and row[1] else None

@@ -16,11 +16,11 @@ from typing import Literal
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot import approval, home, notify, outbox, provisioning
+from bot import approval, home, notify, outbox, outbox_messages, provisioning
 from bot.db import session_scope
 from bot.errors import NotFound
 from bot.services import Services
-from bot.slack_pacing import Pacer
+from bot.slack_pacing import Pacer, rates_for
 from models import RequestStatus
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,8 @@ class OutboxSender:
         self._draw: dict[str, Callable[[str], Result]] = {
             outbox.HOME: self._publish_home,
             outbox.CARDS: self._update_cards,
+            outbox.ROTATION: self._one_shot(outbox_messages.rotation),
+            outbox.DIGEST: self._one_shot(outbox_messages.admin_digest),
         }
 
     # Life ----------------------------------------------------------------------------------------------------
@@ -183,6 +185,24 @@ class OutboxSender:
                     result = "retry"
         return result
 
+    def _one_shot(self, draw: Callable[..., Result]) -> Callable[[str], Result]:
+        def deliver(_: str) -> Result:
+            assert self._claim is not None
+            return draw(self.services, self._claim, self._post, self._update_message)
+
+        return deliver
+
+    def _post(self, channel: str, text: str, blocks: list) -> tuple[str, str]:
+        self._turn("chat.postMessage", channel)
+        response = self.services.notifier.client.chat_postMessage(
+            channel=channel, text=text, blocks=blocks, **notify.NO_UNFURL
+        )
+        return str(response["channel"]), str(response["ts"])
+
+    def _update_message(self, channel: str, ts: str, text: str, blocks: list) -> None:
+        self._turn("chat.update")
+        self.services.notifier.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+
     def _turn(self, method: str, channel: str = "") -> None:
         """Wait for the method's pace, then renew the claim: only its holder calls Slack for the surface."""
         self.pacer.wait(method, channel)
@@ -208,4 +228,4 @@ class OutboxSender:
 
 
 def start_outbox(services: Services) -> OutboxSender:
-    return OutboxSender(services).start()
+    return OutboxSender(services, pacer=Pacer(rates_for(services.settings.koding_iam_slack_posts_per_minute))).start()

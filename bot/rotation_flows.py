@@ -11,7 +11,18 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from bot import flows, home, key_messages, key_usage_flows, rotation, rotation_exemptions, rotation_policy, views
+from bot import (
+    digest,
+    flows,
+    home,
+    key_messages,
+    key_usage_flows,
+    outbox,
+    rotation,
+    rotation_exemptions,
+    rotation_policy,
+    views,
+)
 from bot.aws_iam import AwsError, KeyLastUsed
 from bot.db import session_scope
 from bot.errors import DomainError, NotAuthorized
@@ -50,6 +61,8 @@ def sweep(services: Services, *, now: datetime, dry_run: bool = False) -> SweepR
             log.error("sweep action on key %s failed: %s: %s", action.key.id, type(exc).__name__, exc)
             outcome = "failed"
         setattr(report, outcome, getattr(report, outcome) + 1)
+    if not dry_run:
+        hand_over_digest(services, now)
     return report
 
 
@@ -82,70 +95,30 @@ def _refetched(services: Services, key_row_id: int, stage: Stage, *, tell_admins
 
 
 def _notify(services: Services, action: SweepAction, policy: Policy, now: datetime) -> str:
-    """Claim, send, confirm; a failed send releases the claim so the next sweep sends it."""
+    """Record the stage and mark its message (and, for the admins, a digest item) in one transaction; the outbox
+    sender delivers it after commit. "skipped": another scheduler recorded it first, or the key moved on."""
+    key = action.key
     with session_scope(services.session_factory) as session:
-        if not rotation_policy.claim(session, action, now):
+        if not rotation_policy.record(session, action, now):
             return "skipped"
-    key = action.key
-    last_used = _recorded_last_used(services, key.id) if action.stage not in (Stage.DELETED,) else None
-    text, blocks = _owner_message(action, policy, now, last_used)
-    if key.owner_id:
-        posted = services.notifier.dm(key.owner_id, text, blocks)
-        owner_ok = posted is not None
-    else:  # a key imported by sync with no known Slack owner: the admins get its reminders
-        posted = None
-        owner_ok = services.notifier.admin_notice(text, blocks)
-    admins_ok, admin_cards = True, []
-    if owner_ok and action.tell_admins:
-        admin_text, admin_blocks = views.admin_overdue_card(
-            key_row_id=key.id,
-            access_key_id=key.access_key_id,
-            iam_user_name=key.iam_user_name,
-            owner_id=key.owner_id,
-            created_at=key.created_at,
-            last_used=last_used,
-            now=now,
-            deactivated=action.stage == Stage.DEACTIVATED,
-        )
-        admin_cards, admins_ok = services.notifier.post_to_admins(admin_text, admin_blocks)
+        outbox.touch(session, outbox.ROTATION, f"{key.id}:{action.stage}", now=now)
+        if action.tell_admins:
+            kind = digest.OVERDUE_DEACTIVATED if action.stage == Stage.DEACTIVATED else digest.OVERDUE
+            digest.add(session, kind, key.id, at=now)
+    services.wake_outbox()
+    return "sent"
+
+
+def hand_over_digest(services: Services, now: datetime) -> int:
+    """The end of a sweep: what it has for the admins goes out as one DM per admin (bot/digest.py)."""
     with session_scope(services.session_factory) as session:
-        for card in admin_cards:
-            key_messages.record(session, key.id, KeyMessageRole.ADMIN, card)
-        if action.stage == Stage.DEACTIVATED:  # it carries Reactivate: later clicks update it
-            key_messages.record(session, key.id, KeyMessageRole.OWNER, posted)
-        if owner_ok and admins_ok:
-            rotation_policy.confirm(session, action, now, notice=posted)
-            return "sent"
-        rotation_policy.release(session, action)
-    return "failed"
-
-
-def _owner_message(
-    action: SweepAction, policy: Policy, now: datetime, last_used: KeyLastUsed | None
-) -> tuple[str, views.Blocks]:
-    key = action.key
-    if action.stage == Stage.DELETED:
-        return views.key_deleted_dm(access_key_id=key.access_key_id, at=now)
-    if action.stage == Stage.DEACTIVATED:
-        deactivated_at = key.deactivated_at or now
-        return views.key_deactivated_dm(
-            key_row_id=key.id,
-            access_key_id=key.access_key_id,
-            deactivated_at=deactivated_at,
-            delete_at=deactivated_at + policy.delete_after,
-            by=None,
-            now=now,
-        )
-    return views.key_reminder_dm(
-        key_row_id=key.id,
-        access_key_id=key.access_key_id,
-        iam_user_name=key.iam_user_name,
-        created_at=key.created_at,
-        stage=action.stage,
-        last_used=last_used,
-        due_at=key.created_at + policy.rotate_after,
-        now=now,
-    )
+        if not digest.pending(session):
+            return 0
+    targets = services.notifier.admin_targets()  # may ask Slack (user groups): before the transaction opens
+    with session_scope(services.session_factory) as session:
+        items = digest.hand_over(session, digest.new_id(now), targets, now=now)
+    services.wake_outbox()
+    return items
 
 
 def _recorded_last_used(services: Services, key_row_id: int) -> KeyLastUsed | None:
@@ -281,6 +254,9 @@ def deactivate_old(
         deactivated=True,
     )
     key_usage_flows.close_unused_messages(services, key.id, f"deactivated by <@{user_id}> on {views.when(now)}")
+    with session_scope(services.session_factory) as session:
+        digest.key_changed(session, key.id, now=now)  # the admins' digests listing it show it deactivated
+    services.wake_outbox()
     _update_recorded(services, key.id, KeyMessageRole.ADMIN, admin_view)
     _update_recorded(services, key.id, KeyMessageRole.OWNER, owner_view)
     if by_admin:
@@ -288,7 +264,7 @@ def deactivate_old(
         if posted:
             with session_scope(services.session_factory) as session:
                 key_messages.record(session, key.id, KeyMessageRole.OWNER, posted)
-                rotation_policy.confirm(
+                rotation_policy.told(
                     session,
                     SweepAction(rotation_policy.KeyState.of(key), ActionKind.REMIND, Stage.DEACTIVATED),
                     now,
@@ -323,6 +299,9 @@ def reactivate(
     _update_recorded(
         services, key.id, KeyMessageRole.OWNER, views.key_reactivated_dm(access_key_id=key.access_key_id, at=now)
     )
+    with session_scope(services.session_factory) as session:
+        digest.key_changed(session, key.id, now=now)
+    services.wake_outbox()
     home.refresh(services, key.owner_id)
 
 

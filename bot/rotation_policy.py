@@ -5,7 +5,8 @@ send each stage's message.
 Each key moves through stages (fresh → upcoming → due → overdue → deactivated → deleted) recorded on its
 row. A sweep compares the stage a key is in now with the stage its owner was last told about, so a sweep after
 downtime sends the one message the current stage calls for, never one per missed day, and skips nothing.
-Before anything is sent the row is claimed by compare-and-set, so two schedulers never send a stage twice.
+The stage is recorded by compare-and-set together with its outbox message, so two schedulers never send a stage
+twice and the sender (bot/outbox_sender.py) delivers it after commit.
 No Slack here, and no key state changes (those are in bot/rotation.py).
 """
 
@@ -24,8 +25,6 @@ from bot.config import Settings
 from bot.db import session_scope
 from models import AccessKey, Exemption, KeyStatus
 
-# A claim older than this whose message was never confirmed was cut off (a crash); the stage is sent again.
-CLAIM_STALE_AFTER = timedelta(minutes=10)
 BATCH_SIZE = 1000
 
 
@@ -203,9 +202,11 @@ def plan(factory: sessionmaker[Session], policy: Policy, now: datetime) -> Itera
                 yield action
 
 
-# Claims: exactly one message per stage ------------------------------------------------------------------
-def claim(session: Session, action: SweepAction, now: datetime) -> bool:
-    """Take the right to send this action's message; False if someone else did, or the key moved on."""
+# Recording a stage: exactly one message per stage ---------------------------------------------------------
+def record(session: Session, action: SweepAction, now: datetime) -> bool:
+    """Record that the key's owner is told about `action.stage` now, by compare-and-set on what the sweep read:
+    False if another scheduler recorded it first, or the key moved on. The caller marks the message in the outbox
+    in the same transaction, so the stage and its message commit together and the sender delivers it once."""
     key = action.key
     result = session.execute(
         update(AccessKey)
@@ -214,24 +215,26 @@ def claim(session: Session, action: SweepAction, now: datetime) -> bool:
             AccessKey.status == key.status,
             AccessKey.reminder_stage == key.reminder_stage,
             AccessKey.reminded_at.is_not_distinct_from(key.reminded_at),
-            or_(AccessKey.claimed_at.is_(None), AccessKey.claimed_at < now - CLAIM_STALE_AFTER),
         )
-        .values(claim_stage=action.stage, claimed_at=now)
+        .values(reminder_stage=action.stage, reminded_at=now)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    if result.rowcount != 1:
+        return False
+    _audit(session, action, now)
+    return True
 
 
-def confirm(session: Session, action: SweepAction, now: datetime, *, notice: tuple[str, str] | None = None) -> None:
-    values: dict[str, object] = {
-        "reminder_stage": action.stage,
-        "reminded_at": now,
-        "claim_stage": None,
-        "claimed_at": None,
-    }
+def told(session: Session, action: SweepAction, now: datetime, *, notice: tuple[str, str] | None = None) -> None:
+    """The owner was told about the stage some other way (an admin's click DMed them): record it, unconditionally."""
+    values: dict[str, object] = {"reminder_stage": action.stage, "reminded_at": now}
     if notice:
         values["notice_channel"], values["notice_ts"] = notice
     session.execute(update(AccessKey).where(AccessKey.id == action.key.id).values(**values))
+    _audit(session, action, now)
+
+
+def _audit(session: Session, action: SweepAction, now: datetime) -> None:
     audit.record(
         session,
         action=f"rotation.{action.stage}",
@@ -241,8 +244,3 @@ def confirm(session: Session, action: SweepAction, now: datetime, *, notice: tup
         repeat=action.repeat,
         admins_told=action.tell_admins,
     )
-
-
-def release(session: Session, action: SweepAction) -> None:
-    """Sending failed: drop the claim so the next sweep tries again."""
-    session.execute(update(AccessKey).where(AccessKey.id == action.key.id).values(claim_stage=None, claimed_at=None))

@@ -3,8 +3,11 @@
 Slack's tiers are per workspace and method, "with occasional bursts" allowed
 (https://api.slack.com/apis/rate-limits): Tier 3 is about 50 calls a minute (chat.update), Tier 4 about 100
 (views.publish). chat.postMessage is limited to about one message a second per channel
-(https://api.slack.com/methods/chat.postMessage#rate_limiting). The sender spends a token bucket per method (and
-per channel where the limit is per channel) a little under each limit, and waits for a token instead of calling.
+(https://api.slack.com/methods/chat.postMessage#rate_limiting), and a workspace may post "several hundred messages
+per minute" in all (https://api.slack.com/apis/rate-limits#rate-limits__limits-when-posting-messages), a figure
+Slack does not publish exactly: KODING_IAM_SLACK_POSTS_PER_MINUTE says how many the sender allows itself. The
+sender spends a token bucket per method (per channel where the limit is per channel, and the workspace's bucket
+beside it) a little under each limit, and waits for a token instead of calling.
 """
 
 from __future__ import annotations
@@ -20,15 +23,30 @@ class Rate:
     per_minute: float
     burst: int
     per_channel: bool = False
+    workspace: Rate | None = None  # a per-channel method's limit for the whole workspace, spent beside it
 
 
 # A tenth under each documented limit, with small bursts: other calls (trigger-bound modals, clicks' ephemerals)
 # spend the same workspace budget outside the outbox.
 DEFAULT_RATES: dict[str, Rate] = {
     "chat.update": Rate(per_minute=45, burst=10),  # Tier 3
-    "chat.postMessage": Rate(per_minute=54, burst=3, per_channel=True),  # about 1 per second per channel
+    # About 1 per second per channel; the workspace's share is set by KODING_IAM_SLACK_POSTS_PER_MINUTE.
+    "chat.postMessage": Rate(per_minute=54, burst=3, per_channel=True, workspace=Rate(per_minute=300, burst=10)),
     "views.publish": Rate(per_minute=90, burst=20),  # Tier 4
 }
+
+
+def rates_for(posts_per_minute: float) -> dict[str, Rate]:
+    """The default rates with the workspace's chat.postMessage budget as configured."""
+    rates = dict(DEFAULT_RATES)
+    post = rates["chat.postMessage"]
+    rates["chat.postMessage"] = Rate(
+        post.per_minute,
+        post.burst,
+        per_channel=True,
+        workspace=Rate(per_minute=posts_per_minute, burst=max(1, min(10, int(posts_per_minute // 60)))),
+    )
+    return rates
 
 
 class Pacer:
@@ -59,7 +77,11 @@ class Pacer:
         rate = rates.get(method)
         if rate is None:
             return
-        key = (method, channel if rate.per_channel else "")
+        if rate.per_channel and rate.workspace is not None:
+            self._take(rate.workspace, (method, ""))
+        self._take(rate, (method, channel if rate.per_channel else ""))
+
+    def _take(self, rate: Rate, key: tuple[str, str]) -> None:
         while True:
             with self._lock:
                 now = self._clock()

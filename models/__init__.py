@@ -7,7 +7,7 @@ from models.exemptions import Exemption
 from models.extensions import AccessExtension, ExtensionStatus
 from models.keys import AccessKey, GrantStatus, KeyGrant, KeyMessage, KeyMessageRole, KeyStatus
 from models.leases import UserLease
-from models.outbox import OutboxEntry
+from models.outbox import DigestItem, OutboxEntry
 from models.requests import (
     OPEN_STATUSES,
     AccessRequest,
@@ -26,6 +26,7 @@ __all__ = [
     "ApprovalCard",
     "AuditEvent",
     "Base",
+    "DigestItem",
     "Exemption",
     "ExtensionStatus",
     "GrantStatus",

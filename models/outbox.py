@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Integer, String
+from sqlalchemy import ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base
@@ -31,3 +31,20 @@ class OutboxEntry(Base):
     claimed_until: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(120))
+    # Where a one-shot message was posted (Slack's answer), for the later updates of the same message.
+    channel: Mapped[str | None] = mapped_column(String(32))
+    ts: Mapped[str | None] = mapped_column(String(32))
+
+
+class DigestItem(Base):
+    """One thing a sweep tells the admins (a key overdue, deactivated, unused), written in the transaction that
+    records the key's new stage. A sweep's items go out together: one DM per admin per sweep (bot/digest.py).
+    `digest` is empty until the sweep that wrote it (or, after a crash, the next one) hands it to the outbox."""
+
+    __tablename__ = "digest_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str | None] = mapped_column(String(40), index=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    key_id: Mapped[int] = mapped_column(ForeignKey("access_keys.id", ondelete="CASCADE"))
+    at: Mapped[datetime]

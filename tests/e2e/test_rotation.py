@@ -10,11 +10,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot import ids, rotation_flows
+from bot import ids, outbox, rotation_flows
 from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
 from bot.devtools.strict_iam import set_access_key_last_used
-from models import AccessKey, AuditEvent
+from models import AccessKey, AuditEvent, OutboxEntry
 from tests.e2e.flow_steps import actions_in, click, refreshed, reveal_first_key
 
 DAY = timedelta(days=1)
@@ -40,7 +40,10 @@ def in_use(access_key_id: str, at: datetime) -> None:
 
 
 def sweep(sb: Sandbox, when: Any, **kwargs: Any) -> rotation_flows.SweepReport:
-    return rotation_flows.sweep(sb.services, now=when, **kwargs)
+    """One sweep, then its messages delivered by the outbox sender."""
+    report = rotation_flows.sweep(sb.services, now=when, **kwargs)
+    sb.wait_idle()
+    return report
 
 
 def test_reminders_escalation_and_the_guided_rotation(sandbox: Sandbox) -> None:
@@ -122,6 +125,7 @@ def test_concurrent_sweeps_send_each_stage_once(sandbox: Sandbox) -> None:
         thread.start()
     for thread in threads:
         thread.join(30)
+    sb.wait_idle()
     posted = sb.standin.calls_to("chat.postMessage")[before:]
     assert sorted(c.body["channel"] for c in posted) == ["UADMIN1", "UADMIN2", "UALICE"]
     with session_scope(sb.services.session_factory) as session:
@@ -129,16 +133,24 @@ def test_concurrent_sweeps_send_each_stage_once(sandbox: Sandbox) -> None:
         assert len(told) == 1
 
 
-def test_failed_send_is_retried_by_the_next_sweep(sandbox: Sandbox) -> None:
+def test_failed_send_is_retried_by_the_sender_after_its_back_off(sandbox: Sandbox) -> None:
+    """Slack refuses the reminder once: the stage stays recorded (a second sweep sends nothing new) and the
+    outbox sender sends it again after its back-off, once."""
     sb = sandbox
     key = reveal_first_key(sb)
-    when = key_row(sb, key).created_at + 91 * DAY
+    row = key_row(sb, key)
+    when = row.created_at + 91 * DAY
     in_use(key, when - DAY)
     sb.standin.fail_next("chat.postMessage", error="fatal_error")
     report = sweep(sb, when)
-    assert report.failed == 1 and dms(sb, "UALICE", "due for rotation") == []
-    report = sweep(sb, when + timedelta(minutes=5))
-    assert report.sent == 1 and len(dms(sb, "UALICE", "due for rotation")) == 1
+    assert report.sent == 1 and dms(sb, "UALICE", "due for rotation") == []
+    subject = f"{row.id}:due"
+    with session_scope(sb.services.session_factory) as session:
+        entry = session.get(OutboxEntry, (outbox.ROTATION, subject))
+        assert entry is not None and entry.attempts == 1 and entry.delivered_version == 0
+        entry.due_at = sb.services.clock() - timedelta(seconds=1)  # its back-off is over
+    assert sweep(sb, when + timedelta(minutes=5)).sent == 0
+    assert len(dms(sb, "UALICE", "due for rotation")) == 1
 
 
 def test_dry_run_sends_and_changes_nothing(sandbox: Sandbox) -> None:
@@ -331,6 +343,7 @@ def test_sweep_command_dry_run_and_real(sandbox: Sandbox, monkeypatch: Any, caps
 
     assert cli.main(["sweep", "--as-of", as_of]) == 0
     assert "sent 1" in capsys.readouterr().out
+    sb.wait_idle()  # the command's own sender or the sandbox's (another process on the database) delivered it
     assert len(dms(sb, "UALICE", "overdue for rotation")) == 1
     assert cli.main(["sweep", "--as-of", as_of]) == 0
     assert "nothing to do" in capsys.readouterr().out

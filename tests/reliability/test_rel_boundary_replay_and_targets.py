@@ -45,6 +45,7 @@ def overdue(sb: Sandbox, key: str) -> None:
     with session_scope(sb.services.session_factory) as session:
         born = session.scalars(select(AccessKey.created_at).where(AccessKey.access_key_id == key)).one()
     rotation_flows.sweep(sb.services, now=born + 95 * DAY)
+    sb.wait_idle()  # its messages are delivered by the outbox sender
 
 
 def forged(message: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:

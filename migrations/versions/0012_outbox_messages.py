@@ -1,0 +1,43 @@
+"""one-shot Slack messages through the outbox: the admins' digest items; the sweep's stage claims retired
+
+Revision ID: 0012
+Revises: 0011
+Create Date: 2026-12-04
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0012"
+down_revision: str | None = "0011"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "digest_items",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("digest", sa.String(length=40), nullable=True),
+        sa.Column("kind", sa.String(length=24), nullable=False),
+        sa.Column("key_id", sa.Integer(), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["key_id"], ["access_keys.id"], name=op.f("fk_digest_items_key_id_access_keys"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_digest_items")),
+    )
+    op.create_index(op.f("ix_digest_items_digest"), "digest_items", ["digest"], unique=False)
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("channel", sa.String(length=32), nullable=True))
+        batch_op.add_column(sa.Column("ts", sa.String(length=32), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_column("ts")
+        batch_op.drop_column("channel")
+    op.drop_index(op.f("ix_digest_items_digest"), table_name="digest_items")
+    op.drop_table("digest_items")
