@@ -682,7 +682,7 @@ def dm_sweep(ctx: Context, section: Section, data: dict[str, Any]) -> None:
             with engine.connect() as connection:
                 told = int(
                     connection.execute(
-                        text("SELECT count(*) FROM access_keys WHERE reminder_stage <> 'fresh' AND claimed_at IS NULL")
+                        text("SELECT count(*) FROM access_keys WHERE reminder_stage <> 'fresh'")
                     ).scalar()
                     or 0
                 )

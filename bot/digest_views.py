@@ -62,6 +62,9 @@ def _item(kind: str, key: AccessKey, at: datetime) -> Blocks:
             deactivated=deactivated,
         )[1]
     usage = _usage_key(key)
+    if kind == digest.UNUSED_DEACTIVATED:
+        outcome = f"deactivated by koding-iam on {when(key.deactivated_at or at)} after its grace period"
+        return usage_views.unused_closed(key=usage, outcome=outcome)[1]
     if key.status != KeyStatus.ACTIVE:
         return usage_views.unused_closed(key=usage, outcome=f"deactivated on {when(key.deactivated_at or at)}")[1]
     if key.usage_stage != "unused":

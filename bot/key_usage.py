@@ -9,9 +9,8 @@ time it was read, so the App Home and the messages show it without calling AWS. 
 * unused keys (CIS AWS Foundations 1.12): a key unused KODING_IAM_UNUSED_AFTER_DAYS is flagged to its owner and
   the admins, and optionally deactivated after a further grace period.
 
-What the owner was told is a stage on the key (`usage_stage`), claimed by compare-and-set before a message is
-sent (the `claim_stage`/`claimed_at` columns rotation reminders use), so each stage is sent once. No Slack here:
-bot/key_usage_flows.py sends.
+What the owner was told is a stage on the key (`usage_stage`), recorded by compare-and-set in the transaction that
+marks its message in the outbox, so each stage is sent once, after commit, by the outbox sender. No Slack here.
 """
 
 from __future__ import annotations
@@ -37,7 +36,6 @@ from models import AccessKey, GrantStatus, KeyGrant, KeyStatus
 # https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_getting-report.html). A recorded LastUsedDate
 # T therefore means "used at T, and maybe again until T + 15 min"; every comparison below allows for that.
 RECORDING_SPAN = timedelta(minutes=15)
-CLAIM_STALE_AFTER = timedelta(minutes=10)
 
 
 class UsageStage(StrEnum):
@@ -269,7 +267,6 @@ def _end_unused_spells(session: Session) -> None:
         update(AccessKey)
         .where(
             AccessKey.usage_stage.in_(UNUSED_STAGES),
-            AccessKey.claimed_at.is_(None),
             AccessKey.last_used_at > AccessKey.usage_told_at,
         )
         .values(usage_stage=UsageStage.NONE, usage_told_at=None)
@@ -305,39 +302,28 @@ def _unused_candidates(factory: sessionmaker[Session], policy: UsagePolicy, now:
         last_id = batch[-1].id
 
 
-# Claims: each stage told once (the rotation reminders' claim columns) --------------------------------------------
-def claim(session: Session, action: UsageAction, now: datetime) -> bool:
+# Recording a stage: each told once --------------------------------------------------------------------------
+def record(session: Session, action: UsageAction, now: datetime, *, deactivated: bool) -> bool:
+    """Record that the owner is told `action.stage` now, by compare-and-set on what the sweep read (False: another
+    scheduler recorded it first, or the key moved on); the caller marks the message in the outbox in the same
+    transaction. A deactivation (already made, under the lease) also records the rotation stage it tells."""
     key = action.key
-    result = session.execute(
-        update(AccessKey)
-        .where(
-            AccessKey.id == key.id,
-            AccessKey.status == key.status,
-            AccessKey.usage_stage == key.usage_stage,
-            AccessKey.usage_told_at.is_not_distinct_from(key.usage_told_at),
-            or_(AccessKey.claimed_at.is_(None), AccessKey.claimed_at < now - CLAIM_STALE_AFTER),
-        )
-        .values(claim_stage=action.stage, claimed_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1
-
-
-def confirm(session: Session, action: UsageAction, now: datetime, *, deactivated: bool) -> None:
-    """The message went out: record the stage (and, for a deactivation, the rotation stage it told too)."""
-    values: dict[str, object] = {
-        "usage_stage": action.stage,
-        "usage_told_at": now,
-        "claim_stage": None,
-        "claimed_at": None,
-    }
+    values: dict[str, object] = {"usage_stage": action.stage, "usage_told_at": now}
     if deactivated:
         values.update(reminder_stage="deactivated", reminded_at=now)
-    session.execute(update(AccessKey).where(AccessKey.id == action.key.id).values(**values))
+    statement = update(AccessKey).where(
+        AccessKey.id == key.id,
+        AccessKey.usage_stage == key.usage_stage,
+        AccessKey.usage_told_at.is_not_distinct_from(key.usage_told_at),
+    )
+    if not deactivated:
+        statement = statement.where(AccessKey.status == key.status)
+    if session.execute(statement.values(**values).execution_options(synchronize_session=False)).rowcount != 1:
+        return False
     evidence = {}
-    for name, key in (("old", action.key), ("new", action.new_key)):
-        if key is not None and action.new_key is not None:
-            evidence[f"{name}_last_used_at"] = key.last_used_at.isoformat() if key.last_used_at else None
+    for name, told in (("old", action.key), ("new", action.new_key)):
+        if told is not None and action.new_key is not None:
+            evidence[f"{name}_last_used_at"] = told.last_used_at.isoformat() if told.last_used_at else None
     audit.record(
         session,
         action=f"key_usage.{action.stage}",
@@ -349,10 +335,18 @@ def confirm(session: Session, action: UsageAction, now: datetime, *, deactivated
         last_used_at=action.key.last_used_at.isoformat() if action.key.last_used_at else None,
         **evidence,
     )
+    return True
 
 
-def release(session: Session, action: UsageAction) -> None:
-    session.execute(update(AccessKey).where(AccessKey.id == action.key.id).values(claim_stage=None, claimed_at=None))
+def replacement_of(session: Session, key: AccessKey) -> UsageKey | None:
+    """The key a Rotate made to replace `key` (revealed), as the usage rules read it; None when there is none."""
+    new_id = session.scalar(
+        select(KeyGrant.access_key_id).where(
+            KeyGrant.replaces_access_key_id == key.access_key_id, KeyGrant.status == GrantStatus.REVEALED
+        )
+    )
+    row = session.execute(select(*_columns(AccessKey)).where(AccessKey.access_key_id == new_id)).one_or_none()  # type: ignore[call-overload]
+    return UsageKey(*row) if row is not None else None
 
 
 # Keep ------------------------------------------------------------------------------------------------------------

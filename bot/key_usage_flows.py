@@ -1,5 +1,5 @@
 """Key usage with Slack: the sweep's part (record each key's last use, then retire, warn, flag or deactivate as
-bot/key_usage.py decides) and the Keep button. Each message is claimed first and confirmed after it was sent."""
+bot/key_usage.py decides) and the Keep button. Each stage is recorded with its outbox message; the sender sends it."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bot import flows, home, key_messages, key_usage, key_usage_record, rotation
+from bot import digest, flows, home, key_messages, key_usage, key_usage_record, outbox, rotation
 from bot import key_usage_views as usage_views
-from bot.blockkit import Blocks, when
+from bot.blockkit import when
 from bot.db import session_scope
 from bot.errors import DomainError
 from bot.key_usage import UsageAction, UsageKind, UsagePolicy
@@ -52,14 +52,12 @@ def sweep(services: Services, *, now: datetime, dry_run: bool = False) -> UsageR
 
 
 def _execute(services: Services, action: UsageAction, policy: UsagePolicy, now: datetime) -> str:
-    """Claim the stage; deactivate when the stage calls for it (under the IAM user's lease); tell; confirm."""
-    with session_scope(services.session_factory) as session:
-        if not key_usage.claim(session, action, now):
-            return "skipped"
-    deactivated_at = None
+    """Deactivate when the stage calls for it (a compare-and-set under the IAM user's lease: one scheduler wins),
+    then record the stage, mark its message and the admins' digest item in one transaction."""
+    deactivated = False
     if action.kind in DEACTIVATING:
         try:
-            changed = rotation.deactivate(
+            rotation.deactivate(
                 services.session_factory,
                 services.gateway,
                 leaser=services.leaser,
@@ -70,62 +68,17 @@ def _execute(services: Services, action: UsageAction, policy: UsagePolicy, now: 
             )
         except DomainError as exc:  # moved on meanwhile, or AWS refused (the row was restored)
             log.info("key usage: key %s not deactivated: %s", action.key.id, exc)
-            with session_scope(services.session_factory) as session:
-                key_usage.release(session, action)
             return "skipped"
-        deactivated_at = changed.deactivated_at or now
-    text, blocks = _owner_message(action, policy, now, deactivated_at)
+        deactivated = True
     key = action.key
-    if key.owner_id:
-        posted = services.notifier.dm(key.owner_id, text, blocks)
-        owner_ok = posted is not None
-    else:  # a key imported by sync with no known owner: the admins get its messages
-        posted, owner_ok = None, services.notifier.admin_notice(text, blocks)
-    admin_cards: list[tuple[str, str]] = []
-    admins_ok = True
-    if owner_ok and action.kind in TELLS_ADMINS:
-        admin_cards, admins_ok = services.notifier.post_to_admins(*_admin_message(action, now, deactivated_at))
     with session_scope(services.session_factory) as session:
-        key_messages.record(session, key.id, KeyMessageRole.OWNER, posted)
-        if action.kind == UsageKind.FLAG_UNUSED:
-            key_messages.record(session, key.id, KeyMessageRole.UNUSED, posted)
-            for card in admin_cards:
-                key_messages.record(session, key.id, KeyMessageRole.UNUSED, card)
-        if owner_ok and admins_ok:
-            key_usage.confirm(session, action, now, deactivated=deactivated_at is not None)
-            return "sent"
-        key_usage.release(session, action)
-    return "failed"
-
-
-def _owner_message(
-    action: UsageAction, policy: UsagePolicy, now: datetime, deactivated_at: datetime | None
-) -> tuple[str, Blocks]:
-    key, new = action.key, action.new_key
-    if action.kind == UsageKind.OFFER_RETIRE and new is not None:
-        return usage_views.retire_offer_dm(old=key, new=new, now=now, delete_after=policy.delete_after)
-    if action.kind == UsageKind.RETIRE and new is not None and deactivated_at is not None:
-        return usage_views.retired_dm(
-            old=key, new=new, now=now, deactivated_at=deactivated_at, delete_at=deactivated_at + policy.delete_after
-        )
-    if action.kind == UsageKind.WARN_OLD_USED and new is not None:
-        return usage_views.old_key_still_used_dm(old=key, new=new, now=now)
-    if action.kind == UsageKind.DEACTIVATE_UNUSED and deactivated_at is not None:
-        return usage_views.unused_deactivated_dm(
-            key=key, now=now, deactivated_at=deactivated_at, delete_at=deactivated_at + policy.delete_after
-        )
-    grace = policy.unused_auto_deactivate_after
-    return usage_views.unused_dm(
-        key=key, now=now, deactivate_at=None if grace is None else now + grace, delete_after=policy.delete_after
-    )
-
-
-def _admin_message(action: UsageAction, now: datetime, deactivated_at: datetime | None) -> tuple[str, Blocks]:
-    if deactivated_at is not None:
-        return usage_views.unused_closed(
-            key=action.key, outcome=f"deactivated by koding-iam on {when(deactivated_at)} after its grace period"
-        )
-    return usage_views.unused_admin_notice(key=action.key, now=now)
+        if not key_usage.record(session, action, now, deactivated=deactivated):
+            return "skipped"
+        outbox.touch(session, outbox.USAGE, f"{key.id}:{action.stage}", now=now)
+        if action.kind in TELLS_ADMINS:
+            digest.add(session, digest.UNUSED_DEACTIVATED if deactivated else digest.UNUSED, key.id, at=now)
+    services.wake_outbox()
+    return "sent"
 
 
 # The Keep button -------------------------------------------------------------------------------------------------
@@ -145,6 +98,9 @@ def keep(services: Services, *, key_row_id: int, user_id: str, channel: str | No
         f"kept by <@{user_id}> on {when(now)}; it is not flagged again until it is used and then unused for {days} days"
     )
     close_unused_messages(services, kept.id, outcome)
+    with session_scope(services.session_factory) as session:
+        digest.key_changed(session, kept.id, now=now)  # the admins' digests listing it show it kept
+    services.wake_outbox()
     home.refresh(services, kept.owner_id, user_id)
 
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from bot import ids
 from bot.aws_iam import KeyLastUsed
 from bot.blockkit import Blocks, button_element, context_block, escape, section_block, when
-from bot.key_usage import UsageKey, idle_since, never_used
+from bot.key_usage import UsageAction, UsageKey, UsageKind, UsagePolicy, idle_since, never_used
 
 
 def ago(at: datetime, now: datetime) -> str:
@@ -182,3 +182,26 @@ def unused_rows(keys: list[UsageKey], now: datetime) -> list[str]:
             f"{max(0, (now - idle_since(key)).days)} days, {state}"
         )
     return rows
+
+
+def owner_message(
+    action: UsageAction, policy: UsagePolicy, now: datetime, deactivated_at: datetime | None
+) -> tuple[str, Blocks]:
+    """The owner's message for a usage stage, as of `now` (when the sweep recorded it)."""
+    key, new = action.key, action.new_key
+    if action.kind == UsageKind.OFFER_RETIRE and new is not None:
+        return retire_offer_dm(old=key, new=new, now=now, delete_after=policy.delete_after)
+    if action.kind == UsageKind.RETIRE and new is not None and deactivated_at is not None:
+        return retired_dm(
+            old=key, new=new, now=now, deactivated_at=deactivated_at, delete_at=deactivated_at + policy.delete_after
+        )
+    if action.kind == UsageKind.WARN_OLD_USED and new is not None:
+        return old_key_still_used_dm(old=key, new=new, now=now)
+    if action.kind == UsageKind.DEACTIVATE_UNUSED and deactivated_at is not None:
+        return unused_deactivated_dm(
+            key=key, now=now, deactivated_at=deactivated_at, delete_at=deactivated_at + policy.delete_after
+        )
+    grace = policy.unused_auto_deactivate_after
+    return unused_dm(
+        key=key, now=now, deactivate_at=None if grace is None else now + grace, delete_after=policy.delete_after
+    )

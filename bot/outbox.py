@@ -5,9 +5,9 @@ A surface is named by (kind, subject): `home`/member id for a person's App Home,
 copy of a request's approval card. Rows are never deleted; a surface that changes again reuses its row.
 
 One-shot messages use the same rows and the same claim: `rotation`/`<key id>:<stage>` for a key's rotation
-message, `digest`/`<digest id>:<channel>` for a sweep's notice to one admin. The row names the message; its text
-is drawn from the database when it is sent, so nothing but ids and stages is stored. Marking it again (a repeated
-reminder) sends it again.
+message, `usage`/`<key id>:<usage stage>` for its key-usage message, `digest`/`<digest id>:<channel>` for a
+sweep's notice to one admin. The row names the message; its text is drawn from the database when it is sent, so
+nothing but ids and stages is stored. Marking it again (a repeated reminder) sends it again.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from models.outbox import OutboxEntry
 HOME = "home"
 CARDS = "cards"
 ROTATION = "rotation"
+USAGE = "usage"
 DIGEST = "digest"
-KINDS = (HOME, CARDS, ROTATION, DIGEST)
+KINDS = (HOME, CARDS, ROTATION, USAGE, DIGEST)
 MAX_BACKOFF_SECONDS = 300
 
 

@@ -1,5 +1,6 @@
 """One-shot Slack messages, drawn from the database by the outbox sender when their turn comes: a key's rotation
-message (`rotation`/`<key id>:<stage>`) and a sweep's digest to one admin target (`digest`/`<digest id>:<target>`).
+message (`rotation`/`<key id>:<stage>`), its key-usage message (`usage`/`<key id>:<stage>`) and a sweep's digest
+to one admin target (`digest`/`<digest id>:<target>`).
 
 The row names the message; the text is built here from the key as it is now, so a message whose stage was
 superseded before it went out is dropped, and nothing but ids and stages is ever stored. The sender passes the
@@ -14,15 +15,18 @@ from typing import Literal
 
 from sqlalchemy import update as sql_update
 
-from bot import digest, digest_views, key_messages, outbox, views
+from bot import digest, digest_views, key_messages, key_usage, outbox, views
+from bot import key_usage_views as usage_views
 from bot.aws_iam import KeyLastUsed
 from bot.db import session_scope
-from bot.key_usage import last_used_of
+from bot.key_usage import STAGE_OF_KIND, UsageAction, UsageKind, UsagePolicy, UsageStage, last_used_of
 from bot.rotation_policy import ActionKind, KeyState, Policy, Stage, SweepAction
 from bot.services import Services
 from models import AccessKey, KeyMessageRole
 
 Result = Literal["delivered", "retry", "gone"]
+KIND_OF_STAGE = {stage: kind for kind, stage in STAGE_OF_KIND.items()}
+PAIRED = (UsageKind.OFFER_RETIRE, UsageKind.RETIRE, UsageKind.WARN_OLD_USED)  # about the key a Rotate replaced
 Post = Callable[[str, str, views.Blocks], tuple[str, str]]  # (channel, text, blocks) → where Slack put it
 Update = Callable[[str, str, str, views.Blocks], None]  # (channel, ts, text, blocks)
 
@@ -50,6 +54,33 @@ def rotation(services: Services, claim: outbox.Claim, post: Post, _: Update) -> 
         )
         if stage == Stage.DEACTIVATED:  # it carries Reactivate: later clicks update it
             key_messages.record(session, state.id, KeyMessageRole.OWNER, (channel, ts))
+    return "delivered"
+
+
+def usage(services: Services, claim: outbox.Claim, post: Post, _: Update) -> Result:
+    """The owner's key-usage message for the stage the sweep recorded (the admins' when the key has no owner)."""
+    key_id, _sep, stage = claim.subject.partition(":")
+    with session_scope(services.session_factory) as session:
+        key = session.get(AccessKey, int(key_id))
+        if key is None or key.usage_stage != stage or key.usage_told_at is None:
+            return "gone"  # the key moved on before its turn
+        kind = KIND_OF_STAGE[UsageStage(stage)]
+        new = key_usage.replacement_of(session, key) if kind in PAIRED else None
+        if kind in PAIRED and new is None:
+            return "gone"
+        action = UsageAction(kind, key_usage.snapshot(session, key.id), new)
+        at, deactivated_at = key.usage_told_at, key.deactivated_at
+    text, blocks = usage_views.owner_message(action, UsagePolicy.from_settings(services.settings), at, deactivated_at)
+    owner = action.key.owner_id
+    if not owner:
+        for target in services.notifier.admin_targets():
+            post(target, text, blocks)
+        return "delivered"
+    posted = post(owner, text, blocks)
+    with session_scope(services.session_factory) as session:
+        key_messages.record(session, action.key.id, KeyMessageRole.OWNER, posted)
+        if kind == UsageKind.FLAG_UNUSED:  # Keep and Deactivate close it
+            key_messages.record(session, action.key.id, KeyMessageRole.UNUSED, posted)
     return "delivered"
 
 

@@ -68,6 +68,7 @@ class OutboxSender:
             outbox.HOME: self._publish_home,
             outbox.CARDS: self._update_cards,
             outbox.ROTATION: self._one_shot(outbox_messages.rotation),
+            outbox.USAGE: self._one_shot(outbox_messages.usage),
             outbox.DIGEST: self._one_shot(outbox_messages.admin_digest),
         }
 

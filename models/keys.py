@@ -75,12 +75,10 @@ class AccessKey(Base):
     status: Mapped[str] = mapped_column(String(16), default=KeyStatus.ACTIVE)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revealed_at: Mapped[datetime | None]
-    # Rotation reminders: the last stage the owner was told about, and when. A claim (stage + time) is taken
-    # before a message is sent, so two schedulers never send the same stage twice.
+    # Rotation reminders: the last stage the owner was told about, and when; recorded by compare-and-set with the
+    # stage's outbox message (bot/rotation_policy.py), so two schedulers never send the same stage twice.
     reminder_stage: Mapped[str] = mapped_column(String(16), default="fresh", server_default="fresh")
     reminded_at: Mapped[datetime | None]
-    claim_stage: Mapped[str | None] = mapped_column(String(16))
-    claimed_at: Mapped[datetime | None]
     deactivated_at: Mapped[datetime | None]
     deactivated_by: Mapped[str | None] = mapped_column(String(32))
     deleted_at: Mapped[datetime | None]
@@ -94,7 +92,7 @@ class AccessKey(Base):
     last_used_region: Mapped[str | None] = mapped_column(String(32))
     last_used_read_at: Mapped[datetime | None]
     first_used_at: Mapped[datetime | None]
-    # What the owner was last told about the key's use (bot/key_usage.py: UsageStage), claimed like reminders.
+    # What the owner was last told about the key's use (bot/key_usage.py: UsageStage), recorded like reminders.
     usage_stage: Mapped[str] = mapped_column(String(16), default="", server_default="")
     usage_told_at: Mapped[datetime | None]
 

@@ -33,9 +33,18 @@ def upgrade() -> None:
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.add_column(sa.Column("channel", sa.String(length=32), nullable=True))
         batch_op.add_column(sa.Column("ts", sa.String(length=32), nullable=True))
+    # A key's stage claim in flight at the upgrade (a sweep cut off between its claim and its confirmation) never
+    # recorded its stage: the next sweep decides the key again and marks that stage's message in the outbox, as
+    # the old rule did once the claim went stale. Nothing else reads the claim, so it goes.
+    with op.batch_alter_table("access_keys", schema=None) as batch_op:
+        batch_op.drop_column("claimed_at")
+        batch_op.drop_column("claim_stage")
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("access_keys", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("claim_stage", sa.String(length=16), nullable=True))
+        batch_op.add_column(sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True))
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.drop_column("ts")
         batch_op.drop_column("channel")

@@ -13,7 +13,9 @@ from bot import ids, rotation_flows
 from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
 from bot.devtools.strict_iam import set_access_key_last_used
+from bot.outbox_sender import OutboxSender
 from bot.services import Services
+from bot.slack_pacing import Pacer
 from models import AuditEvent
 from tests.e2e.flow_steps import actions_in, click, ephemeral_texts, refreshed, reveal_first_key
 from tests.e2e.test_admin_lifecycle import home_of
@@ -26,8 +28,20 @@ def used(access_key_id: str, at: datetime | None, service: str = "ec2", region: 
     set_access_key_last_used(access_key_id, used_at=at, service=service, region=region)
 
 
-def sweep(services: Services, when: datetime) -> rotation_flows.SweepReport:
-    return rotation_flows.sweep(services, now=when)
+def sweep(sb: Sandbox, services: Services, when: datetime) -> rotation_flows.SweepReport:
+    """One sweep, then its messages delivered by the outbox sender of the process that swept (its settings)."""
+    if services is sb.services:
+        report = rotation_flows.sweep(services, now=when)
+        sb.wait_idle()
+        return report
+    sb.outbox.pause()
+    try:
+        report = rotation_flows.sweep(services, now=when)
+        OutboxSender(services, pacer=Pacer({})).wait_idle()
+    finally:
+        sb.outbox.resume()
+    sb.wait_idle()
+    return report
 
 
 def iam_status(sb: Sandbox) -> dict[str, str]:
@@ -57,14 +71,14 @@ def test_sweep_records_last_use_and_the_app_home_calls_no_aws(sandbox: Sandbox) 
     born = key_row(sb, key).created_at
     used(key, born + HOUR)
 
-    report = sweep(sb.services, born + 2 * HOUR)
+    report = sweep(sb, sb.services, born + 2 * HOUR)
     assert report.usage.last_used_reads == 1
     row = key_row(sb, key)
     assert (row.last_used_at, row.last_used_service, row.last_used_region) == (born + HOUR, "ec2", "eu-west-1")
     assert row.last_used_read_at == born + 2 * HOUR
     # Read again only after the refresh interval (60 minutes by default).
-    assert sweep(sb.services, born + 2 * HOUR + 5 * MINUTE).usage.last_used_reads == 0
-    assert sweep(sb.services, born + 3 * HOUR).usage.last_used_reads == 1
+    assert sweep(sb, sb.services, born + 2 * HOUR + 5 * MINUTE).usage.last_used_reads == 0
+    assert sweep(sb, sb.services, born + 3 * HOUR).usage.last_used_reads == 1
 
     before = sb.services.gateway.calls
     mine, admin = home_of(sb, "UALICE"), home_of(sb, "UADMIN1")
@@ -79,19 +93,19 @@ def test_retirement_is_offered_once_with_the_evidence(sandbox: Sandbox) -> None:
     born = key_row(sb, new).created_at
     used(old, born + 10 * MINUTE, "ec2", "us-east-1")
 
-    sweep(sb.services, born + 30 * MINUTE)  # the new key is not used yet
+    sweep(sb, sb.services, born + 30 * MINUTE)  # the new key is not used yet
     assert usage_dms(sb) == []
     used(new, born + HOUR)
-    sweep(sb.services, born + HOUR + 5 * MINUTE)  # too soon after its first use to judge
+    sweep(sb, sb.services, born + HOUR + 5 * MINUTE)  # too soon after its first use to judge
     assert usage_dms(sb) == []
 
-    sweep(sb.services, born + 3 * HOUR)
+    sweep(sb, sb.services, born + 3 * HOUR)
     (offer,) = usage_dms(sb)
     text = dumps(offer)
     assert "was last used 2 h ago by ec2 in eu-west-1" in text and "has not been used since" in text
     assert old in text and new in text and actions_in(offer) == [ids.DEACTIVATE_OLD]
     assert iam_status(sb) == {old: "Active", new: "Active"}  # an offer only
-    sweep(sb.services, born + 4 * HOUR)
+    sweep(sb, sb.services, born + 4 * HOUR)
     assert len(usage_dms(sb)) == 1  # once per stage
 
     click(sb, "UALICE", ids.DEACTIVATE_OLD, offer)
@@ -105,11 +119,11 @@ def test_retirement_by_the_sweep_when_configured(sandbox: Sandbox) -> None:
     old, new = rotated(sb)
     born = key_row(sb, new).created_at
     used(old, born - HOUR)
-    sweep(auto, born + 2 * HOUR)  # the new key unused: nothing is deactivated
+    sweep(sb, auto, born + 2 * HOUR)  # the new key unused: nothing is deactivated
     assert iam_status(sb) == {old: "Active", new: "Active"} and usage_dms(sb) == []
 
     used(new, born + 3 * HOUR, "ec2", "eu-west-1")
-    sweep(auto, born + 5 * HOUR)
+    sweep(sb, auto, born + 5 * HOUR)
     assert iam_status(sb) == {old: "Inactive", new: "Active"}
     (told,) = usage_dms(sb)
     assert "deactivated your old key" in dumps(told) and "2 h ago by ec2 in eu-west-1" in dumps(told)
@@ -122,10 +136,10 @@ def test_retirement_by_the_sweep_when_configured(sandbox: Sandbox) -> None:
         "koding-iam",
     )
     posted = len(sb.standin.calls_to("chat.postMessage"))
-    sweep(auto, born + 6 * HOUR)
+    sweep(sb, auto, born + 6 * HOUR)
     assert len(sb.standin.calls_to("chat.postMessage")) == posted  # no second message, not even the rotation one
     # The rotation recovery window holds: deleted after KODING_IAM_DELETE_AFTER_DAYS unless reactivated.
-    sweep(auto, born + 5 * HOUR + 8 * DAY)
+    sweep(sb, auto, born + 5 * HOUR + 8 * DAY)
     assert iam_status(sb) == {new: "Active"}
 
 
@@ -136,13 +150,13 @@ def test_old_key_still_used_is_warned_and_never_deactivated(sandbox: Sandbox) ->
     born = key_row(sb, new).created_at
     used(new, born + HOUR)
     used(old, born + 2 * HOUR, "s3", "us-west-2")  # after the new key's first use
-    sweep(auto, born + 3 * HOUR)
+    sweep(sb, auto, born + 3 * HOUR)
     (warning,) = usage_dms(sb)
     text = dumps(warning)
     assert "Something still uses your old key" in text and "s3" in text and "us-west-2" in text
     assert "Nothing was deactivated" in text and actions_in(warning) == []
     for later in (4 * HOUR, 2 * DAY, 20 * DAY):
-        sweep(auto, born + later)
+        sweep(sb, auto, born + later)
     assert iam_status(sb) == {old: "Active", new: "Active"}
     assert len(usage_dms(sb)) == 1
 
@@ -151,15 +165,15 @@ def test_unused_key_flagged_once_then_kept_by_its_owner(sandbox: Sandbox) -> Non
     sb = sandbox
     key = reveal_first_key(sb)
     born = key_row(sb, key).created_at
-    sweep(sb.services, born + 44 * DAY)
+    sweep(sb, sb.services, born + 44 * DAY)
     assert dms(sb, "UALICE", "never been used") == []
 
-    sweep(sb.services, born + 45 * DAY + HOUR)
+    sweep(sb, sb.services, born + 45 * DAY + HOUR)
     (flag,) = dms(sb, "UALICE", "never been used")
     assert actions_in(flag) == [ids.KEEP_KEY, ids.DEACTIVATE_OLD] and key in dumps(flag)
     notices = [dms(sb, admin, "Unused key") for admin in ("UADMIN1", "UADMIN2")]
     assert [len(n) for n in notices] == [1, 1] and actions_in(notices[0][0]) == [ids.KEEP_KEY, ids.ADMIN_DEACTIVATE]
-    sweep(sb.services, born + 46 * DAY)
+    sweep(sb, sb.services, born + 46 * DAY)
     assert len(dms(sb, "UALICE", "never been used")) == 1 and len(dms(sb, "UADMIN1", "Unused key")) == 1
     assert key in dumps(home_of(sb, "UADMIN1"))
 
@@ -174,7 +188,7 @@ def test_unused_key_flagged_once_then_kept_by_its_owner(sandbox: Sandbox) -> Non
         kept = session.scalars(select(AuditEvent).where(AuditEvent.action == "key_usage.kept")).all()
         assert [(e.actor, e.detail["access_key_id"]) for e in kept] == [("UALICE", key)]
     posted = len(sb.standin.calls_to("chat.postMessage"))
-    sweep(sb.services, born + 60 * DAY)
+    sweep(sb, sb.services, born + 60 * DAY)
     assert len(sb.standin.calls_to("chat.postMessage")) == posted
     assert iam_status(sb) == {key: "Active"}
 
@@ -185,13 +199,13 @@ def test_unused_key_deactivated_after_the_grace_period_and_recoverable(sandbox: 
     key = reveal_first_key(sb)
     born = key_row(sb, key).created_at
     used(key, born + DAY, "sts", "us-east-1")
-    sweep(auto, born + 46 * DAY + HOUR)
+    sweep(sb, auto, born + 46 * DAY + HOUR)
     (flag,) = dms(sb, "UALICE", "has not been used for 45 days")
     assert "koding-iam deactivates it on" in dumps(flag)
-    sweep(auto, born + 50 * DAY)
+    sweep(sb, auto, born + 50 * DAY)
     assert iam_status(sb) == {key: "Active"}
 
-    sweep(auto, born + 54 * DAY)
+    sweep(sb, auto, born + 54 * DAY)
     assert iam_status(sb) == {key: "Inactive"}
     (off,) = dms(sb, "UALICE", "deactivated the unused access key")
     assert actions_in(off) == [ids.REACTIVATE]
@@ -199,7 +213,7 @@ def test_unused_key_deactivated_after_the_grace_period_and_recoverable(sandbox: 
     row = key_row(sb, key)
     assert (row.usage_stage, row.reminder_stage) == ("unused-off", "deactivated")
     posted = len(sb.standin.calls_to("chat.postMessage"))
-    sweep(auto, born + 55 * DAY)
+    sweep(sb, auto, born + 55 * DAY)
     assert len(sb.standin.calls_to("chat.postMessage")) == posted
 
     late = sb.make_services(sb.settings, clock=lambda: born + 56 * DAY)
@@ -211,10 +225,10 @@ def test_key_used_again_ends_its_unused_stage(sandbox: Sandbox) -> None:
     sb = sandbox
     key = reveal_first_key(sb)
     born = key_row(sb, key).created_at
-    sweep(sb.services, born + 46 * DAY)
+    sweep(sb, sb.services, born + 46 * DAY)
     assert len(dms(sb, "UALICE", "never been used")) == 1
     used(key, born + 47 * DAY)
-    sweep(sb.services, born + 48 * DAY)
+    sweep(sb, sb.services, born + 48 * DAY)
     assert key_row(sb, key).usage_stage == ""
-    sweep(sb.services, born + 93 * DAY)  # unused 45 days again: flagged again
+    sweep(sb, sb.services, born + 93 * DAY)  # unused 45 days again: flagged again
     assert len(dms(sb, "UALICE", "has not been used for 45 days")) == 1
