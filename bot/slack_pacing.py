@@ -31,7 +31,7 @@ class Rate:
 DEFAULT_RATES: dict[str, Rate] = {
     "chat.update": Rate(per_minute=45, burst=10),  # Tier 3
     # About 1 per second per channel; the workspace's share is set by KODING_IAM_SLACK_POSTS_PER_MINUTE.
-    "chat.postMessage": Rate(per_minute=54, burst=3, per_channel=True, workspace=Rate(per_minute=300, burst=10)),
+    "chat.postMessage": Rate(per_minute=54, burst=3, per_channel=True, workspace=Rate(per_minute=300, burst=1)),
     "views.publish": Rate(per_minute=90, burst=20),  # Tier 4
 }
 
@@ -44,7 +44,8 @@ def rates_for(posts_per_minute: float) -> dict[str, Rate]:
         post.per_minute,
         post.burst,
         per_channel=True,
-        workspace=Rate(per_minute=posts_per_minute, burst=max(1, min(10, int(posts_per_minute // 60)))),
+        # No burst: a workspace limit counted over any one second is then never passed (rate + 1 ≤ the limit).
+        workspace=Rate(per_minute=posts_per_minute, burst=1),
     )
     return rates
 
