@@ -144,8 +144,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     services = _services_for_jobs()
     now = args.as_of or services.clock()
     report = sweep(services, now=now, dry_run=args.dry_run)
-    if not args.dry_run:
-        _deliver_outbox(services)
     print(f"rotation sweep as of {now.isoformat()}{' (dry run: nothing sent or changed)' if args.dry_run else ''}")
     print(format_sweep_table(report.actions, now))
     usage = report.usage
@@ -153,6 +151,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if not args.dry_run:
         print(f"sent {report.sent}, skipped {report.skipped}, failed {report.failed}")
     ends_failed = _sweep_end_dates(services, now, dry_run=args.dry_run)
+    if not args.dry_run:
+        _deliver_outbox(services)
     return 1 if report.failed or ends_failed else 0
 
 

@@ -145,8 +145,6 @@ def decide(
                 ends_at=extension.new_ends_at,
                 # The owner hears the reminders again as the new end comes near; none at once for a stage passed.
                 end_stage=timebound.stage_of(extension.new_ends_at, now),
-                end_claim_stage=None,
-                end_claimed_at=None,
                 updated_at=now,
             )
             .execution_options(synchronize_session=False)

@@ -5,9 +5,10 @@ A surface is named by (kind, subject): `home`/member id for a person's App Home,
 copy of a request's approval card. Rows are never deleted; a surface that changes again reuses its row.
 
 One-shot messages use the same rows and the same claim: `rotation`/`<key id>:<stage>` for a key's rotation
-message, `usage`/`<key id>:<usage stage>` for its key-usage message, `digest`/`<digest id>:<channel>` for a
-sweep's notice to one admin. The row names the message; its text is drawn from the database when it is sent, so
-nothing but ids and stages is stored. Marking it again (a repeated reminder) sends it again.
+message, `usage`/`<key id>:<usage stage>` for its key-usage message, `ending`/`<request id>:<stage>` for an
+end-date reminder, `digest`/`<digest id>:<channel>` for a sweep's notice to one admin. The row names the message;
+its text is drawn from the database when it is sent, so nothing but ids and stages is stored. Marking it again (a
+repeated reminder) sends it again.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ HOME = "home"
 CARDS = "cards"
 ROTATION = "rotation"
 USAGE = "usage"
+ENDING = "ending"
 DIGEST = "digest"
-KINDS = (HOME, CARDS, ROTATION, USAGE, DIGEST)
+KINDS = (HOME, CARDS, ROTATION, USAGE, ENDING, DIGEST)
 MAX_BACKOFF_SECONDS = 300
 
 

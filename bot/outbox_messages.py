@@ -1,6 +1,6 @@
 """One-shot Slack messages, drawn from the database by the outbox sender when their turn comes: a key's rotation
-message (`rotation`/`<key id>:<stage>`), its key-usage message (`usage`/`<key id>:<stage>`) and a sweep's digest
-to one admin target (`digest`/`<digest id>:<target>`).
+message (`rotation`/`<key id>:<stage>`), its key-usage message (`usage`/`<key id>:<stage>`), an end-date
+reminder (`ending`/`<request id>:<stage>`) and a sweep's digest to one admin target (`digest`/`<digest id>:<target>`).
 
 The row names the message; the text is built here from the key as it is now, so a message whose stage was
 superseded before it went out is dropped, and nothing but ids and stages is ever stored. The sender passes the
@@ -17,12 +17,13 @@ from sqlalchemy import update as sql_update
 
 from bot import digest, digest_views, key_messages, key_usage, outbox, views
 from bot import key_usage_views as usage_views
+from bot import timebound_views as tviews
 from bot.aws_iam import KeyLastUsed
 from bot.db import session_scope
 from bot.key_usage import STAGE_OF_KIND, UsageAction, UsageKind, UsagePolicy, UsageStage, last_used_of
 from bot.rotation_policy import ActionKind, KeyState, Policy, Stage, SweepAction
 from bot.services import Services
-from models import AccessKey, KeyMessageRole
+from models import AccessKey, AccessRequest, KeyMessageRole, RequestStatus
 
 Result = Literal["delivered", "retry", "gone"]
 KIND_OF_STAGE = {stage: kind for kind, stage in STAGE_OF_KIND.items()}
@@ -81,6 +82,27 @@ def usage(services: Services, claim: outbox.Claim, post: Post, _: Update) -> Res
         key_messages.record(session, action.key.id, KeyMessageRole.OWNER, posted)
         if kind == UsageKind.FLAG_UNUSED:  # Keep and Deactivate close it
             key_messages.record(session, action.key.id, KeyMessageRole.UNUSED, posted)
+    return "delivered"
+
+
+def ending(services: Services, claim: outbox.Claim, post: Post, _: Update) -> Result:
+    """The owner's end-date reminder for the stage the sweep recorded, as of when it recorded it."""
+    request_id, _sep, stage = claim.subject.partition(":")
+    with session_scope(services.session_factory) as session:
+        request = session.get(AccessRequest, int(request_id))
+        if request is None or request.status != RequestStatus.PROVISIONED or request.end_stage != stage:
+            return "gone"  # ended, extended or moved on before its turn
+        if request.ends_at is None or request.end_told_at is None:
+            return "gone"
+        owner = request.requester_id
+        text, blocks = tviews.end_reminder_dm(
+            request_id=request.id,
+            iam_user_name=request.iam_user_name,
+            ends_at=request.ends_at,
+            stage=stage,
+            now=request.end_told_at,
+        )
+    post(owner, text, blocks)
     return "delivered"
 
 

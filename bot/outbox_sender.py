@@ -69,6 +69,7 @@ class OutboxSender:
             outbox.CARDS: self._update_cards,
             outbox.ROTATION: self._one_shot(outbox_messages.rotation),
             outbox.USAGE: self._one_shot(outbox_messages.usage),
+            outbox.ENDING: self._one_shot(outbox_messages.ending),
             outbox.DIGEST: self._one_shot(outbox_messages.admin_digest),
         }
 

@@ -3,7 +3,7 @@
 A profile's `max_days`, or the days asked for in the request form (never more than that), become the request's
 `access_days`; provisioning turns them into `ends_at`. Like key rotation (bot/rotation_policy.py), the reminders follow
 stages recorded on the row (none → week → day → ended): a sweep compares the stage the end date is in now with
-the one the owner was last told of, claims the row by compare-and-set before sending, and confirms after, so
+the one the owner was last told of and records the new one by compare-and-set with its outbox message, so
 each reminder goes out once however many sweeps run. Ending is the compare-and-set provisioned → revoking, the
 same transition an admin's revoke makes; the resumable offboarding run (bot/offboarding.py) does the rest. No
 Slack here.
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import audit, reveal_grants
@@ -25,7 +25,6 @@ from bot.db import session_scope
 from bot.errors import InvalidState, NotAuthorized, NotFound
 from models import AccessExtension, AccessRequest, ExtensionStatus, RequestStatus
 
-CLAIM_STALE_AFTER = timedelta(minutes=10)  # a claim whose message was never confirmed was cut off: sent again
 BATCH_SIZE = 500
 
 
@@ -119,7 +118,7 @@ def plan(factory: sessionmaker[Session], now: datetime) -> Iterator[EndAction]:
         last_id = rows[-1][0]
 
 
-# Claims: each reminder once ------------------------------------------------------------------------------------
+# Recording a reminder: each once ------------------------------------------------------------------------------
 def _unchanged(state: EndState) -> list[object]:
     return [
         AccessRequest.id == state.request_id,
@@ -129,26 +128,17 @@ def _unchanged(state: EndState) -> list[object]:
     ]
 
 
-def claim(session: Session, action: EndAction, now: datetime) -> bool:
-    """Take the right to send this reminder; False if another sweep did, or the end date moved since."""
+def record(session: Session, action: EndAction, now: datetime) -> bool:
+    """Record that the owner is told this reminder now, by compare-and-set on what the sweep read (False: another
+    sweep recorded it, or the end date moved since); the caller marks its message in the same transaction."""
     result = session.execute(
         update(AccessRequest)
-        .where(
-            *_unchanged(action.state),
-            or_(AccessRequest.end_claimed_at.is_(None), AccessRequest.end_claimed_at < now - CLAIM_STALE_AFTER),
-        )
-        .values(end_claim_stage=action.stage, end_claimed_at=now)
+        .where(*_unchanged(action.state))
+        .values(end_stage=action.stage, end_told_at=now)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
-
-
-def confirm(session: Session, action: EndAction, now: datetime) -> None:
-    session.execute(
-        update(AccessRequest)
-        .where(AccessRequest.id == action.state.request_id, AccessRequest.end_claim_stage == action.stage)
-        .values(end_stage=action.stage, end_claim_stage=None, end_claimed_at=None)
-    )
+    if result.rowcount != 1:
+        return False
     audit.record(
         session,
         action=f"access.reminded_{action.stage}",
@@ -156,15 +146,7 @@ def confirm(session: Session, action: EndAction, now: datetime) -> None:
         at=now,
         ends_at=action.state.ends_at.isoformat(),
     )
-
-
-def release(session: Session, action: EndAction) -> None:
-    """Sending failed: drop the claim so the next sweep tries again."""
-    session.execute(
-        update(AccessRequest)
-        .where(AccessRequest.id == action.state.request_id, AccessRequest.end_claim_stage == action.stage)
-        .values(end_claim_stage=None, end_claimed_at=None)
-    )
+    return True
 
 
 # Ending --------------------------------------------------------------------------------------------------------

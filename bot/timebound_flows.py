@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from bot import admin_flows, extensions, flows, home, timebound
+from bot import admin_flows, extensions, flows, home, outbox, timebound
 from bot import timebound_views as tviews
 from bot.db import session_scope
 from bot.errors import DomainError, InvalidState, NotAuthorized
@@ -47,26 +47,12 @@ def sweep(services: Services, *, now: datetime) -> EndSweepReport:
 
 
 def _remind(services: Services, action: EndAction, now: datetime) -> str:
-    """Claim, send, confirm; a failed send releases the claim so the next sweep sends it."""
+    """Record the reminder and mark its message in one transaction; the outbox sender sends it after commit."""
     with session_scope(services.session_factory) as session:
-        if not timebound.claim(session, action, now):
+        if not timebound.record(session, action, now):
             return "skipped"
-    state = action.state
-    posted = services.notifier.dm(
-        state.requester_id,
-        *tviews.end_reminder_dm(
-            request_id=state.request_id,
-            iam_user_name=state.iam_user_name,
-            ends_at=state.ends_at,
-            stage=action.stage,
-            now=now,
-        ),
-    )
-    with session_scope(services.session_factory) as session:
-        if posted is None:
-            timebound.release(session, action)
-            return "failed"
-        timebound.confirm(session, action, now)
+        outbox.touch(session, outbox.ENDING, f"{action.state.request_id}:{action.stage}", now=now)
+    services.wake_outbox()
     return "sent"
 
 

@@ -64,13 +64,12 @@ class AccessRequest(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_until: Mapped[datetime | None]
     # Time-bound access (bot/timebound.py): the days asked for (or the profile's max_days), turned into `ends_at`
-    # when the user is created; `end_stage` is the last end reminder the owner was told of, and the claim (stage +
-    # time) is taken before one is sent, so two sweeps never send the same reminder twice.
+    # when the user is created; `end_stage` is the last end reminder the owner was told of, and `end_told_at` when,
+    # recorded by compare-and-set with the reminder's outbox message, so two sweeps never send it twice.
     access_days: Mapped[int | None]
     ends_at: Mapped[datetime | None]
     end_stage: Mapped[str] = mapped_column(String(16), default="none", server_default="none")
-    end_claim_stage: Mapped[str | None] = mapped_column(String(16))
-    end_claimed_at: Mapped[datetime | None]
+    end_told_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

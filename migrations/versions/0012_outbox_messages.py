@@ -1,4 +1,4 @@
-"""one-shot Slack messages through the outbox: the admins' digest items; the sweep's stage claims retired
+"""one-shot Slack messages through the outbox: the admins' digest items; the sweeps' stage claims retired
 
 Revision ID: 0012
 Revises: 0011
@@ -39,9 +39,19 @@ def upgrade() -> None:
     with op.batch_alter_table("access_keys", schema=None) as batch_op:
         batch_op.drop_column("claimed_at")
         batch_op.drop_column("claim_stage")
+    # The same for an end-date reminder's claim; `end_told_at` (when the stage was told) takes its place, for the
+    # reminder's text. A stage told before the upgrade keeps no time: its message was sent already.
+    with op.batch_alter_table("access_requests", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("end_told_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.drop_column("end_claimed_at")
+        batch_op.drop_column("end_claim_stage")
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("access_requests", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("end_claim_stage", sa.String(length=16), nullable=True))
+        batch_op.add_column(sa.Column("end_claimed_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.drop_column("end_told_at")
     with op.batch_alter_table("access_keys", schema=None) as batch_op:
         batch_op.add_column(sa.Column("claim_stage", sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True))

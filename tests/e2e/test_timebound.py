@@ -76,6 +76,7 @@ def sweep_concurrently(sb: Sandbox, when: datetime, processes: int = 2) -> None:
         thread.join(60)
     for services in others:
         services.engine.dispose()
+    sb.wait_idle()  # the reminders they marked, delivered by the outbox sender
 
 
 def request_and_approve(sb: Sandbox, user: str = "UALICE", days: str | None = None) -> dict[str, Any]:
