@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from bot import (
@@ -220,25 +219,10 @@ def provision(services: Services, request_id: int) -> provisioning.Outcome:
     request = refresh_cards(services, request_id)
     if outcome.status == "failed":
         services.notifier.provisioning_failed(request)
-    if outcome.status == "provisioned" and outcome.grant_id is not None:
-        deliver_reveal_dm(services, outcome.grant_id)
+    if outcome.status == "provisioned":
+        services.wake_outbox()  # the Reveal button was marked in the outbox with the provisioned state
     home.refresh(services, request.requester_id, admins=True)
     return outcome
-
-
-def deliver_reveal_dm(services: Services, grant_id: int) -> None:
-    """Post the requester's Reveal button once; a claim keeps a resuming scheduler from posting it twice."""
-    with session_scope(services.session_factory) as session:
-        if not reveal_grants.claim_dm(session, grant_id=grant_id, now=services.clock()):
-            return
-    with session_scope(services.session_factory) as session:
-        grant = reveal_grants.load_grant(session, grant_id)
-    posted = services.notifier.post_reveal_dm(grant, now=services.clock())
-    if posted:
-        with session_scope(services.session_factory) as session:
-            session.execute(
-                update(KeyGrant).where(KeyGrant.id == grant_id).values(dm_channel=posted[0], dm_ts=posted[1])
-            )
 
 
 def provision_safely(services: Services, request_id: int) -> None:
@@ -251,17 +235,13 @@ def provision_safely(services: Services, request_id: int) -> None:
 
 def resume_interrupted(services: Services) -> None:
     """Finish what a crashed process (or an outage) left: requests no admin was shown, approved requests with
-    no live run, Reveal buttons never delivered, reveals cut off mid-way."""
+    no live run, reveals cut off mid-way. (Messages marked in the outbox are the sender's: its lease recovers them.)"""
     with session_scope(services.session_factory) as session:
         unannounced = approval.unannounced_request_ids(session, now=services.clock())
         request_ids = provisioning.resumable_request_ids(session, now=services.clock())
-        undelivered = reveal_grants.undelivered_grant_ids(session, now=services.clock())
     for request_id in unannounced:
         log.info("posting the approval cards of request %s again", request_id)
         announce_request(services, request_id, requester_dm=False)
-    for grant_id in undelivered:
-        log.info("posting the reveal DM of grant %s again", grant_id)
-        deliver_reveal_dm(services, grant_id)
     for request_id in request_ids:
         log.info("resuming provisioning of request %s", request_id)
         provision(services, request_id)

@@ -6,9 +6,9 @@ copy of a request's approval card. Rows are never deleted; a surface that change
 
 One-shot messages use the same rows and the same claim: `rotation`/`<key id>:<stage>` for a key's rotation
 message, `usage`/`<key id>:<usage stage>` for its key-usage message, `ending`/`<request id>:<stage>` for an
-end-date reminder, `digest`/`<digest id>:<channel>` for a sweep's notice to one admin. The row names the message;
-its text is drawn from the database when it is sent, so nothing but ids and stages is stored. Marking it again (a
-repeated reminder) sends it again.
+end-date reminder, `reveal`/`<grant id>` for the requester's Reveal button, `digest`/`<digest id>:<channel>` for
+a sweep's notice to one admin. The row names the message; its text is drawn from the database when it is sent, so
+nothing but ids and stages is stored (never a secret). Marking it again (a repeated reminder) sends it again.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ CARDS = "cards"
 ROTATION = "rotation"
 USAGE = "usage"
 ENDING = "ending"
+REVEAL = "reveal"
 DIGEST = "digest"
-KINDS = (HOME, CARDS, ROTATION, USAGE, ENDING, DIGEST)
+KINDS = (HOME, CARDS, ROTATION, USAGE, ENDING, REVEAL, DIGEST)
 MAX_BACKOFF_SECONDS = 300
 
 

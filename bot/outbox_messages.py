@@ -1,6 +1,7 @@
 """One-shot Slack messages, drawn from the database by the outbox sender when their turn comes: a key's rotation
 message (`rotation`/`<key id>:<stage>`), its key-usage message (`usage`/`<key id>:<stage>`), an end-date
-reminder (`ending`/`<request id>:<stage>`) and a sweep's digest to one admin target (`digest`/`<digest id>:<target>`).
+reminder (`ending`/`<request id>:<stage>`), the Reveal button's DM (`reveal`/`<grant id>`) and a sweep's digest
+to one admin target (`digest`/`<digest id>:<target>`).
 
 The row names the message; the text is built here from the key as it is now, so a message whose stage was
 superseded before it went out is dropped, and nothing but ids and stages is ever stored. The sender passes the
@@ -23,7 +24,7 @@ from bot.db import session_scope
 from bot.key_usage import STAGE_OF_KIND, UsageAction, UsageKind, UsagePolicy, UsageStage, last_used_of
 from bot.rotation_policy import ActionKind, KeyState, Policy, Stage, SweepAction
 from bot.services import Services
-from models import AccessKey, AccessRequest, KeyMessageRole, RequestStatus
+from models import AccessKey, AccessRequest, GrantStatus, KeyGrant, KeyMessageRole, RequestStatus
 
 Result = Literal["delivered", "retry", "gone"]
 KIND_OF_STAGE = {stage: kind for kind, stage in STAGE_OF_KIND.items()}
@@ -103,6 +104,24 @@ def ending(services: Services, claim: outbox.Claim, post: Post, _: Update) -> Re
             now=request.end_told_at,
         )
     post(owner, text, blocks)
+    return "delivered"
+
+
+def reveal(services: Services, claim: outbox.Claim, post: Post, _: Update) -> Result:
+    """The requester's DM with the Reveal button (its expiry drawn from the grant; no key exists yet)."""
+    with session_scope(services.session_factory) as session:
+        grant = session.get(KeyGrant, int(claim.subject))
+        if grant is None or grant.status != GrantStatus.AVAILABLE or grant.dm_ts:
+            return "gone"  # ended (revoked, member left) or already posted
+        requester = grant.requester_id
+        text, blocks = views.reveal_dm(grant, now=services.clock())
+    channel, ts = post(requester, text, blocks)
+    with session_scope(services.session_factory) as session:
+        session.execute(
+            sql_update(KeyGrant)
+            .where(KeyGrant.id == int(claim.subject), KeyGrant.dm_ts.is_(None))
+            .values(dm_channel=channel, dm_ts=ts)
+        )
     return "delivered"
 
 

@@ -70,6 +70,7 @@ class OutboxSender:
             outbox.ROTATION: self._one_shot(outbox_messages.rotation),
             outbox.USAGE: self._one_shot(outbox_messages.usage),
             outbox.ENDING: self._one_shot(outbox_messages.ending),
+            outbox.REVEAL: self._one_shot(outbox_messages.reveal),
             outbox.DIGEST: self._one_shot(outbox_messages.admin_digest),
         }
 

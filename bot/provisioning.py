@@ -15,7 +15,7 @@ from enum import StrEnum
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import audit
+from bot import audit, outbox
 from bot.aws_iam import AccessDenied, AwsError, EntityAlreadyExists, IamGateway, LimitExceeded, NoSuchEntity
 from bot.config import Settings
 from bot.db import session_scope
@@ -373,5 +373,6 @@ def _mark_provisioned(
         )
         session.add(grant)
         session.flush()
+        outbox.touch(session, outbox.REVEAL, str(grant.id), now=now)  # the requester's Reveal button, after commit
         audit.record(session, action="provisioning.succeeded", request_id=request_id, at=now, grant_id=grant.id)
         return Outcome("provisioned", grant_id=grant.id)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bot import audit
@@ -101,39 +101,3 @@ def end_grants(session: Session, *, request_id: int, now: datetime, reason: str)
         )
         audit.record(session, action="reveal.grants_ended", request_id=request_id, at=now, grants=ids, reason=reason)
     return ids
-
-
-# A claim to post the reveal DM older than this, with no DM posted, was interrupted and is taken again.
-DM_STALE_AFTER = timedelta(minutes=2)
-
-
-def claim_dm(session: Session, *, grant_id: int, now: datetime) -> bool:
-    """Take on posting a grant's reveal DM; False if it was posted or another process holds a fresh claim."""
-    result = session.execute(
-        update(KeyGrant)
-        .where(
-            KeyGrant.id == grant_id,
-            KeyGrant.dm_ts.is_(None),
-            KeyGrant.status == GrantStatus.AVAILABLE,
-            or_(KeyGrant.dm_claimed_at.is_(None), KeyGrant.dm_claimed_at < now - DM_STALE_AFTER),
-        )
-        .values(dm_claimed_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1
-
-
-def undelivered_grant_ids(session: Session, *, now: datetime) -> list[int]:
-    """Grants whose reveal DM never reached the requester (a crash, or Slack down, after provisioning)."""
-    return list(
-        session.scalars(
-            select(KeyGrant.id)
-            .where(
-                KeyGrant.status == GrantStatus.AVAILABLE,
-                KeyGrant.dm_ts.is_(None),
-                KeyGrant.created_at < now - DM_STALE_AFTER,
-                or_(KeyGrant.dm_claimed_at.is_(None), KeyGrant.dm_claimed_at < now - DM_STALE_AFTER),
-            )
-            .order_by(KeyGrant.id)
-        ).all()
-    )

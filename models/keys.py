@@ -35,8 +35,6 @@ class KeyGrant(Base):
     expires_at: Mapped[datetime]
     dm_channel: Mapped[str | None] = mapped_column(String(32))
     dm_ts: Mapped[str | None] = mapped_column(String(32))
-    # When a process took on posting the reveal DM; a stale claim with no DM posted is retried.
-    dm_claimed_at: Mapped[datetime | None]
     claimed_at: Mapped[datetime | None]
     # The user-lease owner that claimed the reveal: recovery touches a claim only once that lease has lapsed.
     claimed_by: Mapped[str | None] = mapped_column(String(160))

@@ -41,6 +41,14 @@ def upgrade() -> None:
         batch_op.drop_column("claim_stage")
     # The same for an end-date reminder's claim; `end_told_at` (when the stage was told) takes its place, for the
     # reminder's text. A stage told before the upgrade keeps no time: its message was sent already.
+    # A Reveal button never posted (its poster died, or Slack was down) becomes the outbox message that posts it.
+    op.execute(
+        "INSERT INTO outbox (kind, subject, version, delivered_version, due_at, attempts) "
+        "SELECT 'reveal', CAST(id AS VARCHAR(64)), 1, 0, created_at, 0 FROM key_grants "
+        "WHERE status = 'available' AND dm_ts IS NULL"
+    )
+    with op.batch_alter_table("key_grants", schema=None) as batch_op:
+        batch_op.drop_column("dm_claimed_at")
     with op.batch_alter_table("access_requests", schema=None) as batch_op:
         batch_op.add_column(sa.Column("end_told_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.drop_column("end_claimed_at")
@@ -48,6 +56,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM outbox WHERE kind <> 'home' AND kind <> 'cards'")
+    with op.batch_alter_table("key_grants", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("dm_claimed_at", sa.DateTime(timezone=True), nullable=True))
     with op.batch_alter_table("access_requests", schema=None) as batch_op:
         batch_op.add_column(sa.Column("end_claim_stage", sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column("end_claimed_at", sa.DateTime(timezone=True), nullable=True))
