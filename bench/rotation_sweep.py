@@ -709,9 +709,8 @@ def dm_sweep(ctx: Context, section: Section, data: dict[str, Any]) -> None:
     admin_channels = [standin.dm_channel(admin) for admin in ADMINS]
     admin_delivered = sum(per_channel.get(channel, 0) for channel in admin_channels)
     admin_messages = [m for m in messages if m["channel"] in admin_channels]
-    digest_keys = min(
-        (sum(1 for b in m.get("blocks", []) if "Overdue key" in str(b)) for m in admin_messages), default=0
-    )
+    overdue_ids = [access_key_id for _, access_key_id in keys[:overdue]]
+    digest_keys = min((sum(1 for k in overdue_ids if k in str(m)) for m in admin_messages), default=0)
     posted = len(limiter.accepted)
     reasons = Counter(reason for _, _, reason in limiter.rejected)
     slept, most_attempts = _retry_waits(limiter)

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 from slack_sdk.errors import SlackApiError
@@ -49,16 +50,22 @@ class ClaimLost(Exception):
 
 
 class OutboxSender:
-    def __init__(self, services: Services, *, pacer: Pacer | None = None, poll_seconds: float = 1.0) -> None:
+    def __init__(
+        self, services: Services, *, pacer: Pacer | None = None, poll_seconds: float = 1.0, workers: int = 1
+    ) -> None:
         self.services = services
         self.pacer = pacer or Pacer()
         self.poll_seconds = poll_seconds
+        # Surfaces claimed together are delivered by `workers` threads at once (each its own surface; the pacer is
+        # shared), so the database work around each call does not slow a sweep's DMs below the paced rate.
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="outbox-worker") if workers > 1 else None
+        self._counts = threading.Lock()
         # A claim lives as long as a user lease and is renewed before each Slack call: a stopped sender's surfaces
         # go to another process after that, a live one keeps them however long pacing makes it wait.
         self.claim_seconds = services.settings.koding_iam_lease_seconds
         self.delivered = 0
         self.failures = 0
-        self._claim: outbox.Claim | None = None
+        self._local = threading.local()  # the claim the current thread is drawing
         self._wake = threading.Event()
         self._paused = threading.Event()
         self._stop = threading.Event()
@@ -100,6 +107,8 @@ class OutboxSender:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -121,13 +130,16 @@ class OutboxSender:
             claims = outbox.claim_due(
                 services.session_factory, owner=services.owner, now=services.clock(), seconds=self.claim_seconds
             )
-            for claim in claims:
-                self._deliver(claim)
+            if self._pool is not None and len(claims) > 1:
+                list(self._pool.map(self._deliver, claims))
+            else:
+                for claim in claims:
+                    self._deliver(claim)
             return len(claims)
 
     def _deliver(self, claim: outbox.Claim) -> None:
         factory = self.services.session_factory
-        self._claim = claim
+        self._local.claim = claim
         try:
             result = self._draw[claim.kind](claim.subject)
         except ClaimLost:
@@ -145,13 +157,15 @@ class OutboxSender:
         else:
             error = ""
         finally:
-            self._claim = None
+            self._local.claim = None
         self.services.metrics.outbox_delivered(claim.kind, result)
         if result == "retry":
-            self.failures += 1
+            with self._counts:
+                self.failures += 1
             outbox.failed(factory, claim, error=error, now=self.services.clock())
         else:
-            self.delivered += 1
+            with self._counts:
+                self.delivered += 1
             outbox.delivered(factory, claim)
 
     def _publish_home(self, user_id: str) -> Result:
@@ -190,8 +204,9 @@ class OutboxSender:
 
     def _one_shot(self, draw: Callable[..., Result]) -> Callable[[str], Result]:
         def deliver(_: str) -> Result:
-            assert self._claim is not None
-            return draw(self.services, self._claim, self._post, self._update_message)
+            claim = self._local.claim
+            assert claim is not None
+            return draw(self.services, claim, self._post, self._update_message)
 
         return deliver
 
@@ -209,7 +224,7 @@ class OutboxSender:
     def _turn(self, method: str, channel: str = "") -> None:
         """Wait for the method's pace, then renew the claim: only its holder calls Slack for the surface."""
         self.pacer.wait(method, channel)
-        claim = self._claim
+        claim = getattr(self._local, "claim", None)
         if claim is not None and not outbox.renew(
             self.services.session_factory, claim, now=self.services.clock(), seconds=self.claim_seconds
         ):
@@ -231,4 +246,5 @@ class OutboxSender:
 
 
 def start_outbox(services: Services) -> OutboxSender:
-    return OutboxSender(services, pacer=Pacer(rates_for(services.settings.koding_iam_slack_posts_per_minute))).start()
+    pacer = Pacer(rates_for(services.settings.koding_iam_slack_posts_per_minute))
+    return OutboxSender(services, pacer=pacer, workers=4).start()

@@ -60,7 +60,8 @@ def test_two_senders_deliver_every_sweep_dm_exactly_once_and_one_digest_per_admi
     assert report.sent == 30 and sb.standin.calls_to("chat.postMessage") == []  # marked, nothing sent inline
 
     other = sb.make_services(sb.settings)  # a second process on the same database
-    senders = [OutboxSender(sb.services, pacer=Pacer({})), OutboxSender(other, pacer=Pacer({}))]
+    # One of them delivers with four threads, as `serve` does: each message is still drawn by one of them.
+    senders = [OutboxSender(sb.services, pacer=Pacer({}), workers=4), OutboxSender(other, pacer=Pacer({}))]
     start = threading.Barrier(2)
 
     def run(sender: OutboxSender) -> None:
