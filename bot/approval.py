@@ -7,9 +7,9 @@ approval that reaches the count moves the request to provisioning. A deny by any
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -17,7 +17,7 @@ from bot import audit
 from bot.config import Settings
 from bot.errors import AlreadyApproved, AlreadyDecided, InvalidState, NotAuthorized, NotFound, ValidationFailed
 from bot.validation import reason_error
-from models import AccessRequest, ApprovalCard, RequestApproval, RequestStatus
+from models import AccessRequest, RequestApproval, RequestStatus
 
 DENY_REASON_MAX = 500
 
@@ -171,39 +171,3 @@ def retry(session: Session, *, admins: frozenset[str], request_id: int, admin_id
 
 def _decided_word(status: str) -> str:
     return "denied" if status == RequestStatus.DENIED else "approved"
-
-
-# A claim to post the approval cards older than this, with no card posted, was interrupted and is taken again.
-ANNOUNCE_STALE_AFTER = timedelta(minutes=2)
-
-
-def claim_announcement(session: Session, *, request_id: int, now: datetime) -> bool:
-    """Take on posting a pending request's approval cards; False if another process holds a fresh claim."""
-    result = session.execute(
-        update(AccessRequest)
-        .where(
-            AccessRequest.id == request_id,
-            AccessRequest.status == RequestStatus.PENDING,
-            or_(AccessRequest.announced_at.is_(None), AccessRequest.announced_at < now - ANNOUNCE_STALE_AFTER),
-        )
-        .values(announced_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1
-
-
-def unannounced_request_ids(session: Session, *, now: datetime) -> list[int]:
-    """Pending requests no admin has a card for, whose announcement was never claimed or was cut off."""
-    has_card = select(ApprovalCard.id).where(ApprovalCard.request_id == AccessRequest.id).exists()
-    return list(
-        session.scalars(
-            select(AccessRequest.id)
-            .where(
-                AccessRequest.status == RequestStatus.PENDING,
-                ~has_card,
-                AccessRequest.created_at < now - ANNOUNCE_STALE_AFTER,
-                or_(AccessRequest.announced_at.is_(None), AccessRequest.announced_at < now - ANNOUNCE_STALE_AFTER),
-            )
-            .order_by(AccessRequest.id)
-        ).all()
-    )

@@ -15,7 +15,6 @@ from bot import (
     approval,
     home,
     intake,
-    notify,
     outbox,
     provisioning,
     reveal,
@@ -62,26 +61,16 @@ def submit_request(services: Services, *, user_id: str, team_id: str | None, for
         raise ValidationFailed({"iam_user_name": message})
     with session_scope(services.session_factory) as session:
         request = intake.submit_request(session, settings=settings, requester_id=user_id, team_id=team_id, form=form)
+        # The approval cards and the receipt, in the request's own transaction: delivered after commit, once.
+        outbox.touch(session, outbox.ANNOUNCE, str(request.id), now=services.clock())
+        outbox.touch(session, outbox.RECEIVED, str(request.id), now=services.clock())
         return request.id
 
 
-def announce_request(services: Services, request_id: int, *, requester_dm: bool = True) -> None:
-    """After the modal closed: tell the requester, and put the approval card in front of the admins.
-
-    The announcement is claimed first, so a scheduler re-announcing a request whose announcer died never
-    posts a second set of cards beside a live one.
-    """
-    with session_scope(services.session_factory) as session:
-        if not approval.claim_announcement(session, request_id=request_id, now=services.clock()):
-            return
-    with session_scope(services.session_factory) as session:
-        request = approval.load_request(session, request_id)
-    if requester_dm:
-        services.notifier.request_received(request)
-    posted = services.notifier.post_approval_cards(request)
-    with session_scope(services.session_factory) as session:
-        notify.record_cards(session, request_id, posted)
-    home.refresh(services, request.requester_id, admins=True)
+def announce_request(services: Services, request_id: int) -> None:
+    """After the modal closed: the approval cards and the requester's receipt were marked in the outbox with the
+    request (submit_request); wake the sender so they go out now."""
+    services.wake_outbox()
 
 
 # Deciding --------------------------------------------------------------------------------------------------
@@ -234,14 +223,10 @@ def provision_safely(services: Services, request_id: int) -> None:
 
 
 def resume_interrupted(services: Services) -> None:
-    """Finish what a crashed process (or an outage) left: requests no admin was shown, approved requests with
-    no live run, reveals cut off mid-way. (Messages marked in the outbox are the sender's: its lease recovers them.)"""
+    """Finish what a crashed process (or an outage) left: approved requests with no live run, reveals cut off
+    mid-way. (Messages marked in the outbox are the sender's: its lease recovers them.)"""
     with session_scope(services.session_factory) as session:
-        unannounced = approval.unannounced_request_ids(session, now=services.clock())
         request_ids = provisioning.resumable_request_ids(session, now=services.clock())
-    for request_id in unannounced:
-        log.info("posting the approval cards of request %s again", request_id)
-        announce_request(services, request_id, requester_dm=False)
     for request_id in request_ids:
         log.info("resuming provisioning of request %s", request_id)
         provision(services, request_id)

@@ -4,7 +4,8 @@ time claim it, draw it from the database and record how far Slack has caught up.
 A surface is named by (kind, subject): `home`/member id for a person's App Home, `cards`/request id for every
 copy of a request's approval card. Rows are never deleted; a surface that changes again reuses its row.
 
-One-shot messages use the same rows and the same claim: `rotation`/`<key id>:<stage>` for a key's rotation
+One-shot messages use the same rows and the same claim: `announce`/`<request id>` posts a new request's approval
+cards, `received`/`<request id>` its requester's receipt, `rotation`/`<key id>:<stage>` for a key's rotation
 message, `usage`/`<key id>:<usage stage>` for its key-usage message, `ending`/`<request id>:<stage>` for an
 end-date reminder, `reveal`/`<grant id>` for the requester's Reveal button, `digest`/`<digest id>:<channel>` for
 a sweep's notice to one admin. The row names the message; its text is drawn from the database when it is sent, so
@@ -25,12 +26,14 @@ from models.outbox import OutboxEntry
 
 HOME = "home"
 CARDS = "cards"
+ANNOUNCE = "announce"
+RECEIVED = "received"
 ROTATION = "rotation"
 USAGE = "usage"
 ENDING = "ending"
 REVEAL = "reveal"
 DIGEST = "digest"
-KINDS = (HOME, CARDS, ROTATION, USAGE, ENDING, REVEAL, DIGEST)
+KINDS = (HOME, CARDS, ANNOUNCE, RECEIVED, ROTATION, USAGE, ENDING, REVEAL, DIGEST)
 MAX_BACKOFF_SECONDS = 300
 
 

@@ -17,7 +17,7 @@ from typing import Literal
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot import approval, home, notify, outbox, outbox_messages, provisioning
+from bot import approval, home, notify, outbox, outbox_messages, outbox_requests, provisioning
 from bot.db import session_scope
 from bot.errors import NotFound
 from bot.services import Services
@@ -74,6 +74,8 @@ class OutboxSender:
         self._draw: dict[str, Callable[[str], Result]] = {
             outbox.HOME: self._publish_home,
             outbox.CARDS: self._update_cards,
+            outbox.ANNOUNCE: self._one_shot(outbox_requests.announce),
+            outbox.RECEIVED: self._one_shot(outbox_requests.received),
             outbox.ROTATION: self._one_shot(outbox_messages.rotation),
             outbox.USAGE: self._one_shot(outbox_messages.usage),
             outbox.ENDING: self._one_shot(outbox_messages.ending),

@@ -57,8 +57,6 @@ class AccessRequest(Base):
     approvals_required: Mapped[int] = mapped_column(default=1, server_default="1")
     approvals_count: Mapped[int] = mapped_column(default=0, server_default="0")
     failure_reason: Mapped[str | None] = mapped_column(Text)
-    # When a process took on posting the approval cards; a stale claim with no card posted is retried.
-    announced_at: Mapped[datetime | None]
     # When the admins were reminded of a request still pending at half its expiry time.
     expiry_reminded_at: Mapped[datetime | None]
     lease_owner: Mapped[str | None] = mapped_column(String(100))
@@ -110,6 +108,9 @@ class ApprovalCard(Base):
     request_id: Mapped[int] = mapped_column(ForeignKey("access_requests.id", ondelete="CASCADE"))
     channel: Mapped[str] = mapped_column(String(32))
     ts: Mapped[str] = mapped_column(String(32))
+    # Whom it was posted to (a channel or member id as the policy named it): a sender taking over a dead one's
+    # announcement posts only the cards not recorded yet.
+    target: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (Index("uq_approval_cards_request_channel", "request_id", "channel", unique=True),)
 

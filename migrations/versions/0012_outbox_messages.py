@@ -1,4 +1,4 @@
-"""one-shot Slack messages through the outbox: the admins' digest items; the sweeps' stage claims retired
+"""one-shot Slack messages through the outbox: the admins' digest items; the four send-once claims retired
 
 Revision ID: 0012
 Revises: 0011
@@ -49,17 +49,31 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("key_grants", schema=None) as batch_op:
         batch_op.drop_column("dm_claimed_at")
+    with op.batch_alter_table("approval_cards", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("target", sa.String(length=32), nullable=True))
+    # A pending request with no approval card recorded (its announcer died mid-way, or Slack was down) becomes the
+    # outbox message that posts its cards; its receipt went out before the cards did, so it is not sent again.
+    op.execute(
+        "INSERT INTO outbox (kind, subject, version, delivered_version, due_at, attempts) "
+        "SELECT 'announce', CAST(id AS VARCHAR(64)), 1, 0, created_at, 0 FROM access_requests "
+        "WHERE status = 'pending' AND NOT EXISTS "
+        "(SELECT 1 FROM approval_cards WHERE approval_cards.request_id = access_requests.id)"
+    )
     with op.batch_alter_table("access_requests", schema=None) as batch_op:
         batch_op.add_column(sa.Column("end_told_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.drop_column("announced_at")
         batch_op.drop_column("end_claimed_at")
         batch_op.drop_column("end_claim_stage")
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("approval_cards", schema=None) as batch_op:
+        batch_op.drop_column("target")
     op.execute("DELETE FROM outbox WHERE kind <> 'home' AND kind <> 'cards'")
     with op.batch_alter_table("key_grants", schema=None) as batch_op:
         batch_op.add_column(sa.Column("dm_claimed_at", sa.DateTime(timezone=True), nullable=True))
     with op.batch_alter_table("access_requests", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("announced_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("end_claim_stage", sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column("end_claimed_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.drop_column("end_told_at")
