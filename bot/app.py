@@ -24,9 +24,9 @@ from bot.config import Settings
 from bot.db import make_engine, make_session_factory
 from bot.errors import DomainError
 from bot.metrics import Metrics
-from bot.notify import Notifier
 from bot.services import Services
-from bot.slack_directory import SlackDirectory
+from bot.slack.directory import SlackDirectory
+from bot.slack.notify import Notifier
 from handlers import register_all
 from handlers.parsing import user_of
 

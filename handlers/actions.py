@@ -1,4 +1,4 @@
-"""Button clicks. Every click is acknowledged first; authorization happens on the server in bot.flows."""
+"""Button clicks. Every click is acknowledged first; authorization happens on the server in bot.flows.requesting."""
 
 from __future__ import annotations
 
@@ -7,9 +7,13 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
-from bot import admin_flows, flows, ids, key_usage_flows, rotation_flows
-from bot.notify import Notifier
+from bot.flows import key_usage as key_usage_flows
+from bot.flows import offboarding as admin_flows
+from bot.flows import requesting as flows
+from bot.flows import rotation as rotation_flows
 from bot.services import Services
+from bot.slack import ids
+from bot.slack.notify import Notifier
 from handlers.parsing import Toggle, button_id, channel_of, toggle_of, user_of
 
 BROKEN_BUTTON = "This button does not point to anything koding-iam knows. Nothing was changed."

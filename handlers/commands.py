@@ -9,8 +9,13 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
-from bot import access, admin_flows, flows, home, ids, report_flows, rotation_flows, views
+from bot.core import access
+from bot.flows import offboarding as admin_flows
+from bot.flows import report as report_flows
+from bot.flows import requesting as flows
+from bot.flows import rotation as rotation_flows
 from bot.services import Services
+from bot.slack import home, ids, views
 
 ADMIN_ONLY = {"list", "revoke", "audit", "exempt", "sync", "report"}
 

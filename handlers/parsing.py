@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bot.ids import TOGGLE_TARGETS
+from bot.slack.ids import TOGGLE_TARGETS
 
 MAX_ID = 2**53
 

@@ -6,9 +6,11 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
-from bot import admin_flows, flows, ids, views
 from bot.errors import AlreadyDecided, DomainError, ValidationFailed
+from bot.flows import offboarding as admin_flows
+from bot.flows import requesting as flows
 from bot.services import Services
+from bot.slack import ids, views
 from handlers.parsing import user_of
 
 

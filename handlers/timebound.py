@@ -6,10 +6,11 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
-from bot import ids, timebound_flows
-from bot import timebound_views as tviews
 from bot.errors import DomainError, ValidationFailed
+from bot.flows import timebound as timebound_flows
 from bot.services import Services
+from bot.slack import ids
+from bot.slack import timebound_views as tviews
 from handlers.actions import ButtonRun, register_button
 from handlers.parsing import user_of
 

@@ -10,11 +10,12 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import insert, select
 
-from bot import outbox, rotation_flows
+from bot.core import outbox
 from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
-from bot.outbox_sender import OutboxSender
-from bot.slack_pacing import Pacer
+from bot.flows import rotation as rotation_flows
+from bot.slack.outbox_sender import OutboxSender
+from bot.slack.pacing import Pacer
 from models import AccessKey, DigestItem, OutboxEntry
 
 DAY = timedelta(days=1)

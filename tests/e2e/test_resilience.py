@@ -9,11 +9,12 @@ from typing import Any
 import boto3
 from sqlalchemy import select, update
 
-from bot import flows, ids
 from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
-from bot.outbox_sender import OutboxSender
-from bot.slack_pacing import Pacer
+from bot.flows import requesting as flows
+from bot.slack import ids
+from bot.slack.outbox_sender import OutboxSender
+from bot.slack.pacing import Pacer
 from models import AccessKey, AuditEvent, KeyGrant, ProvisioningStep
 from tests.e2e.flow_steps import actions_in, card, click, only_request, refreshed, reveal_dm, submit_request
 

@@ -32,8 +32,9 @@ from reliability_support import (
 )
 from sqlalchemy import func, select
 
-from bot import db, ids
+from bot import db
 from bot.devtools.slack_standin import SlackStandIn
+from bot.slack import ids
 from models import AccessRequest, ApprovalCard, KeyGrant, ProvisioningStep
 from tests.e2e.served import Served, free_port, moto_server, serve, serve_env
 
