@@ -117,7 +117,7 @@ def approve(services: Services, *, request_id: int, admin_id: str, channel: str 
         return
     # Committed: only now do the cards say "Approved" and does the requester hear it.
     services.notifier.decision(request)
-    services.background.submit(provision_safely, services, request_id)
+    services.hand_off(request_id)  # the worker provisions it (bot/worker.py)
 
 
 def open_deny_modal(
@@ -182,7 +182,7 @@ def retry(services: Services, *, request_id: int, admin_id: str, channel: str | 
         refuse(services, channel, admin_id, exc)
         return
     refresh_cards(services, request_id)
-    services.background.submit(provision_safely, services, request_id)
+    services.hand_off(request_id)
 
 
 # Provisioning ----------------------------------------------------------------------------------------------
@@ -230,20 +230,13 @@ def deliver_reveal_dm(services: Services, grant_id: int) -> None:
             )
 
 
-def provision_safely(services: Services, request_id: int) -> None:
-    """provision() on the background pool: an unexpected failure is logged; the scheduler resumes the run."""
-    try:
-        provision(services, request_id)
-    except Exception as exc:
-        log.error("provisioning request %s stopped: %s: %s", request_id, type(exc).__name__, exc)
-
-
-def resume_interrupted(services: Services) -> None:
+def resume_interrupted(services: Services, *, runs: bool = True) -> None:
     """Finish what a crashed process (or an outage) left: requests no admin was shown, approved requests with
-    no live run, Reveal buttons never delivered, reveals cut off mid-way."""
+    no live run, Reveal buttons never delivered, reveals cut off mid-way. `runs=False`: leave provisioning and
+    offboarding runs to the worker, which takes them from the database itself (bot/worker.py)."""
     with session_scope(services.session_factory) as session:
         unannounced = approval.unannounced_request_ids(session, now=services.clock())
-        request_ids = provisioning.resumable_request_ids(session, now=services.clock())
+        request_ids = provisioning.resumable_request_ids(session, now=services.clock()) if runs else []
         undelivered = reveal_grants.undelivered_grant_ids(session, now=services.clock())
     for request_id in unannounced:
         log.info("posting the approval cards of request %s again", request_id)
@@ -256,7 +249,8 @@ def resume_interrupted(services: Services) -> None:
         provision(services, request_id)
     from bot.flows.offboarding import resume_revokes  # offboarding resumes like provisioning
 
-    resume_revokes(services)
+    if runs:
+        resume_revokes(services)
     recover_reveals(services)
 
 
