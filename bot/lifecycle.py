@@ -301,8 +301,15 @@ class Lifecycle:
             closer.join(max(0.0, deadline - time.monotonic()))
         drained = self.drain(deadline, http=http)
         if outbox is not None:  # the surfaces marked by the work just finished go out now, within the drain
-            outbox.wait_idle(max(0.0, deadline - time.monotonic()), quietly=True)
+            # On a thread: a paced batch can outlast the drain, and stopping the sender ends its pacing waits.
+            remaining = max(0.0, deadline - time.monotonic())
+            sending = threading.Thread(
+                target=outbox.wait_idle, args=(remaining,), kwargs={"quietly": True}, daemon=True
+            )
+            sending.start()
+            sending.join(remaining)
             outbox.stop(timeout=1.0)
+            sending.join(1.0)
         try:
             if drained:
                 released = release_leases(services.session_factory, services.owner)

@@ -190,6 +190,7 @@ class Worker:
                     skip=running,
                 )
             for run in claimed:
+                log.info("worker: took the %s run of request %s", run.status, run.request_id)
                 with self._changed:
                     self._running.add(run.request_id)
                     origin = self._origins.pop(run.request_id, {})
