@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 RUNS = (RequestStatus.PROVISIONING, RequestStatus.REVOKING)
 # A run skipped because another operation holds its IAM user (a reveal, a rotation) is looked at again after this.
 SKIPPED_BACKOFF = timedelta(seconds=2)
+ORIGINS_KEPT = 1000
 
 
 @dataclass(frozen=True)
@@ -116,13 +117,12 @@ def back_off(factory: sessionmaker[Session], run: Run, *, owner: str, now: datet
 class Worker:
     """Takes runs from the database onto `pool`, at most `slots` at once; one picking thread per process."""
 
-    def __init__(self, services: Services, *, pool: Executor, slots: int = 8, poll_seconds: float = 1.0) -> None:
+    def __init__(self, services: Services, *, pool: Executor, slots: int = 16, poll_seconds: float = 1.0) -> None:
         self.services = services
         self.pool = pool
         self.slots = slots
         self.poll_seconds = poll_seconds
         self.picks = 0  # pick rounds done (a visible tick for tests)
-        self.runs_started = 0
         self._running: set[int] = set()
         self._origins: dict[int, dict[str, Any]] = {}  # the Slack request that recorded a run, in this process
         self._changed = threading.Condition()
@@ -142,6 +142,8 @@ class Worker:
         """Called after the commit that recorded a run: keep who asked (for the log and the notices), wake."""
         with self._changed:
             self._origins[request_id] = {"context": request_context.current(), **origin}
+            while len(self._origins) > ORIGINS_KEPT:  # runs another process took: their origin is never asked for
+                self._origins.pop(next(iter(self._origins)))
         self._wake.set()
 
     def wake(self) -> None:
@@ -168,6 +170,8 @@ class Worker:
                 self.pick()
             except SQLAlchemyError as exc:  # the database is away: look again at the next tick
                 log.warning("worker: could not look for work: %s", type(exc).__name__)
+            except Exception:  # a claimed run not started lapses and is taken again; the loop must live on
+                log.exception("worker: looking for work failed")
             self._wake.wait(self.poll_seconds)
             self._wake.clear()
 
@@ -194,7 +198,6 @@ class Worker:
                 with self._changed:
                     self._running.add(run.request_id)
                     origin = self._origins.pop(run.request_id, {})
-                self.runs_started += 1
                 self.pool.submit(self._run, run, origin)
             with self._changed:
                 self.picks += 1
