@@ -23,8 +23,9 @@ import pytest
 from reliability_support import audit_count, hanging_proxy, iam_action, koding_users, messages_with, wait_for
 from sqlalchemy import select
 
-from bot import db, ids
+from bot import db
 from bot.devtools.slack_standin import SlackStandIn
+from bot.slack import ids
 from models import AccessRequest, ProvisioningStep
 from tests.e2e.served import Served, free_port, moto_server, serve, serve_env, wait_healthy
 
