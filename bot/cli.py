@@ -185,6 +185,8 @@ def _sweep_end_dates(services: Any, now: datetime, *, dry_run: bool) -> int:
         return 0
     ends = timebound_flows.sweep(services, now=now)
     print(f"end dates: {ends.sent} reminded, {ends.ended} ended, {ends.skipped} skipped, {ends.failed} failed")
+    if ends.ended:
+        print("the ended accesses are offboarded by the worker (in `serve`, or `koding-iam worker`)")
     return ends.failed
 
 
