@@ -1,4 +1,4 @@
-"""The `koding-iam` command: serve, db upgrade/current, demo, sweep, scheduler, sync, report, doctor."""
+"""The `koding-iam` command: serve, worker (alias scheduler), db upgrade/current, demo, sweep, sync, report, doctor."""
 
 from __future__ import annotations
 
@@ -64,18 +64,16 @@ def cmd_serve(_: argparse.Namespace) -> int:
 
     from bot.app import create_app, create_services
     from bot.lifecycle import HttpServing, Lifecycle
-    from bot.scheduler import start_scheduler
     from bot.server import make_wsgi_app
-    from bot.slack.outbox_sender import start_outbox
 
     life = Lifecycle()
     life.install_signal_handlers()  # SIGTERM/SIGINT: stop taking work, drain, release leases, exit 0
     services = create_services(settings, background=life.executor("background", 16))
-    sender = start_outbox(services)  # Slack surfaces marked changed are delivered after commit, paced
+    threads = _start_worker(services, life) if settings.koding_iam_worker == "inline" else None
+    if threads is None:
+        print("koding-iam: KODING_IAM_WORKER=external: run `koding-iam worker` for provisioning and jobs", flush=True)
+    running = {"worker": threads.worker, "scheduler": threads.scheduler, "outbox": threads.outbox} if threads else {}
     app = create_app(services, listener_executor=life.executor("listener", settings.koding_iam_listener_threads))
-    scheduler = None
-    if settings.koding_iam_run_scheduler:
-        scheduler = start_scheduler(services, pool=life.executor("scheduler", 10))
     if settings.socket_mode:
         from bot.app import socket_mode_handler
         from bot.health_server import make_ops_app
@@ -92,11 +90,26 @@ def cmd_serve(_: argparse.Namespace) -> int:
             print("koding-iam: Socket Mode (PORT is not set: no /healthz or /metrics)", flush=True)
         handler = socket_mode_handler(app, settings.slack_app_token.get_secret_value())
         handler.connect()
-        return life.run(services, scheduler=scheduler, http=http, close_transport=handler.close, outbox=sender)
+        return life.run(services, http=http, close_transport=handler.close, **running)
     wsgi = make_wsgi_app(app, services.engine, signing_secret=settings.slack_signing_secret.get_secret_value())
     http = HttpServing(wsgi, port=settings.port, work=life.work)
     print(f"koding-iam: serving on port {settings.port} (POST /slack/events, GET /healthz, GET /metrics)", flush=True)
-    return life.run(services, scheduler=scheduler, http=http, outbox=sender)
+    return life.run(services, http=http, **running)
+
+
+def _start_worker(services: Services, life: Any) -> Any:
+    """The worker's threads (bot/worker.py) on pools the graceful stop waits for; the scheduled jobs unless
+    KODING_IAM_RUN_SCHEDULER=false."""
+    from bot.worker import start_threads
+
+    settings = services.settings
+    jobs = settings.koding_iam_run_scheduler
+    return start_threads(
+        services,
+        pool=life.executor("worker", settings.koding_iam_worker_threads),
+        jobs_pool=life.executor("scheduler", 10) if jobs else None,
+        jobs=jobs,
+    )
 
 
 def _services_for_jobs(**overrides: Any) -> Services:
@@ -111,16 +124,35 @@ def _services_for_jobs(**overrides: Any) -> Services:
     return create_services(settings, **overrides)
 
 
-def cmd_scheduler(_: argparse.Namespace) -> int:
-    from bot.lifecycle import Lifecycle
-    from bot.scheduler import start_scheduler
-    from bot.slack.outbox_sender import start_outbox
+def cmd_worker(_: argparse.Namespace) -> int:
+    """The worker alone (also `koding-iam scheduler`): runs, scheduled jobs and Slack deliveries; /healthz and
+    /metrics on $PORT when PORT is set, as for `serve` in Socket Mode."""
+    from bot.health_server import make_ops_app
+    from bot.lifecycle import HttpServing, Lifecycle
+    from bot.worker import start_threads
 
     life = Lifecycle()
     life.install_signal_handlers()
     services = _services_for_jobs(background=life.executor("background", 16))
-    sender = start_outbox(services)
-    return life.run(services, scheduler=start_scheduler(services, pool=life.executor("scheduler", 10)), outbox=sender)
+    settings = services.settings
+    http = None
+    if "port" in settings.model_fields_set:  # bound before any work starts, so a taken port stops nothing midway
+        try:
+            ops = make_ops_app(services.engine, services.metrics)
+            http = HttpServing(ops, port=settings.port, work=life.work, threads=4)
+        except OSError as exc:
+            return _fail(
+                f"cannot listen on port {settings.port} for /healthz and /metrics: {exc.strerror}; "
+                "give the worker its own PORT or leave PORT unset",
+                3,
+            )
+    threads = start_threads(
+        services,
+        pool=life.executor("worker", settings.koding_iam_worker_threads),
+        jobs_pool=life.executor("scheduler", 10),
+    )
+    print(f"koding-iam: worker{f'; GET /healthz and /metrics on port {settings.port}' if http else ''}", flush=True)
+    return life.run(services, http=http, worker=threads.worker, scheduler=threads.scheduler, outbox=threads.outbox)
 
 
 def _deliver_outbox(services: Services) -> None:
@@ -170,6 +202,8 @@ def _sweep_end_dates(services: Any, now: datetime, *, dry_run: bool) -> int:
         return 0
     ends = timebound_flows.sweep(services, now=now)
     print(f"end dates: {ends.sent} reminded, {ends.ended} ended, {ends.skipped} skipped, {ends.failed} failed")
+    if ends.ended:
+        print("the ended accesses are offboarded by the worker (in `serve`, or `koding-iam worker`)")
     return ends.failed
 
 
@@ -309,7 +343,8 @@ COMMANDS = {
     "db": cmd_db,
     "demo": cmd_demo,
     "sweep": cmd_sweep,
-    "scheduler": cmd_scheduler,
+    "worker": cmd_worker,
+    "scheduler": cmd_worker,
     "sync": cmd_sync,
     "report": cmd_report,
     "doctor": cmd_doctor,

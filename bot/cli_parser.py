@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 
-DESCRIPTION = "The `koding-iam` command: serve, db upgrade/current, demo, sweep, scheduler, sync, report, doctor."
+DESCRIPTION = (
+    "The `koding-iam` command: serve, worker (alias scheduler), db upgrade/current, demo, sweep, sync, report, doctor."
+)
 
 
 def _as_of(value: str) -> datetime:
@@ -33,7 +35,8 @@ SUBCOMMANDS = {
         "Run the Slack app. With SLACK_APP_TOKEN set it connects over Socket Mode; otherwise it serves HTTP on "
         "$PORT (POST /slack/events for commands, interactivity and events; GET /healthz; GET /metrics). In Socket "
         "Mode, GET /healthz and GET /metrics are served on $PORT when PORT is set. Unless "
-        "KODING_IAM_RUN_SCHEDULER=false, the scheduled jobs run in the same process. Refuses to start on a "
+        "KODING_IAM_WORKER=external, the worker (provisioning, offboarding, scheduled jobs, Slack deliveries) runs "
+        "as threads in the same process. Refuses to start on a "
         "database whose migrations are behind (the default SQLite file upgrades itself). All settings come from "
         "the environment (README.md, Configuration).",
     ),
@@ -54,10 +57,16 @@ SUBCOMMANDS = {
         "deactivate or delete keys as the policy says, and print a table of what was done. Then the end dates "
         "of time-bound users: reminders 7 days and 1 day before, and offboarding at the end.",
     ),
+    "worker": (
+        "run the after-ack work alone (provisioning, offboarding, scheduled jobs, Slack deliveries)",
+        "Run the worker alone: it takes provisioning and offboarding runs from the database, runs the scheduled "
+        "jobs (rotation sweep, daily sync scan, request expiry, recovery) and delivers Slack messages, for a "
+        "deployment whose web processes set KODING_IAM_WORKER=external (or KODING_IAM_RUN_SCHEDULER=false). "
+        "GET /healthz and GET /metrics are served on $PORT when PORT is set.",
+    ),
     "scheduler": (
-        "run the scheduled jobs alone (rotation sweep, resuming interrupted work)",
-        "Run the scheduled jobs alone (rotation sweep, daily sync scan, request expiry, resuming interrupted "
-        "work), for a deployment whose web processes set KODING_IAM_RUN_SCHEDULER=false.",
+        "the same as `worker` (its former name)",
+        "The same as `koding-iam worker`, kept for deployments that still run it under this name.",
     ),
     "sync": (
         "import IAM users made before koding-iam and report drift",
@@ -99,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = add("sweep")
     sweep.add_argument("--as-of", type=_as_of, help="sweep as if it were this time (ISO-8601, e.g. 2027-03-01T09:00Z)")
     sweep.add_argument("--dry-run", action="store_true", help="print what would be sent and changed; do nothing")
+    add("worker")
     add("scheduler")
     sync_parser = add("sync")
     sync_parser.add_argument("--fix", action="store_true", help="fix the safe findings (koding-iam's records only)")

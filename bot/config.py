@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -176,7 +176,11 @@ class Settings(BaseSettings):
     koding_iam_slack_posts_per_minute: int = Field(default=300, ge=1, le=6000)
     # How far ahead `/koding-iam exempt` may set an exemption's end date.
     koding_iam_max_exemption_days: int = Field(default=365, ge=1, le=3650)
-    # False on web processes when a separate `koding-iam scheduler` process runs the scheduled jobs.
+    # Where after-ack work runs (bot/worker.py): `inline`, threads inside `serve`; `external`, a `koding-iam worker`
+    # process. With inline, KODING_IAM_RUN_SCHEDULER=false leaves only the scheduled jobs to a worker process.
+    koding_iam_worker: Literal["inline", "external"] = "inline"
+    koding_iam_worker_threads: int = Field(default=16, ge=1, le=256)
+    koding_iam_worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     koding_iam_run_scheduler: bool = True
     port: int = Field(default=3000, ge=1, le=65535)
     # Threads that run Slack listeners; acknowledgements must never queue behind slow work after an ack.

@@ -1,9 +1,9 @@
-"""Graceful stop for `koding-iam serve` and `koding-iam scheduler`.
+"""Graceful stop for `koding-iam serve` and `koding-iam worker`.
 
 On SIGTERM or SIGINT the process stops taking new work (GET /healthz answers 503 at once, so a load balancer or
-Kubernetes stops routing to it; the scheduler starts no new job; Socket Mode disconnects), lets what is in
-flight finish for up to KODING_IAM_DRAIN_SECONDS (requests, the work Bolt runs after each acknowledgement,
-provisioning on the background pool, scheduled jobs), then releases every lease it holds and exits 0.
+Kubernetes stops routing to it; the worker takes no new run and the scheduler starts no new job; Socket Mode
+disconnects), lets what is in flight finish for up to KODING_IAM_DRAIN_SECONDS (requests, the work Bolt runs
+after each acknowledgement, the worker's runs, scheduled jobs), then releases every lease it holds and exits 0.
 
 Releasing is why this exists: a process that simply died leaves its leases until they lapse
 (KODING_IAM_LEASE_SECONDS), and nobody resumes its work before then. The release is a compare-and-set on
@@ -278,6 +278,7 @@ class Lifecycle:
         http: HttpServing | None = None,
         close_transport: Callable[[], object] | None = None,
         outbox: Any = None,
+        worker: Any = None,
     ) -> int:
         """Serve until SIGTERM/SIGINT, then stop gracefully; returns the exit code (0)."""
         drain_seconds = services.settings.koding_iam_drain_seconds
@@ -292,14 +293,23 @@ class Lifecycle:
             http.begin_stop()
         if scheduler is not None:
             scheduler.shutdown(wait=False)
+        if worker is not None:  # takes no new run; those on its pool are work in flight
+            worker.stop(timeout=1.0)
         if close_transport is not None:  # Socket Mode: waits for envelopes being dispatched, within the drain
             closer = threading.Thread(target=close_transport, name="close-transport", daemon=True)
             closer.start()
             closer.join(max(0.0, deadline - time.monotonic()))
         drained = self.drain(deadline, http=http)
         if outbox is not None:  # the surfaces marked by the work just finished go out now, within the drain
-            outbox.wait_idle(max(0.0, deadline - time.monotonic()), quietly=True)
+            # On a thread: a paced batch can outlast the drain, and stopping the sender ends its pacing waits.
+            remaining = max(0.0, deadline - time.monotonic())
+            sending = threading.Thread(
+                target=outbox.wait_idle, args=(remaining,), kwargs={"quietly": True}, daemon=True
+            )
+            sending.start()
+            sending.join(remaining)
             outbox.stop(timeout=1.0)
+            sending.join(1.0)
         try:
             if drained:
                 released = release_leases(services.session_factory, services.owner)

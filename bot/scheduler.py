@@ -1,8 +1,8 @@
 """Scheduled work (APScheduler 3.x): resume interrupted work, the key-rotation sweep, and a daily sync scan.
 
-Runs inside `koding-iam serve`, or alone as `koding-iam scheduler` for deployments that want one scheduler
-beside many web processes (set KODING_IAM_RUN_SCHEDULER=false on the web processes then). Each job is a thin
-call into the flows; the database claims make two schedulers safe anyway. Both commands stop gracefully
+Part of the worker (bot/worker.py): inside `koding-iam serve`, or in its own `koding-iam worker` process. Each job
+is a thin call into the flows; the database claims make two schedulers safe anyway. Provisioning and offboarding
+runs are not resumed here: the worker takes them from the database. Both commands stop gracefully
 (bot/lifecycle.py): no new job starts, running ones get the drain time.
 """
 
@@ -73,6 +73,11 @@ def _sweep(services: Services) -> None:
         )
 
 
+def resume_side_work(services: Services) -> None:
+    """Recovery apart from provisioning and offboarding runs, which the worker takes from the database itself."""
+    flows.resume_interrupted(services, runs=False)
+
+
 def _sync(services: Services) -> None:
     """The daily scan: imports unknown users' keys and refreshes the findings; fixes nothing."""
     report = sync.scan(services.session_factory, services.gateway, services.settings, services.clock())
@@ -94,7 +99,7 @@ def add_jobs(scheduler: BaseScheduler, services: Services) -> None:
         (
             "resume-interrupted",
             "resuming interrupted work",
-            flows.resume_interrupted,
+            resume_side_work,
             {"seconds": settings.koding_iam_resume_interval_seconds},
             now,
         ),

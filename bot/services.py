@@ -31,6 +31,11 @@ def _no_sender() -> None:
     """Until an outbox sender starts (bot/slack/outbox_sender.py), marked surfaces wait for one to look."""
 
 
+def _no_worker(request_id: int, **origin: object) -> None:
+    """No worker in this process (KODING_IAM_WORKER=external, a one-shot command): a worker process's next look
+    finds the run in the database (bot/worker.py)."""
+
+
 def instance_id() -> str:
     """Names this process as a lease holder: host, pid and a random part (pids repeat across restarts)."""
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -45,8 +50,8 @@ class Services:
     notifier: Notifier
     clock: Callable[[], datetime] = _utcnow
     owner: str = field(default_factory=instance_id)
-    # Slow work started by a click (provisioning) runs here, so Bolt's listener threads return at once and
-    # acknowledgements never wait behind it. Lost work is not lost: the scheduler resumes interrupted runs.
+    # Slow one-off work started by a command (the compliance report) runs here, so Bolt's listener threads return
+    # at once. Provisioning and offboarding are not sent here: they are recorded and the worker takes them.
     background: Executor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=16, thread_name_prefix="background")
     )
@@ -56,6 +61,8 @@ class Services:
     key_check_pace: Pace = field(default_factory=Pace)
     # Wakes this process's outbox sender after a flow marked a Slack surface changed (set when it starts).
     wake_outbox: Callable[[], None] = _no_sender
+    # Called after the commit that recorded a provisioning or offboarding run: wakes this process's worker, if any.
+    hand_off: Callable[..., None] = _no_worker
     # Slack user groups and member status for the access rule (bot/core/access.py); create_services gives the Slack one.
     directory: access.Directory = field(default_factory=access.StaticDirectory)
 

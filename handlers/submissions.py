@@ -60,4 +60,3 @@ def register(app: App, services: Services) -> None:
             ack(response_action="update", view=views.reveal_problem_modal(exc.user_message))
             return
         ack()
-        admin_flows.run_revoke(services, request_id, admin_id=admin_id)

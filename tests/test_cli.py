@@ -51,6 +51,15 @@ def clean_env() -> dict[str, str]:
                 "SLACK_BOT_TOKEN": "xoxb-1",
                 "KODING_IAM_ADMINS": "U1AAA",
                 "SLACK_SIGNING_SECRET": "s",
+                "KODING_IAM_WORKER": "both",
+            },
+            "koding-iam: KODING_IAM_WORKER is malformed: Input should be 'inline' or 'external'",
+        ),
+        (
+            {
+                "SLACK_BOT_TOKEN": "xoxb-1",
+                "KODING_IAM_ADMINS": "U1AAA",
+                "SLACK_SIGNING_SECRET": "s",
                 "LOG_LEVEL": "verbose",
             },
             "koding-iam: LOG_LEVEL is malformed: 'verbose' is not one of DEBUG, INFO, WARNING, ERROR",
@@ -138,6 +147,33 @@ def test_serve_on_a_database_behind_is_one_line_naming_the_command(tmp_path: Pat
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("koding-iam: the database is at revision none but this version needs ")
     assert line.endswith("run `koding-iam db upgrade` first")
+
+
+def test_a_worker_whose_port_is_taken_stops_with_one_line_before_taking_any_work(tmp_path: Path) -> None:
+    import socket
+
+    url = f"sqlite:///{tmp_path / 'koding-iam.db'}"
+    db.upgrade(url)
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))  # noqa: S104 - the worker binds every interface too
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {
+            **clean_env(),
+            "SLACK_BOT_TOKEN": "xoxb-1",
+            "SLACK_SIGNING_SECRET": "s",
+            "KODING_IAM_ADMINS": "U1AAA",
+            "DATABASE_URL": url,
+            "PORT": str(port),
+        }
+        result = run("worker", env=env, cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    problem = [line for line in result.stderr.splitlines() if line.startswith("koding-iam:")]
+    assert problem == [
+        f"koding-iam: cannot listen on port {port} for /healthz and /metrics: Address already in use; give the "
+        "worker its own PORT or leave PORT unset"
+    ]
+    assert "Traceback" not in result.stderr
 
 
 def test_version(tmp_path: Path) -> None:

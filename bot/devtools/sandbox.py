@@ -29,6 +29,7 @@ from bot.server import SLACK_PATH, make_wsgi_app
 from bot.services import Services
 from bot.slack.outbox_sender import OutboxSender
 from bot.slack.pacing import DEFAULT_RATES, Pacer, Rate
+from bot.worker import Worker
 
 SIGNING_SECRET = "sandbox-signing-secret"  # noqa: S105 - a local stand-in's secret, not a credential
 BOT_TOKEN = "xoxb-sandbox-token"  # noqa: S105
@@ -207,6 +208,9 @@ class Sandbox:
             install_managed_policies(profile_policy_arns(self.settings))
         self.services = self.make_services(self.settings)
         self.outbox = OutboxSender(self.services, pacer=Pacer(self._paced_under_standin), poll_seconds=0.2).start()
+        # The worker as inside `serve`, without the scheduled jobs (tests run those themselves); its runs go to the
+        # tracked pool, so wait_idle() covers them.
+        self.worker = Worker(self.services, pool=self.executor, poll_seconds=0.5).start()
         self.app = create_app(self.services, listener_executor=self.executor)
         from waitress.server import create_server
 
@@ -258,6 +262,8 @@ class Sandbox:
         services = create_services(settings, **overrides)
         if hasattr(self, "outbox"):  # another "process" on the same database: this sender delivers for it too
             services.wake_outbox = self.outbox.wake
+        if hasattr(self, "worker"):  # ... and this worker takes the runs it records
+            services.hand_off = self.worker.hand_off
         return services
 
     def wait_idle(self, timeout: float = 30.0) -> None:
@@ -265,11 +271,16 @@ class Sandbox:
         deadline = time.monotonic() + timeout
         while True:
             self.executor.wait_idle(max(0.1, deadline - time.monotonic()))
-            if not self.outbox.wait_idle(max(0.1, deadline - time.monotonic())) and self.executor.idle:
+            if not self.worker.wait_idle(max(0.1, deadline - time.monotonic())):
+                raise AssertionError(f"the worker still had runs after {timeout}s")
+            outbox_idle = not self.outbox.wait_idle(max(0.1, deadline - time.monotonic()))
+            if outbox_idle and self.executor.idle and self.worker.pick() == 0 and self.worker.running == 0:
                 return
 
     def stop(self) -> None:
         """Let in-flight work finish, then stop waitress, the stand-ins and moto."""
+        if hasattr(self, "worker"):
+            self.worker.stop()
         with contextlib.suppress(AssertionError):
             self.executor.wait_idle(30)
         if hasattr(self, "outbox"):

@@ -78,6 +78,7 @@ def confirm_revoke(services: Services, *, request_id: int, admin_id: str) -> Non
             reason="confirmed in Slack",
         )
     refresh_grant_dms(services, request_id)
+    services.hand_off(request_id, admin_id=admin_id)  # the worker runs the offboarding (bot/worker.py)
 
 
 def refresh_grant_dms(services: Services, request_id: int) -> None:

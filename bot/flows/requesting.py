@@ -106,7 +106,7 @@ def approve(services: Services, *, request_id: int, admin_id: str, channel: str 
         return
     # Committed: only now do the cards say "Approved" and does the requester hear it.
     services.notifier.decision(request)
-    services.background.submit(provision_safely, services, request_id)
+    services.hand_off(request_id)  # the worker provisions it (bot/worker.py)
 
 
 def open_deny_modal(
@@ -171,7 +171,7 @@ def retry(services: Services, *, request_id: int, admin_id: str, channel: str | 
         refuse(services, channel, admin_id, exc)
         return
     refresh_cards(services, request_id)
-    services.background.submit(provision_safely, services, request_id)
+    services.hand_off(request_id)
 
 
 # Provisioning ----------------------------------------------------------------------------------------------
@@ -204,25 +204,19 @@ def provision(services: Services, request_id: int) -> provisioning.Outcome:
     return outcome
 
 
-def provision_safely(services: Services, request_id: int) -> None:
-    """provision() on the background pool: an unexpected failure is logged; the scheduler resumes the run."""
-    try:
-        provision(services, request_id)
-    except Exception as exc:
-        log.error("provisioning request %s stopped: %s: %s", request_id, type(exc).__name__, exc)
-
-
-def resume_interrupted(services: Services) -> None:
+def resume_interrupted(services: Services, *, runs: bool = True) -> None:
     """Finish what a crashed process (or an outage) left: approved requests with no live run, reveals cut off
-    mid-way. (Messages marked in the outbox are the sender's: its lease recovers them.)"""
+    mid-way. (Messages marked in the outbox are the sender's: its lease recovers them.) `runs=False`: leave
+    provisioning and offboarding runs to the worker, which takes them from the database itself (bot/worker.py)."""
     with session_scope(services.session_factory) as session:
-        request_ids = provisioning.resumable_request_ids(session, now=services.clock())
+        request_ids = provisioning.resumable_request_ids(session, now=services.clock()) if runs else []
     for request_id in request_ids:
         log.info("resuming provisioning of request %s", request_id)
         provision(services, request_id)
     from bot.flows.offboarding import resume_revokes  # offboarding resumes like provisioning
 
-    resume_revokes(services)
+    if runs:
+        resume_revokes(services)
     recover_reveals(services)
 
 

@@ -81,7 +81,7 @@ def finish(services: Services, request_id: int, *, by_owner: bool) -> None:
         for channel, ts in cards:
             services.notifier.update_message(channel, ts, text, blocks)
     services.notifier.admin_notice(*tviews.access_ending_notice(request, by_owner=by_owner))
-    admin_flows.run_revoke(services, request_id)
+    services.hand_off(request_id)  # the worker runs the offboarding, as for an admin's revoke (bot/worker.py)
 
 
 # I'm done ------------------------------------------------------------------------------------------------------

@@ -239,7 +239,7 @@ class OutboxSender:
         it raises AssertionError, or, `quietly`, returns (a graceful stop leaves the rest to another process)."""
         deadline = time.monotonic() + timeout
         handled = 0
-        while count := self.deliver_due():
+        while not self._stop.is_set() and (count := self.deliver_due()):
             handled += count
             if time.monotonic() > deadline:
                 if quietly:

@@ -35,7 +35,9 @@ def iam() -> Any:
 
 
 def start_revoke(sb: Sandbox) -> int:
+    """Confirm a revoke with the worker paused: the test runs (and resumes) the offboarding itself."""
     request_id = only_request(sb).id
+    sb.worker.pause()
     admin_flows.confirm_revoke(sb.services, request_id=request_id, admin_id="UADMIN1")
     return request_id
 
