@@ -26,7 +26,6 @@ def register(app: App, services: Services) -> None:
         ack()
         flows.announce_request(services, request_id)
 
-    @app.view(ids.DENY_MODAL)
     def on_deny(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         request_id, reason = views.parse_deny_submission(view)
         if request_id is None:
@@ -44,6 +43,9 @@ def register(app: App, services: Services) -> None:
             return
         ack()
         flows.announce_denial(services, request_id)
+
+    for callback_id in (ids.View.DENY, ids.LEGACY_DENY_VIEW):  # a form opened before an upgrade still submits
+        app.view(callback_id)(on_deny)
 
     @app.view(ids.REVOKE_MODAL)
     def on_revoke(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
