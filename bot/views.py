@@ -6,7 +6,6 @@ Block Kit dicts, plus the parsers of view state.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -36,6 +35,7 @@ from bot.blockkit import (
     table_section,
     when,
 )
+from bot.modal_metadata import RevokeMetadata
 from bot.provisioning import StepProgress
 from bot.request_views import FIELD_BLOCKS, form_errors, parse_request_form, request_modal
 from bot.reveal_views import (
@@ -203,7 +203,7 @@ def revoke_confirm_modal(request: AccessRequest, inventory: Any) -> dict[str, An
         "title": plain_text("Revoke IAM user"),
         "submit": plain_text("Revoke"),
         "close": plain_text("Cancel"),
-        "private_metadata": json.dumps({"request_id": request.id}),
+        "private_metadata": RevokeMetadata(request_id=request.id).dump(),
         "blocks": [
             section_block(head),
             section_block("\n".join(lines)),
@@ -213,11 +213,8 @@ def revoke_confirm_modal(request: AccessRequest, inventory: Any) -> dict[str, An
 
 
 def parse_revoke_submission(view: dict[str, Any]) -> int | None:
-    try:
-        raw = json.loads(view.get("private_metadata") or "{}").get("request_id")
-    except (TypeError, ValueError, AttributeError, RecursionError):
-        return None
-    return raw if isinstance(raw, int) and not isinstance(raw, bool) and 0 < raw < 2**53 else None
+    metadata = RevokeMetadata.of(view)
+    return metadata.request_id if metadata else None
 
 
 def revoke_result_notice(

@@ -9,7 +9,7 @@ from slack_bolt import Ack, App
 from bot import admin_flows, flows, ids, views
 from bot.errors import AlreadyDecided, DomainError, ValidationFailed
 from bot.services import Services
-from handlers.parsing import user_of
+from handlers.parsing import TAMPERED_FORM, user_of
 
 
 def register(app: App, services: Services) -> None:
@@ -29,7 +29,7 @@ def register(app: App, services: Services) -> None:
     def on_deny(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         request_id, reason = views.parse_deny_submission(view)
         if request_id is None:
-            ack(response_action="errors", errors={ids.DENY_REASON_BLOCK: "This form is broken; nothing was changed."})
+            ack(response_action="errors", errors={ids.DENY_REASON_BLOCK: TAMPERED_FORM})
             return
         try:
             flows.deny(services, request_id=request_id, admin_id=user_of(body), reason=reason)
@@ -52,7 +52,7 @@ def register(app: App, services: Services) -> None:
         request_id = views.parse_revoke_submission(view)
         admin_id = user_of(body)
         if request_id is None:
-            ack(response_action="update", view=views.reveal_problem_modal("This form is broken; nothing was changed."))
+            ack(response_action="update", view=views.reveal_problem_modal(TAMPERED_FORM))
             return
         try:
             admin_flows.confirm_revoke(services, request_id=request_id, admin_id=admin_id)

@@ -9,9 +9,10 @@ from slack_bolt import Ack, App
 from bot import ids, timebound_flows
 from bot import timebound_views as tviews
 from bot.errors import DomainError, ValidationFailed
+from bot.modal_metadata import DoneMetadata, ExtendMetadata
 from bot.services import Services
 from handlers.actions import ButtonRun, register_button
-from handlers.parsing import user_of
+from handlers.parsing import TAMPERED_FORM, user_of
 
 
 def register(app: App, services: Services) -> None:
@@ -42,10 +43,11 @@ def register(app: App, services: Services) -> None:
 
     @app.view(ids.DONE_MODAL)
     def on_done(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        request_id = tviews.request_id_of(view)
-        if request_id is None:
-            ack(response_action="update", view=tviews.problem_modal("End your access", "This form is broken."))
+        metadata = DoneMetadata.of(view)
+        if metadata is None:
+            ack(response_action="update", view=tviews.problem_modal("End your access", TAMPERED_FORM))
             return
+        request_id = metadata.request_id
         try:
             timebound_flows.confirm_done(services, request_id=request_id, user_id=user_of(body))
         except DomainError as exc:
@@ -56,10 +58,11 @@ def register(app: App, services: Services) -> None:
 
     @app.view(ids.EXTEND_MODAL)
     def on_extend(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        request_id = tviews.request_id_of(view)
-        if request_id is None:
-            ack(response_action="errors", errors={ids.EXTEND_DATE_BLOCK: "This form is broken; nothing was changed."})
+        metadata = ExtendMetadata.of(view)
+        if metadata is None:
+            ack(response_action="errors", errors={ids.EXTEND_DATE_BLOCK: TAMPERED_FORM})
             return
+        request_id = metadata.request_id
         reason, new_end = tviews.parse_extension_form(view)
         try:
             extension_id = timebound_flows.submit_extension(
