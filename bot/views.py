@@ -111,31 +111,27 @@ __all__ = [
 
 
 # Slash command --------------------------------------------------------------------------------------------
-def help_message(*, problem: str | None = None, admin: bool = False, who_approves: str | None = None) -> dict[str, Any]:
-    """The members' subcommands for everyone; the admins' subcommands only for an admin; who approves what
-    (access.approval_rules) when given."""
-    text = (
+def help_message(
+    *,
+    problem: str | None = None,
+    admin: bool = False,
+    who_approves: str | None = None,
+    commands: Sequence[tuple[str, str, bool]] = (),
+) -> dict[str, Any]:
+    """`commands`: (usage, what it does, admin only) per subcommand, from the handlers' command table; the
+    admins' lines only for an admin; who approves what (access.approval_rules) when given."""
+    lines = [
         "*koding-iam* creates a dedicated AWS IAM user for your Koding stacks, after an admin approves, and "
-        "shows you its access keys once.\n"
-        "• `/koding-iam request` — ask for an IAM user\n"
-        "• `/koding-iam status` — your IAM user and keys\n"
-        "• `/koding-iam rotate` — replace your access key with a new one\n"
-        "• `/koding-iam help` — this help"
-    )
+        "shows you its access keys once."
+    ]
+    lines += [f"• `/koding-iam {usage}` — {text}" for usage, text, admin_only in commands if not admin_only]
     if admin:
-        text += (
-            "\n*For admins*\n"
-            "• `/koding-iam list` — every IAM user and key koding-iam knows\n"
-            "• `/koding-iam audit [@member]` — the latest audit events\n"
-            "• `/koding-iam revoke @member` — remove a member's IAM user, after a confirmation\n"
-            "• `/koding-iam sync` — import IAM users made outside koding-iam and show drift\n"
-            "• `/koding-iam report` — compliance evidence (every user and key, CIS 1.12–1.14) as a CSV in your DM\n"
-            "• `/koding-iam exempt <iam-user> <YYYY-MM-DD> <reason>` — no rotation reminders until that date"
-        )
+        lines.append("*For admins*")
+        lines += [f"• `/koding-iam {usage}` — {text}" for usage, text, admin_only in commands if admin_only]
     blocks: Blocks = []
     if problem:
         blocks.append(section_block(f":warning: {escape(problem)}"))
-    blocks.append(section_block(text))
+    blocks.append(section_block("\n".join(lines)))
     if who_approves:
         blocks.append(section_block(who_approves))
     blocks.append(

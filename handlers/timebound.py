@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from slack_bolt import Ack, App
@@ -11,37 +12,38 @@ from bot import timebound_views as tviews
 from bot.errors import DomainError, ValidationFailed
 from bot.modal_metadata import DoneMetadata, ExtendMetadata
 from bot.services import Services
-from handlers.actions import ButtonRun, register_button
+from handlers.actions import Click, button
 from handlers.parsing import TAMPERED_FORM, user_of
 
 
 def register(app: App, services: Services) -> None:
-    notifier = services.notifier
+    on = functools.partial(button, app, services)
 
-    def on_button(action_id: str, run: ButtonRun) -> None:
-        register_button(app, notifier, action_id, run)
-
-    on_button(
-        ids.EXTEND,
-        lambda request_id, user_id, channel, body: timebound_flows.open_extension(
-            services, request_id=request_id, user_id=user_id, trigger_id=body["trigger_id"], channel=channel
-        ),
-    )
-    on_button(
-        ids.DONE,
-        lambda request_id, user_id, channel, body: timebound_flows.open_done(
-            services, request_id=request_id, user_id=user_id, trigger_id=body["trigger_id"], channel=channel
-        ),
-    )
-    for action_id, approve in ((ids.EXTENSION_APPROVE, True), (ids.EXTENSION_DENY, False)):
-        on_button(
-            action_id,
-            lambda extension_id, user_id, channel, _, approve=approve: timebound_flows.decide_extension(
-                services, extension_id=extension_id, admin_id=user_id, approve=approve, channel=channel
-            ),
+    @on(ids.Action.EXTEND)
+    def open_extension_form(click: Click) -> None:
+        timebound_flows.open_extension(
+            services, request_id=click.target, user_id=click.member, trigger_id=click.trigger_id, channel=click.channel
         )
 
-    @app.view(ids.DONE_MODAL)
+    @on(ids.Action.DONE)
+    def open_done_confirmation(click: Click) -> None:
+        timebound_flows.open_done(
+            services, request_id=click.target, user_id=click.member, trigger_id=click.trigger_id, channel=click.channel
+        )
+
+    @on(ids.Action.EXTENSION_APPROVE)
+    def approve_extension(click: Click) -> None:
+        timebound_flows.decide_extension(
+            services, extension_id=click.target, admin_id=click.member, approve=True, channel=click.channel
+        )
+
+    @on(ids.Action.EXTENSION_DENY)
+    def deny_extension(click: Click) -> None:
+        timebound_flows.decide_extension(
+            services, extension_id=click.target, admin_id=click.member, approve=False, channel=click.channel
+        )
+
+    @app.view(ids.View.DONE)
     def on_done(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         metadata = DoneMetadata.of(view)
         if metadata is None:
@@ -56,7 +58,7 @@ def register(app: App, services: Services) -> None:
         ack()
         timebound_flows.finish(services, request_id, by_owner=True)
 
-    @app.view(ids.EXTEND_MODAL)
+    @app.view(ids.View.EXTEND)
     def on_extend(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         metadata = ExtendMetadata.of(view)
         if metadata is None:
