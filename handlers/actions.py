@@ -12,7 +12,7 @@ from slack_bolt import Ack, App, BoltContext
 
 from bot import admin_flows, flows, ids, key_usage_flows, rotation_flows
 from bot.services import Services
-from handlers.middleware import button_target
+from handlers.middleware import Answer, answering, button_target
 from handlers.parsing import Toggle, button_id, channel_of, toggle_of, user_of
 
 
@@ -36,17 +36,20 @@ Run = Callable[[Click], None]
 def button(
     app: App,
     services: Services,
+    answer: Answer,
     action_id: ids.Action,
     *,
     parse: Callable[[dict[str, Any]], Any | None] = button_id,
     admin_only: bool = False,
 ) -> Callable[[Run], Run]:
-    """Register `run` as the listener for `action_id`: acknowledged at once, its target read by the middleware."""
+    """Register `run` as the listener for `action_id`: acknowledged at once, its target read by the middleware,
+    a refusal it raises answered by `answer`."""
 
     def decorator(run: Run) -> Run:
         def listener(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
             ack()
-            run(Click(context["target"], context["member"], context["channel"], body))
+            click = Click(context["target"], context["member"], context["channel"], body)
+            answering(answer, body, lambda: run(click))
 
         listener.__name__ = listener.__qualname__ = run.__name__  # Bolt's log lines name the listener
 
@@ -56,7 +59,7 @@ def button(
     return decorator
 
 
-def register(app: App, services: Services) -> None:
+def register(app: App, services: Services, answer: Answer) -> None:
     notifier = services.notifier
 
     @app.action(ids.Action.OPEN_REQUEST)
@@ -74,7 +77,7 @@ def register(app: App, services: Services) -> None:
             trigger_id=body["trigger_id"],
         )
 
-    on = functools.partial(button, app, services)
+    on = functools.partial(button, app, services, answer)
 
     @on(ids.Action.APPROVE)
     def approve_request(click: Click) -> None:

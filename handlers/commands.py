@@ -14,7 +14,7 @@ from slack_bolt import Ack, App, BoltContext
 
 from bot import access, admin_flows, flows, home, ids, report_flows, rotation_flows, views
 from bot.services import Services
-from handlers.middleware import restricted_command
+from handlers.middleware import Answer, answering, restricted_command
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class Invocation:
     args: list[str]
     is_admin: bool
     command: dict[str, Any]
+    answer: Answer  # for a refusal after the ack (handlers/middleware.answering)
 
 
 @dataclass(frozen=True)
@@ -73,11 +74,15 @@ def _status(ack: Ack, call: Invocation) -> None:
 
 def _rotate(ack: Ack, call: Invocation) -> None:
     ack()
-    problem = rotation_flows.rotate_command(
-        call.services, user_id=call.user_id, trigger_id=call.command["trigger_id"], channel=call.channel
-    )
-    if problem:
-        call.services.notifier.ephemeral(call.channel, call.user_id, problem)
+
+    def rotate() -> None:
+        problem = rotation_flows.rotate_command(
+            call.services, user_id=call.user_id, trigger_id=call.command["trigger_id"], channel=call.channel
+        )
+        if problem:
+            call.services.notifier.ephemeral(call.channel, call.user_id, problem)
+
+    answering(call.answer, call.command, rotate)
 
 
 def _list(ack: Ack, call: Invocation) -> None:
@@ -154,7 +159,7 @@ BY_NAME = {sub.name: sub for sub in TABLE}
 ADMIN_ONLY = frozenset(sub.name for sub in TABLE if sub.admin_only)
 
 
-def register(app: App, services: Services) -> None:
+def register(app: App, services: Services, answer: Answer) -> None:
     def refuse(ack: Ack, *, admin: bool, problem: str) -> Any:
         return ack(**help_reply(admin=admin, problem=problem))
 
@@ -169,5 +174,6 @@ def register(app: App, services: Services) -> None:
             args=context["args"],
             is_admin=context["is_admin"],
             command=command,
+            answer=answer,
         )
         sub.run(ack, call)

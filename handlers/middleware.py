@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from slack_bolt import Ack, BoltContext, BoltResponse
 
+from bot.errors import DomainError
 from bot.services import Services
 from handlers.parsing import channel_of, user_of
 
@@ -22,6 +23,18 @@ ADMIN_BUTTON = "Only koding-iam admins can use this button. Nothing was changed.
 MAX_SHOWN = 30  # characters of an unknown subcommand echoed back
 
 Middleware = Callable[..., Any]
+# bot/app.py's error handler: answers a refusal by the surface `body` came from.
+Answer = Callable[[DomainError, dict[str, Any]], None]
+
+
+def answering(answer: Answer, body: dict[str, Any], work: Callable[[], None]) -> None:
+    """Run a listener's work after its ack(), answering a refusal through `answer`. Not by raising it to Bolt:
+    Bolt replaces a listener's acknowledgement with the error's response when it raises after ack()
+    (slack_bolt/listener/thread_runner.py), so a quick refusal could reach Slack as an unacknowledged request."""
+    try:
+        work()
+    except DomainError as error:
+        answer(error, body)
 
 
 class Refuse(Protocol):

@@ -9,15 +9,15 @@ from slack_bolt import Ack, App
 
 from bot import ids, timebound_flows
 from bot import timebound_views as tviews
-from bot.errors import DomainError, ValidationFailed
 from bot.modal_metadata import DoneMetadata, ExtendMetadata
 from bot.services import Services
 from handlers.actions import Click, button
+from handlers.middleware import Answer
 from handlers.parsing import TAMPERED_FORM, user_of
 
 
-def register(app: App, services: Services) -> None:
-    on = functools.partial(button, app, services)
+def register(app: App, services: Services, answer: Answer) -> None:
+    on = functools.partial(button, app, services, answer)
 
     @on(ids.Action.EXTEND)
     def open_extension_form(click: Click) -> None:
@@ -44,37 +44,24 @@ def register(app: App, services: Services) -> None:
         )
 
     @app.view(ids.View.DONE)
-    def on_done(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+    def end_access_now(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         metadata = DoneMetadata.of(view)
         if metadata is None:
             ack(response_action="update", view=tviews.problem_modal("End your access", TAMPERED_FORM))
             return
-        request_id = metadata.request_id
-        try:
-            timebound_flows.confirm_done(services, request_id=request_id, user_id=user_of(body))
-        except DomainError as exc:
-            ack(response_action="update", view=tviews.problem_modal("End your access", exc.user_message))
-            return
+        timebound_flows.confirm_done(services, request_id=metadata.request_id, user_id=user_of(body))
         ack()
-        timebound_flows.finish(services, request_id, by_owner=True)
+        timebound_flows.finish(services, metadata.request_id, by_owner=True)
 
     @app.view(ids.View.EXTEND)
-    def on_extend(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+    def ask_for_extension(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         metadata = ExtendMetadata.of(view)
         if metadata is None:
-            ack(response_action="errors", errors={ids.EXTEND_DATE_BLOCK: TAMPERED_FORM})
+            ack(response_action="errors", errors={ids.Block.EXTEND_DATE: TAMPERED_FORM})
             return
-        request_id = metadata.request_id
         reason, new_end = tviews.parse_extension_form(view)
-        try:
-            extension_id = timebound_flows.submit_extension(
-                services, request_id=request_id, user_id=user_of(body), reason=reason, new_end=new_end
-            )
-        except ValidationFailed as exc:
-            ack(response_action="errors", errors=tviews.form_errors(exc.errors))
-            return
-        except DomainError as exc:
-            ack(response_action="errors", errors={ids.EXTEND_DATE_BLOCK: exc.user_message[:150]})
-            return
+        extension_id = timebound_flows.submit_extension(
+            services, request_id=metadata.request_id, user_id=user_of(body), reason=reason, new_end=new_end
+        )
         ack()
         timebound_flows.announce_extension(services, extension_id)
