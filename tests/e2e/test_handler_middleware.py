@@ -12,6 +12,7 @@ from bot import ids
 from bot.devtools.sandbox import Sandbox
 from handlers.commands import ADMIN_ONLY, TABLE
 from handlers.middleware import ADMIN_BUTTON, BROKEN_BUTTON
+from handlers.parsing import TAMPERED_FORM
 from models import AccessRequest, AuditEvent
 from tests.e2e.flow_steps import reveal_first_key
 
@@ -132,3 +133,30 @@ def test_a_button_value_that_is_no_id_is_refused_once_for_every_button(sqlite_sa
     sb.wait_idle()
     refusals = [e for e in sb.standin.ephemerals("UADMIN1") if BROKEN_BUTTON in json.dumps(e)]
     assert len(refusals) == len(buttons) and state(sb) == (0, 0)
+
+
+def test_tampered_metadata_on_every_modal_is_refused_with_a_message_and_changes_nothing(sandbox: Sandbox) -> None:
+    sb = sandbox
+    reveal_first_key(sb)
+    sb.wait_idle()
+    before = state(sb)
+    forged = json.dumps({"request_id": 1, "admin": "UALICE"})  # a field the bot never writes
+    for user, callback in (
+        ("UADMIN2", ids.View.DENY),
+        ("UADMIN1", ids.View.REVOKE),
+        ("UALICE", ids.View.DONE),
+        ("UALICE", ids.View.EXTEND),
+    ):
+        payload = {
+            "type": "view_submission",
+            "team": {"id": sb.driver.team_id},
+            "user": {"id": user, "username": user.lower(), "team_id": sb.driver.team_id},
+            "api_app_id": sb.driver.app_id,
+            "view": {"id": "V1", "type": "modal", "callback_id": callback, "private_metadata": forged, "state": {}},
+        }
+        response = sb.driver.post_payload(payload)
+        assert response.status == 200 and TAMPERED_FORM in json.dumps(response.json()), callback
+    sb.wait_idle()
+    assert state(sb) == before and [k.status for k in sb.services.gateway.list_access_keys("koding-ualice")] == [
+        "Active"
+    ]
