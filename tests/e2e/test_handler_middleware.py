@@ -4,6 +4,7 @@ changes nothing; the help is the command table's."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -160,3 +161,16 @@ def test_tampered_metadata_on_every_modal_is_refused_with_a_message_and_changes_
     assert state(sb) == before and [k.status for k in sb.services.gateway.list_access_keys("koding-ualice")] == [
         "Active"
     ]
+
+
+def test_a_refused_command_is_answered_in_its_ack_by_the_error_handler(sqlite_sandbox: Sandbox) -> None:
+    sb = sqlite_sandbox
+    until = f"{sb.services.clock() + timedelta(days=30):%Y-%m-%d}"  # within the longest exemption
+    response, _ = sb.driver.command("UADMIN1", f"exempt koding-nobody {until} testing")
+    answer = response.json()
+    assert answer["response_type"] == "ephemeral"
+    assert "koding-iam has no IAM user named koding-nobody" in answer["text"]
+    hostile = sb.driver.command("UADMIN1", f"exempt koding-<!channel> {until} testing")[0].json()["text"]
+    assert "&lt;" in hostile and "<!channel>" not in hostile  # the refusal is escaped: it is mrkdwn
+    sb.wait_idle()
+    assert not sb.standin.ephemerals("UADMIN1")  # answered once, in the ack
