@@ -17,8 +17,8 @@ from slack_bolt import Ack, App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 
-from bot import ids
 from bot.devtools.sandbox import SIGNING_SECRET
+from bot.slack import ids
 
 WAITRESS_THREADS = 16  # bot.server.create_http_server's default, which `koding-iam serve` uses
 

@@ -1,7 +1,7 @@
 """Database work per operation: transactions, statements and connection checkouts the app's own flows make for
 one submission, one announcement, one approval (with its provisioning) and one reveal.
 
-The flows (bot.flows) run in this process against the same database, Slack stand-in and moto server as the
+The flows (bot/flows/) run in this process against the same database, Slack stand-in and moto server as the
 served app, with SQLAlchemy events counting on the engine. A checkout is also a round trip: the engine pings
 every connection it hands out (pool_pre_ping), and on PostgreSQL every commit waits for the WAL to reach disk.
 """
@@ -63,7 +63,8 @@ def _services(ctx: Context) -> Any:
 
 
 def run(ctx: Context) -> list[Section]:
-    from bot import flows, intake
+    from bot.core import intake
+    from bot.flows import requesting as flows
 
     services = _services(ctx)
     counts = _Counts()

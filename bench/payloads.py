@@ -11,8 +11,8 @@ import json
 import secrets
 from typing import Any
 
-from bot import ids
 from bot.devtools.driver import SlackDriver
+from bot.slack import ids
 
 _triggers = itertools.count(1)
 

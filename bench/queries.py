@@ -1,5 +1,5 @@
 """The plans of the database queries koding-iam runs before it acknowledges a request, on the tables the load
-left behind: each statement is captured from the app's own code (bot.intake) and explained, so the check
+left behind: each statement is captured from the app's own code (bot.core.intake) and explained, so the check
 follows the code as it changes.
 
 `/koding-iam request` and a view_submission both run these before ack(); a sequential scan there grows with
@@ -24,8 +24,8 @@ NAME = "queries"
 
 def capture(ctx: Context) -> list[tuple[str, str, Any]]:
     """(what, statement, parameters) of each SELECT the ack path of a submission runs, in order."""
-    from bot import intake
     from bot.config import load_settings
+    from bot.core import intake
 
     settings = load_settings(
         slack_bot_token=BOT_TOKEN,
@@ -87,7 +87,7 @@ def run(ctx: Context) -> list[Section]:
     ctx.data[NAME] = {"access_requests_rows": rows_in_table, "queries": results}
     section.notes.append(
         f"Plans on the benchmark's database after the load: {rows_in_table} rows in access_requests "
-        f"({'PostgreSQL' if postgres else 'SQLite'}). The statements are the ones bot.intake.submit_request sends."
+        f"({'PostgreSQL' if postgres else 'SQLite'}). The statements are the ones bot.core.intake.submit_request sends."
     )
     return [section]
 

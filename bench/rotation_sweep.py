@@ -91,7 +91,7 @@ def _settings(database_url: str, slack_api_url: str = "http://127.0.0.1:9/api/")
 
 def _fill(engine: Engine, count: int, now: datetime, *, seed: int) -> None:
     """`count` keys as a table that has been tracking them for a while; bulk inserts, 5,000 rows a statement."""
-    from bot.rotation_policy import KeyState, Policy, stage_of
+    from bot.core.rotation_policy import KeyState, Policy, stage_of
     from models import AccessKey, Exemption
 
     policy = Policy.from_settings(_settings("sqlite://"))
@@ -156,7 +156,7 @@ def _fill(engine: Engine, count: int, now: datetime, *, seed: int) -> None:
 
 
 def _count_plan(factory: sessionmaker[Session], policy: Any, now: datetime) -> Counter[str]:
-    from bot import rotation_policy
+    from bot.core import rotation_policy
 
     kinds: Counter[str] = Counter()
     for action in rotation_policy.plan(factory, policy, now):
@@ -292,8 +292,8 @@ def _lean_plan(factory: sessionmaker[Session], policy: Any, now: datetime) -> Co
     nine KeyState columns instead of AccessKey entities, and the active exemptions read once per sweep instead of
     an IN list of up to 1,000 names per batch. Kept only to measure what the fix would buy; its answer is checked
     against the app's below, so a drift shows as "differs"."""
+    from bot.core.rotation_policy import BATCH_SIZE, KeyState, Stage, decide
     from bot.db import session_scope
-    from bot.rotation_policy import BATCH_SIZE, KeyState, Stage, decide
     from models import AccessKey, Exemption, KeyStatus
 
     columns = (
@@ -333,9 +333,10 @@ def _lean_plan(factory: sessionmaker[Session], policy: Any, now: datetime) -> Co
 
 
 def measure_selection(url: str, backend: str, keys: int, *, repeat: int, seed: int) -> Selection:
-    from bot import rotation_flows, rotation_policy
     from bot.app import create_services
+    from bot.core import rotation_policy
     from bot.db import make_engine, make_session_factory
+    from bot.flows import rotation as rotation_flows
 
     now = datetime.now(UTC).replace(microsecond=0)
     engine = make_engine(url)  # the app's engine, with its pool and pings
@@ -632,10 +633,10 @@ def _create_iam_keys(ctx: Context, count: int) -> list[tuple[str, str]]:
 
 
 def dm_sweep(ctx: Context, section: Section, data: dict[str, Any]) -> None:
-    from bot import rotation_flows
     from bot.app import create_services
     from bot.aws_iam import Backoff, IamGateway
     from bot.db import make_engine
+    from bot.flows import rotation as rotation_flows
     from models import AccessKey
 
     owners, overdue, limit = ctx.options.rotation_owners, ctx.options.rotation_overdue, ctx.options.post_limit

@@ -37,9 +37,9 @@ from bench.processes import (
     serve,
     serve_env,
 )
-from bot import ids
 from bot.devtools.driver import find_button
 from bot.server import SLACK_PATH
+from bot.slack import ids
 
 # Run order: startup last, so its "after load" memory figure follows every other module's load.
 MODULES = ("provisioning", "dbwork", "ack_latency", "queries", "rotation_sweep", "startup")

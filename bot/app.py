@@ -20,15 +20,16 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 from sqlalchemy import Engine
 
-from bot import ids, logs, request_context, timebound_views, views
+from bot import logs, request_context
 from bot.aws_iam import IamGateway
 from bot.config import Settings
 from bot.db import make_engine, make_session_factory
 from bot.errors import AlreadyDecided, DomainError, ValidationFailed
 from bot.metrics import Metrics
-from bot.notify import Notifier
 from bot.services import Services
-from bot.slack_directory import SlackDirectory
+from bot.slack import ids, timebound_views, views
+from bot.slack.directory import SlackDirectory
+from bot.slack.notify import Notifier
 from handlers import register_all
 from handlers.parsing import channel_of, user_of
 

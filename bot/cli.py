@@ -64,9 +64,9 @@ def cmd_serve(_: argparse.Namespace) -> int:
 
     from bot.app import create_app, create_services
     from bot.lifecycle import HttpServing, Lifecycle
-    from bot.outbox_sender import start_outbox
     from bot.scheduler import start_scheduler
     from bot.server import make_wsgi_app
+    from bot.slack.outbox_sender import start_outbox
 
     life = Lifecycle()
     life.install_signal_handlers()  # SIGTERM/SIGINT: stop taking work, drain, release leases, exit 0
@@ -113,8 +113,8 @@ def _services_for_jobs(**overrides: Any) -> Services:
 
 def cmd_scheduler(_: argparse.Namespace) -> int:
     from bot.lifecycle import Lifecycle
-    from bot.outbox_sender import start_outbox
     from bot.scheduler import start_scheduler
+    from bot.slack.outbox_sender import start_outbox
 
     life = Lifecycle()
     life.install_signal_handlers()
@@ -124,7 +124,7 @@ def cmd_scheduler(_: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from bot.rotation_flows import sweep
+    from bot.flows.rotation import sweep
 
     services = _services_for_jobs()
     now = args.as_of or services.clock()
@@ -141,7 +141,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def _sweep_end_dates(services: Any, now: datetime, *, dry_run: bool) -> int:
     """The end dates of time-bound users, as the scheduled sweep does them; returns how many failed."""
-    from bot import timebound, timebound_flows
+    from bot.core import timebound
+    from bot.flows import timebound as timebound_flows
 
     if dry_run:
         due = [
@@ -202,8 +203,9 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from bot import db, sync, sync_findings, sync_fix
+    from bot import db
     from bot.aws_iam import AwsError
+    from bot.core import sync, sync_findings, sync_fix
 
     services = _services_for_jobs()
     now = services.clock()
@@ -239,7 +241,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bot import report_flows
+    from bot.flows import report as report_flows
 
     return report_flows.command(args, services=_services_for_jobs, fail=_fail)
 
@@ -254,7 +256,7 @@ def cmd_doctor(_: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from bot import logs
-    from bot.demo import run_demo
+    from bot.devtools.demo import run_demo
 
     logs.settings_from_env()  # an unknown LOG_LEVEL or LOG_FORMAT stops here, in one line
 

@@ -164,7 +164,7 @@ class Settings(BaseSettings):
     koding_iam_auto_deactivate_after_days: int | None = Field(default=None, ge=0, le=3650)
     koding_iam_delete_after_days: int = Field(default=7, ge=1, le=365)
     koding_iam_sweep_interval_minutes: int = Field(default=5, ge=1, le=1440)
-    # Key usage (bot/key_usage.py): how often the sweep reads each key's last use again (keys of a rotation in
+    # Key usage (bot/core/key_usage.py): how often the sweep reads each key's last use again (keys of a rotation in
     # progress are read at every sweep); retiring the old key once the new one is in use; unused keys (CIS AWS
     # Foundations 1.12: 45 days) and their optional deactivation after a further grace period.
     koding_iam_last_used_refresh_minutes: int = Field(default=60, ge=1, le=1440)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import Settings
-from bot.slack_scopes import REQUIRED_SCOPES
+from bot.slack.scopes import REQUIRED_SCOPES
 
 BAD_TOKEN_ERRORS = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"})
 

@@ -32,9 +32,9 @@ from sqlalchemy import Engine, event, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import outbox
+from bot.core import outbox
+from bot.core.leases import process_prefix
 from bot.db import make_engine, make_session_factory, session_scope
-from bot.leases import process_prefix
 from bot.server import SLACK_PATH, StartResponse, answer, create_http_server
 from models import AccessRequest, UserLease
 

@@ -247,7 +247,7 @@ class _OutboxCollector(Collector):
         return []
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from bot.outbox import depth
+        from bot.core.outbox import depth
 
         behind = GaugeMetricFamily("koding_iam_outbox_behind", "Slack surfaces marked changed and not delivered yet.")
         age = GaugeMetricFamily(
@@ -275,8 +275,8 @@ class _OutboxCollector(Collector):
 class _KeyCollector(Collector):
     """Access keys by rotation stage, and the age of the oldest active key, read at scrape time.
 
-    One short read-only session per scrape; the stages follow bot/rotation_policy.py's `stage_of` with the configured
-    policy, counted in SQL so a scrape stays cheap however many keys there are.
+    One short read-only session per scrape; the stages follow bot/core/rotation_policy.py's `stage_of` with the
+    configured policy, counted in SQL so a scrape stays cheap however many keys there are.
     """
 
     def __init__(
@@ -313,7 +313,7 @@ class _KeyCollector(Collector):
     def _read(self) -> tuple[dict[str, int], datetime | None, datetime]:
         from sqlalchemy import case, func, select
 
-        from bot.rotation_policy import Policy
+        from bot.core.rotation_policy import Policy
         from models import AccessKey, KeyStatus
 
         policy = Policy.from_settings(self.settings)

@@ -17,7 +17,11 @@ from apscheduler.executors.pool import BasePoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 
-from bot import admin_flows, flows, rotation_flows, sync, timebound_flows
+from bot.core import sync
+from bot.flows import offboarding as admin_flows
+from bot.flows import requesting as flows
+from bot.flows import rotation as rotation_flows
+from bot.flows import timebound as timebound_flows
 from bot.services import Services
 
 log = logging.getLogger(__name__)

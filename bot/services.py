@@ -13,14 +13,14 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import access
 from bot.aws_iam import IamGateway
 from bot.config import Settings
-from bot.key_verification import Pace
-from bot.leases import Leaser
+from bot.core import access
+from bot.core.key_verification import Pace
+from bot.core.leases import Leaser
 from bot.metrics import Metrics
-from bot.notify import Notifier
 from bot.request_context import carrying_context
+from bot.slack.notify import Notifier
 
 
 def _utcnow() -> datetime:
@@ -28,7 +28,7 @@ def _utcnow() -> datetime:
 
 
 def _no_sender() -> None:
-    """Until an outbox sender starts (bot/outbox_sender.py), marked surfaces wait for one to look."""
+    """Until an outbox sender starts (bot/slack/outbox_sender.py), marked surfaces wait for one to look."""
 
 
 def instance_id() -> str:
@@ -56,7 +56,7 @@ class Services:
     key_check_pace: Pace = field(default_factory=Pace)
     # Wakes this process's outbox sender after a flow marked a Slack surface changed (set when it starts).
     wake_outbox: Callable[[], None] = _no_sender
-    # Slack user groups and member status for the access rule (bot/access.py); create_services gives the Slack one.
+    # Slack user groups and member status for the access rule (bot/core/access.py); create_services gives the Slack one.
     directory: access.Directory = field(default_factory=access.StaticDirectory)
 
     def admin_ids(self) -> frozenset[str]:
@@ -70,7 +70,7 @@ class Services:
 
     @property
     def leaser(self) -> Leaser:
-        """Takes per-IAM-user leases in this process's name (bot/leases.py)."""
+        """Takes per-IAM-user leases in this process's name (bot/core/leases.py)."""
         return Leaser(
             self.session_factory,
             process_owner=self.owner,

@@ -1,5 +1,5 @@
 """Button clicks: one named listener per action id. Every click is acknowledged first; the middleware has read
-the button's target; authorization happens on the server in bot.flows (an admin-only button also here)."""
+the button's target; authorization happens on the server in bot/flows/ (an admin-only button also here)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,12 @@ from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
 
-from bot import admin_flows, flows, ids, key_usage_flows, rotation_flows
+from bot.flows import key_usage as key_usage_flows
+from bot.flows import offboarding as admin_flows
+from bot.flows import requesting as flows
+from bot.flows import rotation as rotation_flows
 from bot.services import Services
+from bot.slack import ids
 from handlers.middleware import Answer, answering, button_target
 from handlers.parsing import Toggle, button_id, channel_of, toggle_of, user_of
 

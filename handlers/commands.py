@@ -12,8 +12,13 @@ from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
 
-from bot import access, admin_flows, flows, home, ids, report_flows, rotation_flows, views
+from bot.core import access
+from bot.flows import offboarding as admin_flows
+from bot.flows import report as report_flows
+from bot.flows import requesting as flows
+from bot.flows import rotation as rotation_flows
 from bot.services import Services
+from bot.slack import home, ids, views
 from handlers.middleware import Answer, answering, restricted_command
 
 

@@ -6,8 +6,9 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
-from bot import admin_flows, home
+from bot.flows import offboarding as admin_flows
 from bot.services import Services
+from bot.slack import home
 
 
 def register(app: App, services: Services) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bot.ids import TOGGLE_TARGETS
+from bot.slack.ids import TOGGLE_TARGETS
 
 MAX_ID = 2**53
-# A modal's private_metadata that is not what the bot wrote (bot/modal_metadata.py): within a field error's 150.
+# A modal's private_metadata that is not what the bot wrote (bot/slack/modal_metadata.py): within a field error's 150.
 TAMPERED_FORM = "This form's hidden data is not what koding-iam wrote; nothing was changed. Open the form again."
 
 

@@ -7,9 +7,11 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
-from bot import admin_flows, flows, ids, views
-from bot.modal_metadata import DenyMetadata, RevokeMetadata
+from bot.flows import offboarding as admin_flows
+from bot.flows import requesting as flows
 from bot.services import Services
+from bot.slack import ids, views
+from bot.slack.modal_metadata import DenyMetadata, RevokeMetadata
 from handlers.parsing import TAMPERED_FORM, user_of
 
 

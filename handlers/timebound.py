@@ -7,10 +7,11 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
-from bot import ids, timebound_flows
-from bot import timebound_views as tviews
-from bot.modal_metadata import DoneMetadata, ExtendMetadata
+from bot.flows import timebound as timebound_flows
 from bot.services import Services
+from bot.slack import ids
+from bot.slack import timebound_views as tviews
+from bot.slack.modal_metadata import DoneMetadata, ExtendMetadata
 from handlers.actions import Click, button
 from handlers.middleware import Answer
 from handlers.parsing import TAMPERED_FORM, user_of

@@ -94,7 +94,7 @@ class AccessKey(Base):
     last_used_region: Mapped[str | None] = mapped_column(String(32))
     last_used_read_at: Mapped[datetime | None]
     first_used_at: Mapped[datetime | None]
-    # What the owner was last told about the key's use (bot/key_usage.py: UsageStage), claimed like reminders.
+    # What the owner was last told about the key's use (bot/core/key_usage.py: UsageStage), claimed like reminders.
     usage_stage: Mapped[str] = mapped_column(String(16), default="", server_default="")
     usage_told_at: Mapped[datetime | None]
 

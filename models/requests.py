@@ -53,7 +53,7 @@ class AccessRequest(Base):
     decided_at: Mapped[datetime | None]
     deny_reason: Mapped[str | None] = mapped_column(String(500))
     # Distinct approvers the request needs (frozen from its profiles' policy at submission), and how many it has:
-    # the count moves only by compare-and-set beside a RequestApproval row (bot/approval.py).
+    # the count moves only by compare-and-set beside a RequestApproval row (bot/core/approval.py).
     approvals_required: Mapped[int] = mapped_column(default=1, server_default="1")
     approvals_count: Mapped[int] = mapped_column(default=0, server_default="0")
     failure_reason: Mapped[str | None] = mapped_column(Text)
@@ -63,7 +63,7 @@ class AccessRequest(Base):
     expiry_reminded_at: Mapped[datetime | None]
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_until: Mapped[datetime | None]
-    # Time-bound access (bot/timebound.py): the days asked for (or the profile's max_days), turned into `ends_at`
+    # Time-bound access (bot/core/timebound.py): the days asked for (or the profile's max_days), turned into `ends_at`
     # when the user is created; `end_stage` is the last end reminder the owner was told of, and the claim (stage +
     # time) is taken before one is sent, so two sweeps never send the same reminder twice.
     access_days: Mapped[int | None]

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from bot import demo
-from bot.demo import run_demo
-from bot.terminal_render import mrkdwn_to_text
+from bot.devtools import demo
+from bot.devtools.demo import run_demo
+from bot.devtools.terminal_render import mrkdwn_to_text
 
 SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
 
@@ -131,8 +131,8 @@ def test_mrkdwn_is_shown_as_a_person_reads_it(mrkdwn: str, text: str) -> None:
 
 
 def test_demo_fails_loudly_when_slack_would_refuse_a_body() -> None:
-    from bot.demo import DemoError, _check_block_kit
     from bot.devtools import blockkit_rules
+    from bot.devtools.demo import DemoError, _check_block_kit
     from bot.devtools.slack_standin import SlackStandIn
 
     standin = SlackStandIn()

@@ -22,13 +22,13 @@ from bot import db
 from bot.app import create_app, create_services
 from bot.aws_iam import Backoff, IamGateway
 from bot.config import Settings, load_settings
+from bot.core.key_verification import Pace
 from bot.devtools.driver import SlackDriver
 from bot.devtools.slack_standin import SlackStandIn
-from bot.key_verification import Pace
-from bot.outbox_sender import OutboxSender
 from bot.server import SLACK_PATH, make_wsgi_app
 from bot.services import Services
-from bot.slack_pacing import DEFAULT_RATES, Pacer, Rate
+from bot.slack.outbox_sender import OutboxSender
+from bot.slack.pacing import DEFAULT_RATES, Pacer, Rate
 
 SIGNING_SECRET = "sandbox-signing-secret"  # noqa: S105 - a local stand-in's secret, not a credential
 BOT_TOKEN = "xoxb-sandbox-token"  # noqa: S105

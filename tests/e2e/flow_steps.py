@@ -7,10 +7,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot import ids
 from bot.db import session_scope
 from bot.devtools.driver import Response
 from bot.devtools.sandbox import Sandbox
+from bot.slack import ids
 from models import AccessRequest
 
 

@@ -10,9 +10,10 @@ import boto3
 import pytest
 from sqlalchemy import select
 
-from bot import admin_flows, ids
 from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
+from bot.flows import offboarding as admin_flows
+from bot.slack import ids
 from models import AccessKey
 from tests.e2e.flow_steps import (
     actions_in,

@@ -12,9 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import func, select
 
-from bot import ids
 from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
+from bot.slack import ids
 from models import AuditEvent, KeyGrant, RequestApproval
 from tests.e2e.flow_steps import actions_in, card, click, ephemeral_texts, only_request, refreshed, submit_request
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot import ids
 from bot.devtools.sandbox import Sandbox
+from bot.slack import ids
 from tests.e2e.flow_steps import card, click, ephemeral_texts, only_request, refreshed, submit_request
 
 

@@ -20,10 +20,13 @@ import boto3
 import pytest
 from sqlalchemy import select, update
 
-from bot import cli, ids, rotation, rotation_flows, sync
+from bot import cli
+from bot.core import rotation, sync
+from bot.core.report import COLUMNS, SUMMARY_COLUMNS, iso
 from bot.db import session_scope
 from bot.devtools.sandbox import MOTO_ACCOUNT_ID, Sandbox
-from bot.report import COLUMNS, SUMMARY_COLUMNS, iso
+from bot.flows import rotation as rotation_flows
+from bot.slack import ids
 from models import AccessKey, AccessRequest, AuditEvent
 from tests.e2e.flow_steps import card, click, reveal_first_key, submit_request
 
@@ -265,7 +268,7 @@ def test_a_non_admin_is_refused_and_nothing_is_built(sqlite_sandbox: Sandbox) ->
     assert sb.services.gateway.calls == aws_calls  # no GetAccessKeyLastUsed: nothing was gathered
     assert len(sb.standin.calls) == slack_calls  # no DM, no upload
     # The flow checks on its own too, whoever calls it.
-    from bot import report_flows
+    from bot.flows import report as report_flows
 
     report_flows.report_command(sb.services, admin_id="UALICE", channel="C0GENERAL")
     sb.wait_idle()

@@ -10,8 +10,8 @@ from typing import Any
 import boto3
 import pytest
 
-from bot import ids
 from bot.devtools.sandbox import Sandbox
+from bot.slack import ids
 from tests.e2e.flow_steps import actions_in, click, only_request, refreshed, submit_request
 
 BOUNDARY = "arn:aws:iam::123456789012:policy/koding-boundary"

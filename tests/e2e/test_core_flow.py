@@ -6,9 +6,9 @@ import json
 
 from sqlalchemy import select
 
-from bot import ids
 from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
+from bot.slack import ids
 from models import AccessKey, AuditEvent, KeyGrant
 from tests.e2e.flow_steps import (
     actions_in,

@@ -7,9 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import func, select
 
-from bot import ids
 from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
+from bot.slack import ids
 from models import AuditEvent, KeyGrant
 from tests.e2e.flow_steps import card, only_request, refreshed, submit_request
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from bot import ids
 from bot.devtools.sandbox import Sandbox
+from bot.slack import ids
 from handlers.commands import ADMIN_ONLY, TABLE
 from handlers.middleware import ADMIN_BUTTON, BROKEN_BUTTON
 from handlers.parsing import TAMPERED_FORM

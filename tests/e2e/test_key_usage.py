@@ -9,11 +9,12 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot import ids, rotation_flows
 from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
 from bot.devtools.strict_iam import set_access_key_last_used
+from bot.flows import rotation as rotation_flows
 from bot.services import Services
+from bot.slack import ids
 from models import AuditEvent
 from tests.e2e.flow_steps import actions_in, click, ephemeral_texts, refreshed, reveal_first_key
 from tests.e2e.test_admin_lifecycle import home_of

@@ -23,12 +23,13 @@ from typing import Any
 import pytest
 from sqlalchemy import MetaData, select
 
-from bot import ids, logs
+from bot import logs
 from bot.aws_iam import AccessDenied, NewAccessKey
 from bot.db import session_scope
 from bot.devtools import strict_iam
 from bot.devtools.sandbox import Sandbox
-from bot.reveal_modal import ACCEPTED, CHECKING, NOT_YET
+from bot.flows.revealing import ACCEPTED, CHECKING, NOT_YET
+from bot.slack import ids
 from models import AccessKey, AuditEvent, GrantStatus, KeyGrant
 from tests.e2e.flow_steps import click, provision_for, reveal_first_key
 

@@ -11,11 +11,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
-from bot import ids
 from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
 from bot.metrics import KEY_STAGES
 from bot.scheduler import add_jobs
+from bot.slack import ids
 from models import AccessKey
 from tests.e2e.flow_steps import card, click, reveal_dm, submit_request
 

@@ -11,9 +11,10 @@ import boto3
 from botocore.exceptions import ClientError
 from sqlalchemy import select
 
-from bot import admin_flows, offboarding
+from bot.core import offboarding
 from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
+from bot.flows import offboarding as admin_flows
 from models import ProvisioningStep
 from tests.e2e.flow_steps import only_request, reveal_first_key
 from tests.iam_attachments import attach

@@ -8,13 +8,14 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from bot import home, ids, outbox
+from bot.core import outbox
 from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
 from bot.devtools.slack_wire import RateLimit
 from bot.lifecycle import release_leases
-from bot.outbox_sender import OutboxSender
-from bot.slack_pacing import Pacer, Rate
+from bot.slack import home, ids
+from bot.slack.outbox_sender import OutboxSender
+from bot.slack.pacing import Pacer, Rate
 from models import OutboxEntry
 from tests.e2e.flow_steps import card, click, submit_request
 

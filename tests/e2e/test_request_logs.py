@@ -93,7 +93,7 @@ def test_after_ack_work_on_the_listener_pool_names_the_event(sqlite_sandbox: San
     sb.wait_idle()
 
     (request,) = [fields for name, _, fields in lines.lines if name == "bot.app"]
-    (failure,) = [(message, fields) for name, message, fields in lines.lines if name == "bot.home"]
+    (failure,) = [(message, fields) for name, message, fields in lines.lines if name == "bot.slack.home"]
     assert failure[0] == "could not publish App Home for UALICE: internal_error"
     assert lines.threads[failure[0]].startswith("listener")  # Bolt's pool, not the request's thread
     assert failure[1] == request and request["kind"] == "event" and request["callback"] == "app_home_opened"

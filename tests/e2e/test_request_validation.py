@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from bot import ids
 from bot.devtools.sandbox import Sandbox
+from bot.slack import ids
 from tests.e2e.flow_steps import card, click, only_request, open_request_modal, requests, submit_request
 
 

@@ -9,9 +9,10 @@ from typing import Any
 import boto3
 from sqlalchemy import select, update
 
-from bot import flows, ids
 from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
+from bot.flows import requesting as flows
+from bot.slack import ids
 from models import AccessKey, AuditEvent, KeyGrant, ProvisioningStep
 from tests.e2e.flow_steps import actions_in, card, click, only_request, refreshed, reveal_dm, submit_request
 

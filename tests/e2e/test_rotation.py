@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot import ids, rotation_flows
 from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
 from bot.devtools.strict_iam import set_access_key_last_used
 from bot.errors import DomainError
+from bot.flows import rotation as rotation_flows
+from bot.slack import ids
 from models import AccessKey, AuditEvent
 from tests.e2e.flow_steps import actions_in, click, refreshed, reveal_first_key
 
@@ -269,7 +270,7 @@ def test_secret_of_the_rotated_key_appears_only_in_its_modal(sandbox: Sandbox) -
 def test_restart_in_the_middle_of_a_rotation(sandbox: Sandbox) -> None:
     """The process dies while the new key is on its way to Slack: the owner may have seen it, so recovery keeps
     it, records it as theirs beside the old key, and tells them to rotate again if they did not copy it."""
-    from bot import flows
+    from bot.flows import requesting as flows
     from tests.e2e.test_resilience import Crash
 
     sb = sandbox

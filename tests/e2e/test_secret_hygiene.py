@@ -10,8 +10,9 @@ from pathlib import Path
 
 from sqlalchemy import MetaData, select
 
-from bot import ids, logs
+from bot import logs
 from bot.devtools.sandbox import Sandbox
+from bot.slack import ids
 from tests.e2e.flow_steps import card, click, refreshed, reveal_dm, submit_request
 
 SECRET_IN_MODAL = re.compile(r"\*Secret Access Key\*\\n`([A-Za-z0-9/+]{40})`")

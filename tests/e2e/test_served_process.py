@@ -14,8 +14,8 @@ from typing import Any
 import boto3
 import pytest
 
-from bot import ids
 from bot.devtools.slack_standin import SlackStandIn
+from bot.slack import ids
 from tests.e2e.served import cli, free_port, moto_server, serve, serve_env
 
 pytestmark = pytest.mark.slow

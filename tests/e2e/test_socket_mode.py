@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot import ids
 from bot.devtools.driver import SocketDriver
 from bot.devtools.slack_standin import SlackStandIn
 from bot.devtools.socket_standin import SocketStandIn
+from bot.slack import ids
 from tests.e2e.served import cli, free_port, moto_server, serve, serve_env
 from tests.e2e.test_served_process import _message_with, iam_client, wait_for
 

@@ -16,11 +16,12 @@ import boto3
 import pytest
 from sqlalchemy import select, update
 
-from bot import ids, rotation, rotation_policy, sync, sync_findings, sync_fix
+from bot.core import rotation, rotation_policy, sync, sync_findings, sync_fix
+from bot.core.rotation_policy import ActionKind, Policy, Stage
+from bot.core.sync_findings import FindingKind
 from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
-from bot.rotation_policy import ActionKind, Policy, Stage
-from bot.sync_findings import FindingKind
+from bot.slack import ids
 from models import AccessKey, AccessRequest, AuditEvent, KeyStatus, SyncFinding
 from tests.e2e.flow_steps import reveal_first_key
 

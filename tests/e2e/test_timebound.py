@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from bot import ids, scheduler
+from bot import scheduler
 from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
 from bot.services import Services
+from bot.slack import ids
 from models import AccessExtension, AuditEvent
 from tests.e2e.flow_steps import actions_in, card, click, only_request, open_request_modal, refreshed, reveal_dm
 

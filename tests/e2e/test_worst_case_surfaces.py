@@ -12,12 +12,12 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from bot import home, ids, views
 from bot.aws_iam import KeyLastUsed, NewAccessKey
+from bot.core.provisioning import StepProgress, StepState
 from bot.db import session_scope
 from bot.devtools import blockkit_rules
 from bot.devtools.sandbox import Sandbox
-from bot.provisioning import StepProgress, StepState
+from bot.slack import home, ids, views
 from models import AccessKey, AccessRequest, AuditEvent, KeyGrant, RequestStatus, SyncFinding
 from tests.e2e.flow_steps import card, click, only_request, open_request_modal
 

@@ -17,9 +17,10 @@ from reliability_support import record_figure
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from bot import db, rotation_flows
+from bot import db
 from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
+from bot.flows import rotation as rotation_flows
 from models import AccessKey, Exemption
 from tests.e2e.flow_steps import reveal_first_key
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from reliability_support import db_counts, record_figure
 
-from bot import ids
 from bot.devtools.sandbox import Sandbox
+from bot.slack import ids
 from tests.e2e.flow_steps import card, click, open_request_modal, requests, submit_request
 
 FAKE_HEADING = "*IAM calls approval makes*"

@@ -17,11 +17,12 @@ import pytest
 from reliability_support import audit_count, record_figure
 from sqlalchemy import func, select
 
-from bot import ids, rotation_flows
 from bot.db import session_scope
 from bot.devtools.driver import Response
 from bot.devtools.sandbox import Sandbox
+from bot.flows import rotation as rotation_flows
 from bot.replay import MARGIN, SIGNATURE_WINDOW, ReplayGuard
+from bot.slack import ids
 from models import AccessKey, Exemption, SeenRequest
 from tests.e2e.flow_steps import card, click, refreshed, reveal_first_key, submit_request
 

@@ -31,9 +31,10 @@ from reliability_support import (
     wait_for,
 )
 
-from bot import db, ids
+from bot import db
 from bot.devtools.driver import Response
 from bot.devtools.slack_standin import SlackStandIn
+from bot.slack import ids
 from tests.e2e.served import Served, free_port, moto_server, serve, serve_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]

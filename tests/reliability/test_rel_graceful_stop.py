@@ -35,10 +35,11 @@ from reliability_support import (
 )
 from sqlalchemy import select
 
-from bot import db, ids
+from bot import db
 from bot.devtools.driver import SocketDriver
 from bot.devtools.slack_standin import SlackStandIn
 from bot.devtools.socket_standin import SocketStandIn
+from bot.slack import ids
 from models import AccessRequest, ProvisioningStep, UserLease
 from tests.e2e.served import Served, free_port, moto_server, serve, serve_env
 

@@ -12,9 +12,9 @@ from typing import Any
 
 from reliability_support import db_rows, iam_state, koding_users
 
-from bot import ids
 from bot.devtools.driver import SlackDriver
 from bot.devtools.sandbox import SIGNING_SECRET, Sandbox
+from bot.slack import ids
 from tests.e2e.flow_steps import card, click, only_request, requests, reveal_dm, submit_request
 
 # Each would notify, mention, link or leak if it reached Slack unescaped.

@@ -27,9 +27,9 @@ import pytest
 from reliability_support import PG_URL, db_rows, iam_state, postgres_schema
 from slack_sdk.signature import SignatureVerifier
 
-from bot import ids
 from bot.devtools.driver import Response
 from bot.devtools.sandbox import Sandbox
+from bot.slack import ids
 from tests.e2e.flow_steps import card, provision_for, submit_request
 
 TEAM, APP = "T0KODING", "AKODING"

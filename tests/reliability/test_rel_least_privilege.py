@@ -28,9 +28,9 @@ from botocore.exceptions import ClientError
 from moto.core.authorization import enable_iam_authentication
 from reliability_support import audit_count, koding_users, record_figure
 
-from bot import ids
 from bot.aws_iam import Backoff, IamGateway, standard_retries
 from bot.devtools.sandbox import Sandbox
+from bot.slack import ids
 from tests.e2e.flow_steps import card, click, only_request, refreshed, reveal_dm, submit_request
 
 POLICY = json.loads((Path(__file__).resolve().parents[2] / "docs" / "iam-policy.json").read_text())
@@ -147,7 +147,7 @@ def test_each_provisioning_action_is_needed_and_its_absence_is_named(sqlite_sand
 
 
 NO_CREATE_ACCESS_KEY = (
-    "bot/reveal.py create_and_deliver() turns any AwsError from CreateAccessKey into 'AWS could not create the "
+    "bot/core/reveal.py create_and_deliver() turns any AwsError from CreateAccessKey into 'AWS could not create the "
     "access key (AccessDenied). Try the button again later.' — a missing permission is reported to the requester "
     "as a transient fault to retry, without the plain 'may not call CreateAccessKey' reason provisioning gives, "
     "and the admins (who can fix the policy) are not told at all."
@@ -169,9 +169,9 @@ def test_reveal_without_create_access_key_names_the_missing_permission(sqlite_sa
 
 
 NO_DELETE_ACCESS_KEY = (
-    "When views.update fails and DeleteAccessKey is denied, bot/reveal.py _undo() raises AccessDenied out of the "
-    "`except Exception` block in create_and_deliver(); bot/flows.py reveal_keys() does not catch AwsError, so the "
-    "requester gets bot/app.py's generic 'Something went wrong ... nothing was lost' while an unseen key stays "
+    "When views.update fails and DeleteAccessKey is denied, bot/core/reveal.py _undo() raises AccessDenied out of the "
+    "`except Exception` block in create_and_deliver(); bot/flows/requesting.py reveal_keys() does not catch AwsError, "
+    "so the requester gets bot/app.py's generic 'Something went wrong ... nothing was lost' while an unseen key stays "
     "active in AWS and the grant stays 'revealing' with its id; no one is told that DeleteAccessKey is missing."
 )
 
@@ -235,7 +235,7 @@ def provisioned_with_every_attachment(sb: Sandbox) -> int:
 
 
 def test_revoke_of_a_user_with_every_attachment_works_with_only_the_documented_policy(sqlite_sandbox: Sandbox) -> None:
-    from bot import admin_flows
+    from bot.flows import offboarding as admin_flows
 
     sb = sqlite_sandbox
     request_id = provisioned_with_every_attachment(sb)
@@ -250,7 +250,7 @@ def test_revoke_of_a_user_with_every_attachment_works_with_only_the_documented_p
 
 @pytest.mark.parametrize("action", OFFBOARDING_ACTIONS)
 def test_each_new_offboarding_action_is_needed_and_its_absence_is_named(sqlite_sandbox: Sandbox, action: str) -> None:
-    from bot import admin_flows
+    from bot.flows import offboarding as admin_flows
 
     sb = sqlite_sandbox
     request_id = provisioned_with_every_attachment(sb)

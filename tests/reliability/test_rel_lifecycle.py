@@ -21,11 +21,13 @@ from reliability_support import FaultInjector, record_figure, wait_for
 from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError
 
-from bot import flows, ids, rotation_flows
-from bot.admin_flows import resume_revokes
 from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
+from bot.flows import requesting as flows
+from bot.flows import rotation as rotation_flows
+from bot.flows.offboarding import resume_revokes
 from bot.services import Services
+from bot.slack import ids
 from models import AccessKey, KeyGrant, UserLease
 from tests.e2e.flow_steps import click, provision_for, refreshed, requests, reveal_first_key
 

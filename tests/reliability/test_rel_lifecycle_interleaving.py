@@ -23,11 +23,14 @@ import pytest
 from reliability_support import record_figure
 from sqlalchemy import select
 
-from bot import admin_flows, flows, ids, rotation_flows
 from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
 from bot.errors import DomainError
+from bot.flows import offboarding as admin_flows
+from bot.flows import requesting as flows
+from bot.flows import rotation as rotation_flows
 from bot.services import Services
+from bot.slack import ids
 from models import AccessKey, AccessRequest
 from tests.e2e.flow_steps import click, submit_request
 

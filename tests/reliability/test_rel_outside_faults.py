@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from reliability_support import FaultInjector, audit_count, koding_users, posts_with, record_figure
 
-from bot import ids
 from bot.devtools.sandbox import Sandbox
+from bot.slack import ids
 from tests.e2e.flow_steps import actions_in, card, click, only_request, refreshed, reveal_dm, submit_request
 
 FLOW_METHODS = ("views.open", "chat.postMessage", "chat.update", "views.update")
@@ -207,11 +207,11 @@ def koding_users_in(sb: Sandbox) -> list[str]:
 
 
 CONNECTION_LOST = (
-    "bot/flows.py reveal_keys() handles only SlackApiError from the key modal's views.update. When the connection "
-    "drops on every retry (http.client.RemoteDisconnected / URLError), the key is correctly deleted and the grant "
-    "re-armed, but the modal is left on 'Generating your access key…' and the requester gets bot/app.py's generic "
-    "'Something went wrong … nothing was lost' DM instead of 'Slack could not show your key, so it was deleted "
-    "again … press Reveal once more'."
+    "bot/flows/requesting.py reveal_keys() handles only SlackApiError from the key modal's views.update. When the "
+    "connection drops on every retry (http.client.RemoteDisconnected / URLError), the key is correctly deleted and the "
+    "grant re-armed, but the modal is left on 'Generating your access key…' and the requester gets bot/app.py's generic"
+    " 'Something went wrong … nothing was lost' DM instead of 'Slack could not show your key, so it was deleted again …"
+    " press Reveal once more'."
 )
 
 

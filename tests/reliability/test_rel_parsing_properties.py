@@ -13,11 +13,11 @@ from typing import Any
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bot import ids
 from bot.config import DEFAULT_PROFILES, Profile
-from bot.intake import RequestForm
-from bot.validation import iam_user_name_error, profiles_error, purpose_error, suggest_user_name
-from bot.views import parse_deny_submission, parse_request_form
+from bot.core.intake import RequestForm
+from bot.core.validation import iam_user_name_error, profiles_error, purpose_error, suggest_user_name
+from bot.slack import ids
+from bot.slack.views import parse_deny_submission, parse_request_form
 from handlers.parsing import button_id, channel_of, user_of
 
 FAST = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])

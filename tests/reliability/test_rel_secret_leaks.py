@@ -25,9 +25,10 @@ import pytest
 from reliability_support import db_rows, record_figure
 from sqlalchemy import select
 
-from bot import ids, logs
+from bot import logs
 from bot.devtools.driver import Response
 from bot.devtools.sandbox import Sandbox
+from bot.slack import ids
 from models import KeyGrant
 from tests.e2e.flow_steps import card, click, reveal_dm, submit_request
 

@@ -33,9 +33,10 @@ from reliability_support import (
 )
 from sqlalchemy import func, select, update
 
-from bot import db, ids
-from bot.approval import ANNOUNCE_STALE_AFTER
+from bot import db
+from bot.core.approval import ANNOUNCE_STALE_AFTER
 from bot.devtools.slack_standin import SlackStandIn
+from bot.slack import ids
 from models import AccessRequest, ApprovalCard, KeyGrant, ProvisioningStep
 from tests.e2e.served import Served, free_port, moto_server, serve, serve_env
 

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from reliability_support import FaultInjector, audit_count, db_counts, koding_users, posts_with
 
-from bot import ids
 from bot.devtools.driver import Response
 from bot.devtools.sandbox import Sandbox
+from bot.slack import ids
 from tests.e2e.flow_steps import card, click, only_request, open_request_modal, refreshed, reveal_dm, submit_request
 
 RETRY_HEADERS = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from bot import ids
 from bot.app import refusal_response, refusal_text
 from bot.errors import AlreadyDecided, DomainError, InvalidState, NotAuthorized, ValidationFailed
+from bot.slack import ids
 
 
 def submission(callback_id: str) -> dict[str, Any]:

@@ -89,7 +89,7 @@ def test_user_of_missing_is_empty(body: dict[str, Any]) -> None:
 def test_toggle_values_name_their_target_and_round_trip() -> None:
     from datetime import UTC, datetime
 
-    from bot import ids
+    from bot.slack import ids
     from handlers.parsing import Toggle, toggle_of
 
     at = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot import ids
+from bot.slack import ids
 
 
 def test_every_id_value_is_unique_across_every_kind() -> None:

@@ -1,4 +1,4 @@
-"""Unit tests for bot/key_usage.py's pure rules and the key-usage settings: the retirement verdict allows for
+"""Unit tests for bot/core/key_usage.py's pure rules and the key-usage settings: the retirement verdict allows for
 AWS's 15-minute recording span both ways, unused keys are judged as of their reading, and the settings refuse
 malformed values with one line naming the variable."""
 
@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.key_usage import (
+from bot.core.key_usage import (
     Retirement,
     UsageKey,
     UsageKind,
@@ -19,7 +19,7 @@ from bot.key_usage import (
     is_unused,
     retirement,
 )
-from bot.key_usage_record import first_use_candidate
+from bot.core.key_usage_record import first_use_candidate
 from tests.unit.test_config_loading import config_error, load
 
 T0 = datetime(2027, 1, 1, tzinfo=UTC)

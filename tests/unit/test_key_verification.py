@@ -1,4 +1,4 @@
-"""bot/key_verification.py and IamGateway.key_identity against moto held to IAM's eventual consistency for new
+"""bot/core/key_verification.py and IamGateway.key_identity against moto held to IAM's eventual consistency for new
 keys (bot/devtools/strict_iam.py), on a fake clock shared by the stand-in and the backoff, so every wait is exact.
 
 Why: a new key shown before AWS accepts it fails in Koding for a few seconds; the reveal must ask with the key
@@ -15,8 +15,8 @@ import pytest
 from moto import mock_aws
 
 from bot.aws_iam import AccessDenied, IamGateway, NewAccessKey
+from bot.core.key_verification import Pace, Verdict, until_accepted
 from bot.devtools import strict_iam
-from bot.key_verification import Pace, Verdict, until_accepted
 
 
 class FakeTime:

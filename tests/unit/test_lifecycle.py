@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from bot import db, leases
+from bot import db
 from bot.config import ConfigError, load_settings
+from bot.core import leases
 from bot.lifecycle import HttpServing, Lifecycle, Stopped, TrackedExecutor, Work, release_leases
 from models import AccessRequest, RequestStatus, UserLease
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import yaml
 
-from bot import doctor_checks, ids
-from bot.slack_scopes import BOT_SCOPES, EVENT_SCOPES, METHOD_SCOPES, REQUIRED_SCOPES, SDK_HELPERS
+from bot import doctor_checks
+from bot.slack import ids
+from bot.slack.scopes import BOT_SCOPES, EVENT_SCOPES, METHOD_SCOPES, REQUIRED_SCOPES, SDK_HELPERS
 from handlers.commands import ADMIN_ONLY, help_reply
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +42,7 @@ def test_every_method_the_code_calls_has_a_decided_scope() -> None:
     methods = called_methods()
     assert {"chat.postMessage", "views.publish"} <= methods  # the pattern finds calls at all
     undecided = methods - set(METHOD_SCOPES)
-    assert not undecided, f"add these to bot/slack_scopes.py METHOD_SCOPES with their scope: {undecided}"
+    assert not undecided, f"add these to bot/slack/scopes.py METHOD_SCOPES with their scope: {undecided}"
     assert "conversations.open" not in methods  # the one method im:write would be for
 
 
@@ -78,7 +79,7 @@ def test_setup_doc_names_each_scope_with_what_needs_it() -> None:
 
 
 def test_socket_mode_asks_for_an_app_level_token_with_connections_write_only() -> None:
-    from bot.slack_scopes import APP_TOKEN_SCOPES
+    from bot.slack.scopes import APP_TOKEN_SCOPES
 
     assert set(APP_TOKEN_SCOPES) == {"connections:write"}
     assert "connections:write" not in MANIFEST["oauth_config"]["scopes"]["bot"]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bot.modal_metadata import MAX_METADATA, DenyMetadata, DoneMetadata, ExtendMetadata, RevokeMetadata
+from bot.slack.modal_metadata import MAX_METADATA, DenyMetadata, DoneMetadata, ExtendMetadata, RevokeMetadata
 
 MODELS = [DenyMetadata, RevokeMetadata, DoneMetadata, ExtendMetadata]
 

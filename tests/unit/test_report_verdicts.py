@@ -1,4 +1,4 @@
-"""The CIS verdicts at their edges, from plain facts (bot/report.py has no session and no AWS)."""
+"""The CIS verdicts at their edges, from plain facts (bot/core/report.py has no session and no AWS)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.aws_iam import KeyLastUsed
-from bot.report import (
+from bot.core.report import (
     ExemptionFacts,
     KeyFacts,
     RequestFacts,

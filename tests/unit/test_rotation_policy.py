@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.rotation_policy import ActionKind, KeyState, Policy, Stage, decide, stage_of
+from bot.core.rotation_policy import ActionKind, KeyState, Policy, Stage, decide, stage_of
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 POLICY = Policy(
@@ -117,8 +117,8 @@ def test_deleted_key_is_told_once() -> None:
 
 
 def test_reminder_dm_names_the_key_its_age_and_last_use() -> None:
-    from bot import ids, views
     from bot.aws_iam import KeyLastUsed
+    from bot.slack import ids, views
 
     used = KeyLastUsed(used_at=at(80), service="ec2", region="eu-west-1")
     text, blocks = views.key_reminder_dm(

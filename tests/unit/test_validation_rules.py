@@ -1,4 +1,4 @@
-"""Unit tests for bot/validation.py: what a person may type into the request form."""
+"""Unit tests for bot/core/validation.py: what a person may type into the request form."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.config import Profile
-from bot.validation import (
+from bot.core.validation import (
     PURPOSE_MAX,
     iam_user_name_error,
     profiles_error,

@@ -1,4 +1,4 @@
-"""Unit tests for bot/views.py: Block Kit builders and view-state parsers, built from plain model objects."""
+"""Unit tests for bot/slack/views.py: Block Kit builders and view-state parsers, built from plain model objects."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from bot import ids, views
 from bot.aws_iam import NewAccessKey
 from bot.config import Profile
-from bot.intake import RequestForm
-from bot.provisioning import StepProgress, StepState
+from bot.core.intake import RequestForm
+from bot.core.provisioning import StepProgress, StepState
+from bot.slack import ids, views
 from models import AccessRequest, KeyGrant, RequestStatus
 
 EVIL = "<!channel> <!here> <@U999> <http://evil.example|click> & more"

@@ -1,0 +1,1 @@
+"""Rules: each takes a Session and returns plain values; no Slack."""

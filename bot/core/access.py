@@ -1,0 +1,188 @@
+"""Who may decide a request, who is shown its card, and who counts as an admin: the one place these are decided.
+
+Approver lists (`KODING_IAM_ADMINS`, a profile's `approvers`) hold member IDs (`U…`, `W…`) and user group IDs
+(`S…`). No Slack here: group members and whether a member is an active person come from a `Directory` passed in
+(bot/slack/directory.py asks Slack, with a cache of at most five minutes).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.config import Settings
+from bot.errors import NotAuthorized
+from bot.slack.limits import SECTION_TEXT, clip
+
+log = logging.getLogger(__name__)
+
+
+class DirectoryUnavailable(Exception):
+    """Slack could not say (a group it does not know, a rate limit, an outage); the message names why."""
+
+
+class Directory(Protocol):
+    def group_members(self, group_id: str, *, fresh: bool = False) -> frozenset[str]:
+        """The group's member IDs; `fresh` skips the cache. Raises DirectoryUnavailable."""
+        ...
+
+    def is_active_person(self, user_id: str) -> bool:
+        """False for a deactivated or deleted member, a bot, or an ID Slack does not know. Raises
+        DirectoryUnavailable when Slack could not be asked."""
+        ...
+
+
+class StaticDirectory:
+    """A Directory from fixed data: for unit tests and tools that run without Slack."""
+
+    def __init__(self, groups: dict[str, Iterable[str]] | None = None, inactive: Iterable[str] = ()) -> None:
+        self.groups = {group: frozenset(members) for group, members in (groups or {}).items()}
+        self.inactive = frozenset(inactive)
+
+    def group_members(self, group_id: str, *, fresh: bool = False) -> frozenset[str]:
+        if group_id not in self.groups:
+            raise DirectoryUnavailable("no_such_subteam")
+        return self.groups[group_id]
+
+    def is_active_person(self, user_id: str) -> bool:
+        return user_id not in self.inactive
+
+
+def is_group(entry: str) -> bool:
+    return entry.startswith("S")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The approval policy of a request: the strictest of its profiles' policies."""
+
+    approvals_required: int
+    # Where the cards go: the profiles' own approval channels, else the global one; empty: each approver's DM.
+    channels: tuple[str, ...]
+
+
+def policy_for(settings: Settings, profile_keys: Sequence[str]) -> Policy:
+    profiles = [settings.profiles[key] for key in profile_keys if key in settings.profiles]
+    required = max((profile.approvals_required for profile in profiles), default=1)
+    channels = tuple(dict.fromkeys(p.approval_channel for p in profiles if p.approval_channel))
+    if not channels and settings.koding_iam_approval_channel:
+        channels = (settings.koding_iam_approval_channel,)
+    return Policy(approvals_required=required, channels=channels)
+
+
+def members(entries: Iterable[str], directory: Directory, *, fresh: bool = False) -> frozenset[str]:
+    """Member IDs named directly or through a group; a group Slack cannot answer for adds nobody (logged)."""
+    found: set[str] = set()
+    for entry in entries:
+        if not is_group(entry):
+            found.add(entry)
+            continue
+        try:
+            found |= directory.group_members(entry, fresh=fresh)
+        except DirectoryUnavailable as exc:
+            log.warning("user group %s could not be read: %s", entry, exc)
+    return frozenset(found)
+
+
+def _active(user_id: str, directory: Directory) -> bool:
+    """For sending: a member Slack could not be asked about counts as active (a card too many, never too few)."""
+    try:
+        return directory.is_active_person(user_id)
+    except DirectoryUnavailable as exc:
+        log.warning("could not check member %s (%s); treated as active for sending", user_id, exc)
+        return True
+
+
+def admin_members(settings: Settings, directory: Directory) -> list[str]:
+    """The active admins, groups expanded (cached): who gets admin DMs and the admins' App Home."""
+    return sorted(u for u in members(settings.admins, directory) if _active(u, directory))
+
+
+def is_admin(settings: Settings, user_id: str, directory: Directory) -> bool:
+    """An admin by ID or through a group (cached up to five minutes), and an active person."""
+    if user_id not in members(settings.admins, directory):
+        return False
+    try:
+        return directory.is_active_person(user_id)
+    except DirectoryUnavailable:
+        return False
+
+
+def _may_decide_entries(
+    settings: Settings, profile_keys: Sequence[str]
+) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """The admins' entries, and per profile its own approvers' entries (a profile without any: admins only)."""
+    profiles = [settings.profiles[key] for key in profile_keys if key in settings.profiles]
+    return tuple(settings.koding_iam_admins), [tuple(p.approvers) for p in profiles]
+
+
+def may_decide(
+    settings: Settings, profile_keys: Sequence[str], user_id: str, directory: Directory, *, fresh: bool = False
+) -> bool:
+    """An admin, or an approver of every profile the request asks for (a profile listing none: admins only)."""
+    admins, per_profile = _may_decide_entries(settings, profile_keys)
+    if user_id in members(admins, directory, fresh=fresh):
+        return True
+    return bool(per_profile) and all(
+        entries and user_id in members(entries, directory, fresh=fresh) for entries in per_profile
+    )
+
+
+def card_recipients(settings: Settings, profile_keys: Sequence[str], directory: Directory) -> list[str]:
+    """Where the approval cards go: the policy's channels, else a DM to each active person who may decide.
+    Deactivated members and bots are never sent a card."""
+    policy = policy_for(settings, profile_keys)
+    if policy.channels:
+        return list(policy.channels)
+    admins, per_profile = _may_decide_entries(settings, profile_keys)
+    candidates = members(admins, directory) | members((e for entries in per_profile for e in entries), directory)
+    return sorted(u for u in candidates if may_decide(settings, profile_keys, u, directory) and _active(u, directory))
+
+
+def authorize_decision(
+    settings: Settings, *, requester_id: str, profile_keys: Sequence[str], user_id: str, directory: Directory
+) -> None:
+    """At click time: membership is read fresh from Slack, so someone removed from a group can no longer decide;
+    a deactivated member or a bot never decides; nobody decides on their own request."""
+    if requester_id == user_id:
+        raise NotAuthorized("You cannot decide on your own request; another approver has to.")
+    if not may_decide(settings, profile_keys, user_id, directory, fresh=True):
+        raise NotAuthorized(
+            "Only koding-iam admins and the approvers of the requested profiles can approve or deny this request "
+            "(membership of an approver group is checked at each click). Nothing was changed."
+        )
+    try:
+        active = directory.is_active_person(user_id)
+    except DirectoryUnavailable:
+        raise NotAuthorized("Slack could not confirm your account just now; nothing was changed. Try again.") from None
+    if not active:
+        raise NotAuthorized("Deactivated accounts and bots cannot approve or deny requests. Nothing was changed.")
+
+
+def describe_approvers(settings: Settings, profile_keys: Sequence[str]) -> str:
+    """Who may decide, in mrkdwn mentions (`<!subteam^S…>` for a group), for help texts and the card."""
+    admins, per_profile = _may_decide_entries(settings, profile_keys)
+    text = "the koding-iam admins (" + mentions(admins) + ")"
+    if per_profile and all(per_profile):
+        text += " or " + " and ".join(mentions(entries) for entries in per_profile)
+    return text
+
+
+def approval_rules(settings: Settings) -> str:
+    """Who may approve what, one line per profile (mrkdwn, within a section's 3000 characters): for `/koding-iam
+    help` and the admins' App Home."""
+    lines = ["*Who approves what*"]
+    for profile in settings.profiles.values():
+        count = profile.approvals_required
+        needed = "1 approval" if count == 1 else f"{count} approvals from distinct people"
+        where = policy_for(settings, [profile.key]).channels
+        place = f", cards in <#{where[0]}>" if where else ", cards in each approver's DM"
+        lines.append(f"• *{profile.label}*: {needed} by {describe_approvers(settings, [profile.key])}{place}")
+    lines.append("Nobody approves their own request; deactivated accounts and bots never do.")
+    return clip("\n".join(lines), SECTION_TEXT)
+
+
+def mentions(entries: Iterable[str]) -> str:
+    return ", ".join(f"<!subteam^{e}>" if is_group(e) else f"<@{e}>" for e in entries)

@@ -1,0 +1,104 @@
+"""Recording each key's last use: GetAccessKeyLastUsed for the keys due for a reading, answers written with the
+time they were read. AWS is called with no transaction open (bot/devtools/transaction_guard.py fails a test that
+does otherwise); the records are what the App Home, the reminders and bot/core/key_usage.py read instead of AWS.
+
+AWS's answer (https://docs.aws.amazon.com/IAM/latest/APIReference/API_GetAccessKeyLastUsed.html): LastUsedDate,
+ServiceName and Region; for a key never used there is no date and both names are "N/A" (bot/aws_iam.py maps
+those to None, recorded as "never used").
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import case, or_, select, update
+from sqlalchemy.orm import Session, aliased, sessionmaker
+
+from bot.aws_iam import AwsError, IamGateway, KeyLastUsed
+from bot.core.key_usage import RECORDING_SPAN
+from bot.db import session_scope
+from models import AccessKey, GrantStatus, KeyGrant, KeyStatus
+
+READ_BATCH = 200
+
+
+def keys_due_for_reading(session: Session, now: datetime, refresh: timedelta) -> list[tuple[int, str, datetime]]:
+    """Keys whose last use should be read now: never read, read longer than `refresh` ago, or either key of a
+    rotation whose old key is active and undecided (read at every sweep, so the new key's first use is seen
+    early)."""
+    stale = or_(AccessKey.last_used_read_at.is_(None), AccessKey.last_used_read_at <= now - refresh)
+    rows = session.execute(
+        select(AccessKey.id, AccessKey.access_key_id, AccessKey.created_at)
+        .where(AccessKey.status != KeyStatus.DELETED, stale)
+        .order_by(AccessKey.id)
+    ).all()
+    old, new = aliased(AccessKey), aliased(AccessKey)
+    pairs = session.execute(
+        select(old.id, old.access_key_id, old.created_at, new.id, new.access_key_id, new.created_at)
+        .select_from(KeyGrant)
+        .join(old, old.access_key_id == KeyGrant.replaces_access_key_id)
+        .join(new, new.access_key_id == KeyGrant.access_key_id)
+        .where(
+            KeyGrant.status == GrantStatus.REVEALED,
+            old.status == KeyStatus.ACTIVE,
+            new.status == KeyStatus.ACTIVE,
+            old.usage_stage == "",  # nothing decided yet; afterwards both follow the refresh interval
+        )
+    ).all()
+    found = {int(row[0]): (int(row[0]), str(row[1]), row[2]) for row in rows}
+    for pair in pairs:
+        for key_row_id, access_key_id, created_at in (pair[:3], pair[3:]):
+            found.setdefault(int(key_row_id), (int(key_row_id), str(access_key_id), created_at))
+    return [found[key_row_id] for key_row_id in sorted(found)]
+
+
+def record_last_use(factory: sessionmaker[Session], gateway: IamGateway, *, now: datetime, refresh: timedelta) -> int:
+    """Read and record the last use of every key due for it; returns the GetAccessKeyLastUsed calls made.
+
+    AWS is called with no transaction open; each batch of answers is then written in one short transaction.
+    A key AWS does not answer for keeps its previous record (its read time too, so it is tried again next sweep).
+    """
+    with session_scope(factory) as session:
+        due = keys_due_for_reading(session, now, refresh)
+    calls = 0
+    for start in range(0, len(due), READ_BATCH):
+        answers: list[tuple[int, datetime, KeyLastUsed]] = []
+        for key_row_id, access_key_id, created_at in due[start : start + READ_BATCH]:
+            calls += 1
+            try:
+                answers.append((key_row_id, created_at, gateway.access_key_last_used(access_key_id)))
+            except AwsError:
+                continue
+        with session_scope(factory) as session:
+            for key_row_id, created_at, answer in answers:
+                first = first_use_candidate(answer.used_at, created_at)
+                session.execute(
+                    update(AccessKey)
+                    .where(AccessKey.id == key_row_id)
+                    .values(
+                        last_used_at=answer.used_at,
+                        last_used_service=answer.service,
+                        last_used_region=answer.region,
+                        last_used_read_at=now,
+                        # The earliest use read (outside the creation span): readings only move forward.
+                        first_used_at=AccessKey.first_used_at if first is None else _earliest(first),
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+    return calls
+
+
+def first_use_candidate(used_at: datetime | None, created_at: datetime) -> datetime | None:
+    """A recorded use that counts as the key's first use: not one in the recording span that starts at its
+    creation, which may be koding-iam's own check of the new key (sts:GetCallerIdentity signed with it) rather
+    than anything the owner set up. A use inside that span shows again as a later span if the key stays in use."""
+    if used_at is None or used_at < created_at + RECORDING_SPAN:
+        return None
+    return used_at
+
+
+def _earliest(used_at: datetime) -> object:
+    return case(
+        (or_(AccessKey.first_used_at.is_(None), AccessKey.first_used_at > used_at), used_at),
+        else_=AccessKey.first_used_at,
+    )

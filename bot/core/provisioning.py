@@ -1,0 +1,377 @@
+"""Provisioning: turn an approved request into IAM entities, step by step, idempotent and resumable.
+
+Each completed step is recorded before the next starts, so a run interrupted by a crash resumes from the first
+unfinished step. A lease on the request row keeps two processes from running the same request at once; the
+AWS operations are idempotent anyway, so a lease taken over after a stall does no harm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.aws_iam import AccessDenied, AwsError, EntityAlreadyExists, IamGateway, LimitExceeded, NoSuchEntity
+from bot.config import Settings
+from bot.core import audit
+from bot.core.intake import OURS_TAG_REQUEST, OURS_TAG_SLACK_USER
+from bot.core.leases import Leaser
+from bot.db import session_scope
+from models import AccessRequest, KeyGrant, ProvisioningStep, RequestStatus
+
+
+class StepState(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Step:
+    key: str
+    label: str
+    kind: str
+    group: str | None = None
+    policy_arn: str | None = None
+
+
+@dataclass(frozen=True)
+class StepProgress:
+    label: str
+    state: StepState
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # "provisioned", "failed", or "skipped" (another process holds the run, or nothing to do)
+    failure_reason: str | None = None
+    grant_id: int | None = None
+
+
+class PermanentFailure(Exception):
+    """A step cannot succeed by retrying now; the reason is written for the admin and the requester."""
+
+
+Progress = Callable[[list[StepProgress]], None]
+
+
+def plan_steps(request: AccessRequest, settings: Settings) -> list[Step]:
+    """The IAM calls approval makes, in order; also what the approval card lists."""
+    path = settings.koding_iam_path
+    steps: list[Step] = []
+    for entry in request.plan:
+        group = entry["group"]
+        steps.append(Step(f"group:{group}", f"CreateGroup {group} at {path}", "group", group=group))
+        for arn in entry["policies"]:
+            name = arn.rsplit("/", 1)[-1]
+            steps.append(
+                Step(
+                    f"policy:{group}:{arn}",
+                    f"AttachGroupPolicy {name} to {group}",
+                    "policy",
+                    group=group,
+                    policy_arn=arn,
+                )
+            )
+    boundary = ", with permissions boundary" if settings.koding_iam_permissions_boundary else ""
+    steps.append(Step("user", f"CreateUser {request.iam_user_name} at {path} (tagged{boundary})", "user"))
+    for entry in request.plan:
+        group = entry["group"]
+        steps.append(
+            Step(f"membership:{group}", f"AddUserToGroup {request.iam_user_name} to {group}", "membership", group=group)
+        )
+    return steps
+
+
+def progress_of(session: Session, request: AccessRequest, settings: Settings) -> list[StepProgress]:
+    """Each planned step with its state, read from the database (for cards drawn outside a run)."""
+    done = set(session.scalars(select(ProvisioningStep.step).where(ProvisioningStep.request_id == request.id)).all())
+    failed_next = request.status == RequestStatus.FAILED
+    states = []
+    for step in plan_steps(request, settings):
+        if step.key in done:
+            states.append(StepProgress(step.label, StepState.DONE))
+        elif failed_next:
+            states.append(StepProgress(step.label, StepState.FAILED))
+            failed_next = False
+        else:
+            states.append(StepProgress(step.label, StepState.PENDING))
+    return states
+
+
+def acquire_lease(
+    session: Session,
+    *,
+    request_id: int,
+    owner: str,
+    now: datetime,
+    seconds: int,
+    status: str = RequestStatus.PROVISIONING,
+) -> bool:
+    """Take or renew a run's lease (provisioning, or offboarding with status=revoking); False when another live
+    process holds it or the request moved on."""
+    result = session.execute(
+        update(AccessRequest)
+        .where(
+            AccessRequest.id == request_id,
+            AccessRequest.status == status,
+            or_(
+                AccessRequest.lease_owner.is_(None),
+                AccessRequest.lease_owner == owner,
+                AccessRequest.lease_until < now,
+            ),
+        )
+        .values(lease_owner=owner, lease_until=now + timedelta(seconds=seconds))
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def resumable_request_ids(session: Session, *, now: datetime, status: str = RequestStatus.PROVISIONING) -> list[int]:
+    """Runs (provisioning, or offboarding) not held by a live lease: interrupted by a crash, or never started."""
+    return list(
+        session.scalars(
+            select(AccessRequest.id)
+            .where(
+                AccessRequest.status == status,
+                or_(AccessRequest.lease_until.is_(None), AccessRequest.lease_until < now),
+            )
+            .order_by(AccessRequest.id)
+        ).all()
+    )
+
+
+def run(
+    factory: sessionmaker[Session],
+    *,
+    gateway: IamGateway,
+    settings: Settings,
+    request_id: int,
+    owner: str,
+    clock: Callable[[], datetime],
+    progress: Progress | None = None,
+    leaser: Leaser,
+) -> Outcome:
+    """Run (or resume) provisioning of one approved request, under its IAM user's lease."""
+    return under_user_lease(
+        factory,
+        request_id=request_id,
+        status=RequestStatus.PROVISIONING,
+        leaser=leaser,
+        purpose="provisioning",
+        work=lambda: _run_held(
+            factory,
+            gateway=gateway,
+            settings=settings,
+            request_id=request_id,
+            owner=owner,
+            clock=clock,
+            progress=progress,
+        ),
+    )
+
+
+def under_user_lease(
+    factory: sessionmaker[Session],
+    *,
+    request_id: int,
+    status: str,
+    leaser: Leaser,
+    purpose: str,
+    work: Callable[[], Outcome],
+) -> Outcome:
+    """Run a request's run (provisioning, offboarding) under its IAM user's lease, while the request is in
+    `status`; skipped when it moved on or another operation on the name is finishing (the resume tick carries
+    on once that holder lets go)."""
+    with session_scope(factory) as session:
+        request = session.get(AccessRequest, request_id)
+        if request is None or request.status != status:
+            return Outcome("skipped")
+        name = request.iam_user_name
+    user_lease = leaser.try_acquire(name, purpose=purpose)
+    if user_lease is None:
+        return Outcome("skipped")
+    try:
+        return work()
+    finally:
+        user_lease.release()
+
+
+def _run_held(
+    factory: sessionmaker[Session],
+    *,
+    gateway: IamGateway,
+    settings: Settings,
+    request_id: int,
+    owner: str,
+    clock: Callable[[], datetime],
+    progress: Progress | None,
+) -> Outcome:
+    lease = settings.koding_iam_lease_seconds
+    with session_scope(factory) as session:
+        if not acquire_lease(session, request_id=request_id, owner=owner, now=clock(), seconds=lease):
+            return Outcome("skipped")
+        request = session.get(AccessRequest, request_id)
+        assert request is not None
+        steps = plan_steps(request, settings)
+        done = set(session.scalars(select(ProvisioningStep.step).where(ProvisioningStep.request_id == request_id)))
+        snapshot = _RequestSnapshot(request.id, request.iam_user_name, request.requester_id)
+        audit.record(session, action="provisioning.started", request_id=request_id, at=clock(), resumed_after=len(done))
+
+    states = {step.key: StepState.DONE if step.key in done else StepState.PENDING for step in steps}
+
+    def report() -> None:
+        if progress is not None:
+            progress([StepProgress(step.label, states[step.key]) for step in steps])
+
+    report()
+    for step in steps:
+        if states[step.key] == StepState.DONE:
+            continue
+        try:
+            _execute(step, snapshot, gateway, settings)
+        except (PermanentFailure, AwsError) as exc:
+            states[step.key] = StepState.FAILED
+            reason = plain_reason(exc)
+            _mark_failed(factory, request_id=request_id, owner=owner, reason=reason, step=step, now=clock())
+            report()
+            return Outcome("failed", failure_reason=reason)
+        with session_scope(factory) as session:
+            session.add(ProvisioningStep(request_id=request_id, step=step.key, completed_at=clock()))
+            if not acquire_lease(session, request_id=request_id, owner=owner, now=clock(), seconds=lease):
+                # Someone took the run over (we stalled past the lease); they will finish it.
+                session.rollback()
+                return Outcome("skipped")
+        states[step.key] = StepState.DONE
+        report()
+
+    return _mark_provisioned(factory, request_id=request_id, owner=owner, settings=settings, now=clock())
+
+
+@dataclass(frozen=True)
+class _RequestSnapshot:
+    id: int
+    iam_user_name: str
+    requester_id: str
+
+
+def _execute(step: Step, request: _RequestSnapshot, gateway: IamGateway, settings: Settings) -> None:
+    path = settings.koding_iam_path
+    if step.kind == "group":
+        assert step.group
+        # CreateGroup first, though an existing group then costs a second call: IAM authorizes GetGroup on a
+        # group that does not exist yet against path "/", which the bot's path-scoped policy denies.
+        try:
+            gateway.create_group(step.group, path=path)
+        except EntityAlreadyExists:
+            try:
+                group = gateway.get_group(step.group)
+            except AccessDenied:
+                group = None  # the bot's policy only reads groups under its path: this one is elsewhere
+            if group is None or group.path != path:
+                found = group.path if group else "elsewhere"
+                raise PermanentFailure(
+                    f"The IAM group {step.group} already exists at path {found}, outside koding-iam's path {path}. "
+                    "koding-iam does not take over groups it did not create: rename the group in AWS, or give "
+                    "the profile another group name."
+                ) from None
+    elif step.kind == "policy":
+        assert step.group and step.policy_arn
+        gateway.attach_group_policy(step.group, step.policy_arn)
+    elif step.kind == "user":
+        tags = {OURS_TAG_SLACK_USER: request.requester_id, OURS_TAG_REQUEST: str(request.id)}
+        try:
+            gateway.create_user(
+                request.iam_user_name,
+                path=path,
+                tags=tags,
+                permissions_boundary=settings.koding_iam_permissions_boundary,
+            )
+        except EntityAlreadyExists:
+            user = gateway.get_user(request.iam_user_name)
+            if user is None or user.path != path or user.tags.get(OURS_TAG_REQUEST) != str(request.id):
+                raise PermanentFailure(
+                    f"An IAM user named {request.iam_user_name} already exists and was not created by koding-iam "
+                    "for this request. It will not be taken over: ask for a different user name."
+                ) from None
+    elif step.kind == "membership":
+        assert step.group
+        gateway.add_user_to_group(request.iam_user_name, step.group)
+    else:  # pragma: no cover - plan_steps only makes the kinds above
+        raise ValueError(step.kind)
+
+
+def plain_reason(exc: Exception) -> str:
+    if isinstance(exc, PermanentFailure):
+        return str(exc)
+    assert isinstance(exc, AwsError)
+    if isinstance(exc, AccessDenied):
+        return (
+            f"koding-iam's AWS credentials may not call {exc.operation} ({exc.code}). "
+            "An AWS administrator has to grant it: see docs/iam-policy.json."
+        )
+    if isinstance(exc, LimitExceeded):
+        return f"AWS refused {exc.operation}: an IAM quota is reached ({exc.message})."
+    if isinstance(exc, NoSuchEntity):
+        return f"AWS could not find something {exc.operation} needs: {exc.message}"
+    if exc.transient:
+        return f"AWS kept failing {exc.operation} ({exc.code}) after several tries. Retry in a few minutes."
+    return f"AWS refused {exc.operation}: {exc.code}: {exc.message}"
+
+
+def _mark_failed(
+    factory: sessionmaker[Session], *, request_id: int, owner: str, reason: str, step: Step, now: datetime
+) -> None:
+    with session_scope(factory) as session:
+        session.execute(
+            update(AccessRequest)
+            .where(
+                AccessRequest.id == request_id,
+                AccessRequest.status == RequestStatus.PROVISIONING,
+                AccessRequest.lease_owner == owner,
+            )
+            .values(
+                status=RequestStatus.FAILED, failure_reason=reason, lease_owner=None, lease_until=None, updated_at=now
+            )
+            .execution_options(synchronize_session=False)
+        )
+        audit.record(session, action="provisioning.failed", request_id=request_id, at=now, step=step.key, reason=reason)
+
+
+def _mark_provisioned(
+    factory: sessionmaker[Session], *, request_id: int, owner: str, settings: Settings, now: datetime
+) -> Outcome:
+    with session_scope(factory) as session:
+        days = session.scalar(select(AccessRequest.access_days).where(AccessRequest.id == request_id))
+        ends_at = None if days is None else now + timedelta(days=days)  # time-bound: counted from creation
+        result = session.execute(
+            update(AccessRequest)
+            .where(
+                AccessRequest.id == request_id,
+                AccessRequest.status == RequestStatus.PROVISIONING,
+                AccessRequest.lease_owner == owner,
+            )
+            .values(
+                status=RequestStatus.PROVISIONED, lease_owner=None, lease_until=None, updated_at=now, ends_at=ends_at
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:
+            return Outcome("skipped")
+        request = session.get(AccessRequest, request_id)
+        assert request is not None
+        grant = KeyGrant(
+            request_id=request_id,
+            requester_id=request.requester_id,
+            iam_user_name=request.iam_user_name,
+            expires_at=now + timedelta(hours=settings.koding_iam_reveal_window_hours),
+            created_at=now,
+        )
+        session.add(grant)
+        session.flush()
+        audit.record(session, action="provisioning.succeeded", request_id=request_id, at=now, grant_id=grant.id)
+        return Outcome("provisioned", grant_id=grant.id)

@@ -1,0 +1,1 @@
+"""Use cases side by side; only recovery.py calls another flow."""

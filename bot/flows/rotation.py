@@ -1,0 +1,378 @@
+"""Key rotation with Slack: the scheduled sweep that reminds, escalates, deactivates and deletes, and the
+owner's guided rotate → deactivate → delete flow. The decisions are in bot/core/rotation_policy.py and
+bot/core/rotation.py; this module sends."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from bot.aws_iam import AwsError, KeyLastUsed
+from bot.core import rotation, rotation_exemptions, rotation_policy
+from bot.core.key_usage import recorded_last_used
+from bot.core.rotation_policy import ActionKind, Policy, Stage, SweepAction
+from bot.db import session_scope
+from bot.errors import DomainError, NotAuthorized
+from bot.flows import key_usage as key_usage_flows
+from bot.flows import requesting as flows
+from bot.services import Services
+from bot.slack import home, key_messages, views
+from models import AccessKey, KeyGrant, KeyMessageRole
+
+log = logging.getLogger(__name__)
+DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+
+
+@dataclass
+class SweepReport:
+    """What a sweep did (or, dry, would do): one line per action, and how many messages went out."""
+
+    actions: list[SweepAction]
+    sent: int = 0
+    skipped: int = 0  # claimed by another scheduler, or the key moved on since it was read
+    failed: int = 0  # left for the next sweep
+    usage: key_usage_flows.UsageReport = field(default_factory=key_usage_flows.UsageReport)
+
+
+def sweep(services: Services, *, now: datetime, dry_run: bool = False) -> SweepReport:
+    """One pass over the keys as of `now`: first their recorded use (bot/flows/key_usage.py), then rotation.
+    Dry: decide and report, send and change nothing."""
+    policy = Policy.from_settings(services.settings)
+    report = SweepReport(actions=[], usage=key_usage_flows.sweep(services, now=now, dry_run=dry_run))
+    for action in rotation_policy.plan(services.session_factory, policy, now):
+        report.actions.append(action)
+        if dry_run:
+            continue
+        try:
+            outcome = _execute(services, action, policy, now)
+        except Exception as exc:  # one key's trouble must not stop the sweep; the next sweep retries it
+            log.error("sweep action on key %s failed: %s: %s", action.key.id, type(exc).__name__, exc)
+            outcome = "failed"
+        setattr(report, outcome, getattr(report, outcome) + 1)
+    return report
+
+
+def _execute(services: Services, action: SweepAction, policy: Policy, now: datetime) -> str:
+    """Deactivation and deletion change the key first (a compare-and-set: one scheduler wins), then tell."""
+    change = {ActionKind.DEACTIVATE: rotation.deactivate, ActionKind.DELETE: rotation.delete}.get(action.kind)
+    if change is None:
+        return _notify(services, action, policy, now)
+    try:
+        change(
+            services.session_factory,
+            services.gateway,
+            leaser=services.leaser,
+            key_row_id=action.key.id,
+            actor="koding-iam",
+            now=now,
+            owner_told=False,
+        )
+    except DomainError:
+        return "skipped"  # another scheduler got there first, or AWS refused (the row was restored)
+    return _notify(
+        services, _refetched(services, action.key.id, action.stage, tell_admins=action.tell_admins), policy, now
+    )
+
+
+def _refetched(services: Services, key_row_id: int, stage: Stage, *, tell_admins: bool = False) -> SweepAction:
+    with session_scope(services.session_factory) as session:
+        key = rotation_policy.KeyState.of(rotation.load_key(session, key_row_id))
+    return SweepAction(key, ActionKind.REMIND, stage, tell_admins=tell_admins)
+
+
+def _notify(services: Services, action: SweepAction, policy: Policy, now: datetime) -> str:
+    """Claim, send, confirm; a failed send releases the claim so the next sweep sends it."""
+    with session_scope(services.session_factory) as session:
+        if not rotation_policy.claim(session, action, now):
+            return "skipped"
+    key = action.key
+    last_used = _recorded_last_used(services, key.id) if action.stage not in (Stage.DELETED,) else None
+    text, blocks = _owner_message(action, policy, now, last_used)
+    if key.owner_id:
+        posted = services.notifier.dm(key.owner_id, text, blocks)
+        owner_ok = posted is not None
+    else:  # a key imported by sync with no known Slack owner: the admins get its reminders
+        posted = None
+        owner_ok = services.notifier.admin_notice(text, blocks)
+    admins_ok, admin_cards = True, []
+    if owner_ok and action.tell_admins:
+        admin_text, admin_blocks = views.admin_overdue_card(
+            key_row_id=key.id,
+            access_key_id=key.access_key_id,
+            iam_user_name=key.iam_user_name,
+            owner_id=key.owner_id,
+            created_at=key.created_at,
+            last_used=last_used,
+            now=now,
+            deactivated=action.stage == Stage.DEACTIVATED,
+        )
+        admin_cards, admins_ok = services.notifier.post_to_admins(admin_text, admin_blocks)
+    with session_scope(services.session_factory) as session:
+        for card in admin_cards:
+            key_messages.record(session, key.id, KeyMessageRole.ADMIN, card)
+        if action.stage == Stage.DEACTIVATED:  # it carries Reactivate: later clicks update it
+            key_messages.record(session, key.id, KeyMessageRole.OWNER, posted)
+        if owner_ok and admins_ok:
+            rotation_policy.confirm(session, action, now, notice=posted)
+            return "sent"
+        rotation_policy.release(session, action)
+    return "failed"
+
+
+def _owner_message(
+    action: SweepAction, policy: Policy, now: datetime, last_used: KeyLastUsed | None
+) -> tuple[str, views.Blocks]:
+    key = action.key
+    if action.stage == Stage.DELETED:
+        return views.key_deleted_dm(access_key_id=key.access_key_id, at=now)
+    if action.stage == Stage.DEACTIVATED:
+        deactivated_at = key.deactivated_at or now
+        return views.key_deactivated_dm(
+            key_row_id=key.id,
+            access_key_id=key.access_key_id,
+            deactivated_at=deactivated_at,
+            delete_at=deactivated_at + policy.delete_after,
+            by=None,
+            now=now,
+        )
+    return views.key_reminder_dm(
+        key_row_id=key.id,
+        access_key_id=key.access_key_id,
+        iam_user_name=key.iam_user_name,
+        created_at=key.created_at,
+        stage=action.stage,
+        last_used=last_used,
+        due_at=key.created_at + policy.rotate_after,
+        now=now,
+    )
+
+
+def _recorded_last_used(services: Services, key_row_id: int) -> KeyLastUsed | None:
+    """The key's last use as the sweep recorded it (read from AWS at the start of this sweep, or within the
+    refresh interval): a reminder costs no AWS call of its own."""
+    with session_scope(services.session_factory) as session:
+        key = rotation.load_key(session, key_row_id)
+        return recorded_last_used(key.last_used_read_at, key.last_used_at, key.last_used_service, key.last_used_region)
+
+
+def _last_used(services: Services, access_key_id: str) -> KeyLastUsed | None:
+    try:
+        return services.gateway.access_key_last_used(access_key_id)
+    except AwsError as exc:
+        log.info("GetAccessKeyLastUsed for %s failed: %s", access_key_id, exc.code)
+        return None
+
+
+# The owner's flow ------------------------------------------------------------------------------------------
+def rotate(services: Services, *, key_row_id: int, user_id: str, trigger_id: str, channel: str | None) -> None:
+    """Rotate now: one rotation grant per key, revealed through the same one-time modal as the first key."""
+    now = services.clock()
+    try:
+        grant_id = rotation.start(
+            services.session_factory,
+            services.gateway,
+            key_row_id=key_row_id,
+            user_id=user_id,
+            now=now,
+            window_hours=services.settings.koding_iam_reveal_window_hours,
+        )
+    except rotation.TooManyKeys as exc:
+        services.notifier.ephemeral(
+            channel, user_id, exc.user_message, views.too_many_keys_blocks(exc.user_message, exc.inactive_key_row_id)
+        )
+        return
+    except rotation.AlreadyRotated as exc:
+        new = f" Its replacement is `{views.escape(exc.new_access_key_id)}`." if exc.new_access_key_id else ""
+        services.notifier.ephemeral(channel, user_id, views.escape(exc.user_message) + new)
+        return
+    revealed = flows.reveal_keys(services, grant_id=grant_id, user_id=user_id, trigger_id=trigger_id, channel=channel)
+    if revealed is not None:
+        after_rotation(services, grant_id)
+        home.refresh(services, user_id)
+
+
+def after_rotation(services: Services, grant_id: int) -> None:
+    """The new key was shown: retire the old key's reminders and guide the owner to deactivate it."""
+    with session_scope(services.session_factory) as session:
+        grant = session.get(KeyGrant, grant_id)
+        assert grant is not None and grant.replaces_access_key_id is not None
+        old = session.scalars(select(AccessKey).where(AccessKey.access_key_id == grant.replaces_access_key_id)).one()
+        old_id, old_key_id, new_key_id = old.id, old.access_key_id, grant.access_key_id or ""
+        notice = (old.notice_channel, old.notice_ts)
+    if notice[0] and notice[1]:
+        services.notifier.update_message(
+            notice[0], notice[1], *views.notice_rotated(access_key_id=old_key_id, new_access_key_id=new_key_id)
+        )
+    guide = services.notifier.dm(
+        grant.requester_id,
+        *views.rotated_dm(
+            old_key_row_id=old_id,
+            old_access_key_id=old_key_id,
+            new_access_key_id=new_key_id,
+            old_last_used=_last_used(services, old_key_id),
+        ),
+    )
+    with session_scope(services.session_factory) as session:
+        key_messages.record(session, old_id, KeyMessageRole.OWNER, guide)
+
+
+def rotate_command(services: Services, *, user_id: str, trigger_id: str, channel: str | None) -> str | None:
+    """`/koding-iam rotate`: rotate the caller's newest active key; a message when there is none."""
+    with session_scope(services.session_factory) as session:
+        key = rotation.key_for_owner(session, user_id)
+        key_row_id = key.id if key else None
+    if key_row_id is None:
+        return "You have no active access key issued by koding-iam. `/koding-iam request` asks for one."
+    rotate(services, key_row_id=key_row_id, user_id=user_id, trigger_id=trigger_id, channel=channel)
+    return None
+
+
+def deactivate_old(
+    services: Services,
+    *,
+    key_row_id: int,
+    user_id: str,
+    channel: str | None,
+    by_admin: bool = False,
+) -> None:
+    """Deactivate a key from a button (the owner after rotating, or an admin on an overdue card). The messages
+    updated are the ones recorded for this key, never one named by the click."""
+    now = services.clock()
+    admins = services.admin_ids()
+    with session_scope(services.session_factory) as session:
+        key = rotation.load_key(session, key_row_id)
+        if by_admin and user_id not in admins:
+            raise NotAuthorized("Only koding-iam admins can deactivate someone's key.")
+        rotation.authorize_owner_or_admin(key, user_id, admins)
+    key = rotation.deactivate(
+        services.session_factory,
+        services.gateway,
+        leaser=services.leaser,
+        key_row_id=key_row_id,
+        actor=user_id,
+        now=now,
+        owner_told=not by_admin,
+    )
+    policy = Policy.from_settings(services.settings)
+    owner_view = views.key_deactivated_dm(
+        key_row_id=key.id,
+        access_key_id=key.access_key_id,
+        deactivated_at=now,
+        delete_at=now + policy.delete_after,
+        by=user_id if by_admin else None,
+        now=now,
+    )
+    admin_view = views.admin_overdue_card(
+        key_row_id=key.id,
+        access_key_id=key.access_key_id,
+        iam_user_name=key.iam_user_name,
+        owner_id=key.owner_id,
+        created_at=key.created_at,
+        last_used=None,
+        now=now,
+        deactivated=True,
+    )
+    key_usage_flows.close_unused_messages(services, key.id, f"deactivated by <@{user_id}> on {views.when(now)}")
+    _update_recorded(services, key.id, KeyMessageRole.ADMIN, admin_view)
+    _update_recorded(services, key.id, KeyMessageRole.OWNER, owner_view)
+    if by_admin:
+        posted = services.notifier.dm(key.owner_id, *owner_view)
+        if posted:
+            with session_scope(services.session_factory) as session:
+                key_messages.record(session, key.id, KeyMessageRole.OWNER, posted)
+                rotation_policy.confirm(
+                    session,
+                    SweepAction(rotation_policy.KeyState.of(key), ActionKind.REMIND, Stage.DEACTIVATED),
+                    now,
+                    notice=posted,
+                )
+    home.refresh(services, key.owner_id, user_id)
+
+
+def reactivate(
+    services: Services, *, key_row_id: int, user_id: str, channel: str | None, since: str | None = None
+) -> None:
+    """Reactivate from a button; `since` is the deactivation the button was posted for (ids.stamp)."""
+    now = services.clock()
+    deactivation = datetime.strptime(since, "%Y%m%dT%H%M%S%f").replace(tzinfo=UTC) if since else None
+    admins = services.admin_ids()
+    with session_scope(services.session_factory) as session:
+        rotation.authorize_owner_or_admin(rotation.load_key(session, key_row_id), user_id, admins)
+    key = rotation.reactivate(
+        services.session_factory,
+        services.gateway,
+        leaser=services.leaser,
+        key_row_id=key_row_id,
+        actor=user_id,
+        now=now,
+        policy=Policy.from_settings(services.settings),
+        deactivation=deactivation,
+    )
+    _update_recorded(
+        services, key.id, KeyMessageRole.OWNER, views.key_reactivated_dm(access_key_id=key.access_key_id, at=now)
+    )
+    home.refresh(services, key.owner_id)
+
+
+def _update_recorded(services: Services, key_id: int, role: KeyMessageRole, message: tuple[str, views.Blocks]) -> None:
+    """Show the key's new state on every message the bot recorded for it in this role."""
+    with session_scope(services.session_factory) as session:
+        targets = key_messages.of_key(session, key_id, role)
+    for channel, ts in targets:
+        services.notifier.update_message(channel, ts, *message)
+
+
+def delete_inactive(services: Services, *, key_row_id: int, user_id: str, channel: str | None) -> None:
+    """Make room for a rotation: delete an inactive key the owner (or an admin) chose."""
+    now = services.clock()
+    admins = services.admin_ids()
+    with session_scope(services.session_factory) as session:
+        rotation.authorize_owner_or_admin(rotation.load_key(session, key_row_id), user_id, admins)
+    key = rotation.delete(
+        services.session_factory,
+        services.gateway,
+        leaser=services.leaser,
+        key_row_id=key_row_id,
+        actor=user_id,
+        now=now,
+        owner_told=True,
+    )
+    services.notifier.ephemeral(
+        channel,
+        user_id,
+        f"Deleted the inactive key `{views.escape(key.access_key_id)}`. Press Rotate now again to make the new key.",
+    )
+
+
+def exempt_command(services: Services, *, admin_id: str, words: list[str]) -> str:
+    """`/koding-iam exempt <iam-user> <YYYY-MM-DD> <reason…>` (admins). Every mistake is explained; nothing is
+    stored unless the name, the date and the reason are all acceptable."""
+    usage = "Usage: `/koding-iam exempt <iam-user-name> <YYYY-MM-DD> <reason>`"
+    if len(words) < 3:
+        return usage
+    name, day, reason = words[0], words[1], " ".join(words[2:])
+    now = services.clock()
+    try:
+        if not DATE.fullmatch(day):
+            raise ValueError(day)
+        until = datetime.fromisoformat(day).replace(tzinfo=now.tzinfo)
+    except ValueError:
+        return f"“{views.escape(day[:20])}” is not a date. {usage}"
+    admins = services.admin_ids()  # a refusal raises DomainError, answered in the ack by bot/app.py
+    with session_scope(services.session_factory) as session:
+        exemption = rotation_exemptions.exempt(
+            session,
+            iam_user_name=name,
+            until=until,
+            reason=reason,
+            admin_id=admin_id,
+            now=now,
+            admins=admins,
+            max_days=services.settings.koding_iam_max_exemption_days,
+        )
+        recorded = exemption.iam_user_name
+    return f"`{views.escape(recorded)}` is exempt from rotation reminders until {views.when(until)}."

@@ -1,0 +1,190 @@
+"""Time-bound access with Slack: the sweep's end reminders and expiry, the owner's "I'm done" and extension
+requests, and the admins' decisions on them. The rules are in bot/core/timebound.py and bot/core/extensions.py; this
+module sends, never inside a transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from bot.core import extensions, timebound
+from bot.core.timebound import EndAction
+from bot.core.validation import max_days_of
+from bot.db import session_scope
+from bot.errors import DomainError, InvalidState, NotAuthorized
+from bot.flows import offboarding as admin_flows
+from bot.flows import requesting as flows
+from bot.services import Services
+from bot.slack import home
+from bot.slack import timebound_views as tviews
+from models import AccessRequest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EndSweepReport:
+    """What one sweep did about end dates: reminders sent, accesses ended, and what it left to the next sweep."""
+
+    actions: list[EndAction] = field(default_factory=list)
+    sent: int = 0
+    ended: int = 0
+    skipped: int = 0  # claimed by another sweep, or the request moved on since it was read
+    failed: int = 0
+
+
+def sweep(services: Services, *, now: datetime) -> EndSweepReport:
+    """One pass over time-bound requests as of `now`, run by the scheduler beside the rotation sweep."""
+    report = EndSweepReport()
+    for action in timebound.plan(services.session_factory, now):
+        report.actions.append(action)
+        try:
+            outcome = _expire(services, action, now) if action.ends else _remind(services, action, now)
+        except Exception as exc:  # one request's trouble must not stop the sweep; the next sweep retries it
+            log.error("end-date action on request %s failed: %s: %s", action.state.request_id, type(exc).__name__, exc)
+            outcome = "failed"
+        setattr(report, outcome, getattr(report, outcome) + 1)
+    return report
+
+
+def _remind(services: Services, action: EndAction, now: datetime) -> str:
+    """Claim, send, confirm; a failed send releases the claim so the next sweep sends it."""
+    with session_scope(services.session_factory) as session:
+        if not timebound.claim(session, action, now):
+            return "skipped"
+    state = action.state
+    posted = services.notifier.dm(
+        state.requester_id,
+        *tviews.end_reminder_dm(
+            request_id=state.request_id,
+            iam_user_name=state.iam_user_name,
+            ends_at=state.ends_at,
+            stage=action.stage,
+            now=now,
+        ),
+    )
+    with session_scope(services.session_factory) as session:
+        if posted is None:
+            timebound.release(session, action)
+            return "failed"
+        timebound.confirm(session, action, now)
+    return "sent"
+
+
+def _expire(services: Services, action: EndAction, now: datetime) -> str:
+    with session_scope(services.session_factory) as session:
+        if not timebound.expire(session, action, now):
+            return "skipped"
+    finish(services, action.state.request_id, by_owner=False)
+    return "ended"
+
+
+def finish(services: Services, request_id: int, *, by_owner: bool) -> None:
+    """After the compare-and-set that ended the access: the Reveal buttons and undecided extension cards lose
+    their buttons, the admins are told why, and the same resumable revoke an admin runs offboards the user (it
+    tells the owner, and resumes after a crash like any revoke)."""
+    admin_flows.refresh_grant_dms(services, request_id)
+    with session_scope(services.session_factory) as session:
+        request = session.get(AccessRequest, request_id)
+        assert request is not None
+        closed = [(ext, list(ext.cards or [])) for ext in extensions.closed_by_end(session, request_id)]
+    for extension, cards in closed:
+        text, blocks = tviews.extension_card(extension, request)
+        for channel, ts in cards:
+            services.notifier.update_message(channel, ts, text, blocks)
+    services.notifier.admin_notice(*tviews.access_ending_notice(request, by_owner=by_owner))
+    admin_flows.run_revoke(services, request_id)
+
+
+# I'm done ------------------------------------------------------------------------------------------------------
+def open_done(services: Services, *, request_id: int, user_id: str, trigger_id: str, channel: str | None) -> None:
+    """Check the clicker owns a live access before asking them to confirm; ending happens on submit."""
+    try:
+        with session_scope(services.session_factory) as session:
+            request = extensions.extendable(session, request_id=request_id, owner_id=user_id)
+            view = tviews.done_modal(request)
+    except DomainError as exc:
+        raise _for_done(exc) from exc
+    services.notifier.open_modal(trigger_id, view)
+
+
+def confirm_done(services: Services, *, request_id: int, user_id: str) -> None:
+    """The compare-and-set that ends the access now; raises DomainError for the modal to show."""
+    with session_scope(services.session_factory) as session:
+        timebound.finish_now(session, request_id=request_id, owner_id=user_id, now=services.clock())
+
+
+def _for_done(exc: DomainError) -> DomainError:
+    if isinstance(exc, NotAuthorized):
+        return NotAuthorized("Only the owner of this IAM user can end it from here.")
+    if isinstance(exc, InvalidState):
+        return InvalidState(exc.user_message.replace("no end date to move", "nothing to end"))
+    return exc
+
+
+# Extensions ----------------------------------------------------------------------------------------------------
+def open_extension(services: Services, *, request_id: int, user_id: str, trigger_id: str, channel: str | None) -> None:
+    now = services.clock()
+    with session_scope(services.session_factory) as session:
+        request = extensions.extendable(session, request_id=request_id, owner_id=user_id)
+        waiting = extensions.pending_of(session, request_id)
+        if waiting is not None:
+            raise InvalidState(f"You already asked to extend it to {waiting.new_ends_at:%Y-%m-%d}; the admins have it.")
+        latest = timebound.latest_extension_end(now, max_days_of(request.profile_keys, services.settings.profiles))
+        view = tviews.extension_modal(request, latest=latest)
+    services.notifier.open_modal(trigger_id, view)
+
+
+def submit_extension(services: Services, *, request_id: int, user_id: str, reason: str, new_end: date | None) -> int:
+    """Store the ask (raises ValidationFailed with field errors, or DomainError; nothing stored then)."""
+    with session_scope(services.session_factory) as session:
+        extension = extensions.ask(
+            session,
+            settings=services.settings,
+            request_id=request_id,
+            owner_id=user_id,
+            reason=reason,
+            new_end=new_end,
+            now=services.clock(),
+        )
+        return extension.id
+
+
+def announce_extension(services: Services, extension_id: int) -> None:
+    """After the modal closed: the admins get a card with Approve / Deny, the owner a receipt."""
+    with session_scope(services.session_factory) as session:
+        extension = extensions.load(session, extension_id)
+        request = session.get(AccessRequest, extension.request_id)
+        assert request is not None
+    posted, _ = services.notifier.post_to_admins(*tviews.extension_card(extension, request))
+    with session_scope(services.session_factory) as session:
+        extensions.record_cards(session, extension_id, posted)
+    services.notifier.dm(extension.requester_id, *tviews.extension_asked_dm(extension))
+
+
+def decide_extension(
+    services: Services, *, extension_id: int, admin_id: str, approve: bool, channel: str | None
+) -> None:
+    with session_scope(services.session_factory) as session:
+        request_id = extensions.load(session, extension_id).request_id
+    # Whoever may decide the request may decide its extension (Slack asked afresh, outside the transaction).
+    flows.authorize_decision(services, request_id, admin_id)
+    with session_scope(services.session_factory) as session:
+        extension = extensions.decide(
+            session,
+            settings=services.settings,
+            extension_id=extension_id,
+            admin_id=admin_id,
+            approve=approve,
+            now=services.clock(),
+        )
+        request = session.get(AccessRequest, extension.request_id)
+        assert request is not None
+        cards = list(extension.cards or [])
+    text, blocks = tviews.extension_card(extension, request)
+    for card_channel, ts in cards:
+        services.notifier.update_message(card_channel, ts, text, blocks)
+    services.notifier.dm(extension.requester_id, *tviews.extension_decided_dm(extension))
+    home.refresh(services, extension.requester_id)

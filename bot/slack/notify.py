@@ -1,0 +1,201 @@
+"""Sending and updating Slack messages. With bot/slack/views.py, the only place that knows what Slack looks like.
+
+Message text comes from views.py; this module decides where it goes (approval channel or admin DMs, the
+requester's DM) and remembers where it went, so later updates reach every copy.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.aws_iam_policies import PolicySummary
+from bot.config import Settings
+from bot.core import access
+from bot.core.provisioning import StepProgress, plan_steps
+from bot.slack import approval_card_parts, blockkit, views
+from models import AccessRequest, ApprovalCard, KeyGrant
+
+log = logging.getLogger(__name__)
+# A URL someone typed into a purpose or reason is shown as text, never previewed: no unfurl fetches it and no
+# preview card dresses it up (https://api.slack.com/methods/chat.postMessage#arg_unfurl_links).
+NO_UNFURL = {"unfurl_links": False, "unfurl_media": False}
+
+
+class Notifier:
+    def __init__(
+        self,
+        client: WebClient,
+        settings: Settings,
+        directory: access.Directory | None = None,
+        *,
+        describe: Callable[[str], PolicySummary | None] | None = None,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.directory: access.Directory = directory or access.StaticDirectory()
+        # What a managed policy grants (IamGateway.policy_summary, cached per process); None: cards list calls only.
+        self.describe = describe
+
+    # Requester ---------------------------------------------------------------------------------------------
+    def dm(self, user_id: str, text: str, blocks: views.Blocks) -> tuple[str, str] | None:
+        """Post a DM (or, given a channel id, a channel message); returns (channel, ts), or None when Slack
+        refused (logged, never raised to the caller)."""
+        try:
+            response = self.client.chat_postMessage(channel=user_id, text=text, blocks=blocks, **NO_UNFURL)
+        except SlackApiError as exc:
+            log.warning("could not post to %s: %s", user_id, exc.response.get("error"))
+            return None
+        return str(response["channel"]), str(response["ts"])
+
+    def request_received(self, request: AccessRequest) -> None:
+        self.dm(request.requester_id, *views.request_received_dm(request))
+
+    def decision(self, request: AccessRequest) -> None:
+        builder = views.denied_dm if request.status == "denied" else views.approved_dm
+        self.dm(request.requester_id, *builder(request))
+
+    def provisioning_failed(self, request: AccessRequest) -> None:
+        self.dm(request.requester_id, *views.failed_dm(request))
+
+    def post_reveal_dm(self, grant: KeyGrant, *, now: datetime) -> tuple[str, str] | None:
+        """Post the Reveal button; the caller records where it went (after this returns, not during)."""
+        return self.dm(grant.requester_id, *views.reveal_dm(grant, now=now))
+
+    def update_reveal_dm(self, grant: KeyGrant, *, now: datetime) -> None:
+        if not (grant.dm_channel and grant.dm_ts):
+            return
+        text, blocks = views.reveal_dm(grant, now=now)
+        self._update(grant.dm_channel, grant.dm_ts, text, blocks)
+
+    def ephemeral(self, channel: str | None, user_id: str, text: str, blocks: views.Blocks | None = None) -> None:
+        """A reply only the clicker sees; falls back to a DM where there is no channel (App Home, modals)."""
+        blocks = blocks or [blockkit.section_block(text)]
+        try:
+            if channel:
+                self.client.chat_postEphemeral(channel=channel, user=user_id, text=text, blocks=blocks)
+                return
+        except SlackApiError as exc:
+            log.info("ephemeral to %s failed (%s); sending a DM", user_id, exc.response.get("error"))
+        self.dm(user_id, text, blocks)
+
+    def upload_file(self, channel: str, *, filename: str, content: str, title: str) -> bool:
+        """Share a file into a conversation (`channel`: its id, e.g. a DM's D…) through files.uploadV2; False when
+        Slack refused (logged by error code only)."""
+        try:
+            self.client.files_upload_v2(channel=channel, content=content, filename=filename, title=title)
+        except SlackClientError as exc:
+            error = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
+            log.warning("could not upload %s to %s: %s", filename, channel, error)
+            return False
+        return True
+
+    def update_message(self, channel: str, ts: str, text: str, blocks: views.Blocks) -> bool:
+        return self._update(channel, ts, text, blocks)
+
+    # Admins -----------------------------------------------------------------------------------------------
+    def admin_targets(self) -> list[str]:
+        """The approval channel, or each active admin's DM (user groups expanded; no deactivated member, no bot)."""
+        if self.settings.koding_iam_approval_channel:
+            return [self.settings.koding_iam_approval_channel]
+        return access.admin_members(self.settings, self.directory)
+
+    def post_approval_cards(self, request: AccessRequest) -> list[tuple[str, str]]:
+        """One card in each channel of the request's policy, or one in the DM of each active person who may
+        decide; returns where each went, for the caller to record (no transaction is open while Slack is called)."""
+        text, blocks = self.approval_card(request)
+        posted = []
+        for target in access.card_recipients(self.settings, request.profile_keys, self.directory):
+            try:
+                response = self.client.chat_postMessage(channel=target, text=text, blocks=blocks, **NO_UNFURL)
+            except SlackApiError as exc:
+                log.warning("could not post approval card to %s: %s", target, exc.response.get("error"))
+                continue
+            posted.append((str(response["channel"]), str(response["ts"])))
+        return posted
+
+    def admin_notice(self, text: str, blocks: views.Blocks) -> bool:
+        """Tell the admins something; True only if every copy was posted."""
+        return self.post_to_admins(text, blocks)[1]
+
+    def post_to_admins(self, text: str, blocks: views.Blocks) -> tuple[list[tuple[str, str]], bool]:
+        """Every copy posted (channel, ts), to be recorded for later updates, and whether all of them were."""
+        posted = [self.dm(target, text, blocks) for target in self.admin_targets()]
+        return [at for at in posted if at is not None], all(at is not None for at in posted)
+
+    def approval_card(
+        self,
+        request: AccessRequest,
+        progress: Sequence[StepProgress] | None = None,
+        approvers: Sequence[str] = (),
+    ) -> tuple[str, views.Blocks]:
+        calls = [step.label for step in plan_steps(request, self.settings)]
+        calls.append(f"CreateAccessKey for {request.iam_user_name}, when they press Reveal")
+        grants = self.grants_text(request) if request.status == "pending" else None
+        return views.approval_card(request, calls=calls, progress=progress, approvers=approvers, grants=grants)
+
+    def grants_text(self, request: AccessRequest) -> str | None:
+        """Each requested policy's AWS description and services (read from IAM once per process)."""
+        if self.describe is None:
+            return None
+        notes: dict[str, str | None] = {}
+        for arn in {arn for entry in request.plan for arn in entry.get("policies", [])}:
+            summary = self.describe(arn)
+            if summary is None:
+                notes[arn] = None
+                continue
+            services = ", ".join("every service" if s == "*" else s for s in summary.services)
+            described = summary.description or ""
+            notes[arn] = f"{described} (services: {services})".strip() if services else described or None
+        return approval_card_parts.grants_text(request, notes, self.settings.koding_iam_permissions_boundary)
+
+    def update_approval_cards(
+        self,
+        request: AccessRequest,
+        cards: Sequence[tuple[str, str]],
+        progress: Sequence[StepProgress] | None = None,
+        approvers: Sequence[str] = (),
+    ) -> None:
+        """Bring every recorded copy of the card up to date; `cards` were read (cards_of) before this call."""
+        text, blocks = self.approval_card(request, progress, approvers)
+        for channel, ts in cards:
+            self._update(channel, ts, text, blocks)
+
+    def _update(self, channel: str, ts: str, text: str, blocks: views.Blocks) -> bool:
+        try:
+            self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+        except SlackApiError as exc:
+            log.warning("could not update message %s/%s: %s", channel, ts, exc.response.get("error"))
+            return False
+        return True
+
+    # Modals -----------------------------------------------------------------------------------------------
+    def open_modal(self, trigger_id: str, view: dict) -> str | None:
+        """views.open inside the trigger's 3-second life; None when Slack refused (e.g. an expired trigger)."""
+        try:
+            response = self.client.views_open(trigger_id=trigger_id, view=view)
+        except SlackApiError as exc:
+            log.warning("could not open a modal: %s", exc.response.get("error"))
+            return None
+        return str(response["view"]["id"])
+
+    def update_modal(self, view_id: str, view: dict) -> None:
+        """views.update; raises SlackApiError so the reveal can undo a key nobody saw."""
+        self.client.views_update(view_id=view_id, view=view)
+
+
+def cards_of(session: Session, request_id: int) -> list[tuple[str, str]]:
+    """Where a request's approval cards were posted (channel, ts), as the bot recorded it."""
+    cards = session.scalars(select(ApprovalCard).where(ApprovalCard.request_id == request_id).order_by(ApprovalCard.id))
+    return [(card.channel, card.ts) for card in cards]
+
+
+def record_cards(session: Session, request_id: int, posted: Sequence[tuple[str, str]]) -> None:
+    for channel, ts in posted:
+        session.add(ApprovalCard(request_id=request_id, channel=channel, ts=ts))

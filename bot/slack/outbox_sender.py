@@ -1,0 +1,212 @@
+"""The outbox's sender: after commit, draws each changed Slack surface from the database and delivers it, paced by
+Slack's rate tiers, one process at a time per surface (bot/core/outbox.py holds the rules).
+
+One thread per process. Flows mark surfaces changed and wake it; it also looks every `poll_seconds` for surfaces
+another process marked. A surface marked ten times before its turn is drawn once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Literal
+
+from slack_sdk.errors import SlackApiError
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.core import approval, outbox, provisioning
+from bot.db import session_scope
+from bot.errors import NotFound
+from bot.services import Services
+from bot.slack import home, notify
+from bot.slack.pacing import Pacer
+from models import RequestStatus
+
+log = logging.getLogger(__name__)
+
+Result = Literal["delivered", "retry", "gone"]
+# Slack's answers that no retry can change: the surface (or that copy of a card) is dropped, the error logged.
+GONE = frozenset(
+    {
+        "user_not_found",
+        "account_inactive",
+        "not_allowed_token_type",
+        "invalid_arguments",
+        "invalid_blocks",
+        "message_not_found",
+        "channel_not_found",
+        "cant_update_message",
+        "is_archived",
+    }
+)
+# A request in these states shows its provisioning steps on the card.
+SHOWS_PROGRESS = frozenset({RequestStatus.PROVISIONING, RequestStatus.PROVISIONED, RequestStatus.FAILED})
+
+
+class ClaimLost(Exception):
+    """The claim lapsed mid-drawing (this sender stalled past it): another sender owns the surface now."""
+
+
+class OutboxSender:
+    def __init__(self, services: Services, *, pacer: Pacer | None = None, poll_seconds: float = 1.0) -> None:
+        self.services = services
+        self.pacer = pacer or Pacer()
+        self.poll_seconds = poll_seconds
+        # A claim lives as long as a user lease and is renewed before each Slack call: a stopped sender's surfaces
+        # go to another process after that, a live one keeps them however long pacing makes it wait.
+        self.claim_seconds = services.settings.koding_iam_lease_seconds
+        self.delivered = 0
+        self.failures = 0
+        self._claim: outbox.Claim | None = None
+        self._wake = threading.Event()
+        self._paused = threading.Event()
+        self._stop = threading.Event()
+        self._busy = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._draw: dict[str, Callable[[str], Result]] = {
+            outbox.HOME: self._publish_home,
+            outbox.CARDS: self._update_cards,
+        }
+
+    # Life ----------------------------------------------------------------------------------------------------
+    def start(self) -> OutboxSender:
+        self.services.wake_outbox = self.wake
+        self._thread = threading.Thread(target=self._loop, name="outbox-sender", daemon=True)
+        self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def pause(self) -> None:
+        """Deliver nothing until `resume()` (tests and the benchmark hold a burst back to see it coalesce)."""
+        self._paused.set()
+
+    def resume(self) -> None:
+        self._paused.clear()
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Finish the delivery in hand (pacing waits end at once), then stop; claims left are released by the
+        caller (bot/lifecycle.py) so another process delivers them now."""
+        self._stop.set()
+        self.pacer.stop()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.poll_seconds)
+            self._wake.clear()
+            try:
+                while not self._stop.is_set() and self.deliver_due():
+                    pass
+            except SQLAlchemyError as exc:  # the database is away: look again at the next tick
+                log.warning("outbox: could not read the outbox: %s", type(exc).__name__)
+
+    # Delivery ------------------------------------------------------------------------------------------------
+    def deliver_due(self) -> int:
+        """Claim what is due and deliver it; returns how many surfaces were handled (0: nothing is due)."""
+        with self._busy:
+            if self._paused.is_set():
+                return 0
+            services = self.services
+            claims = outbox.claim_due(
+                services.session_factory, owner=services.owner, now=services.clock(), seconds=self.claim_seconds
+            )
+            for claim in claims:
+                self._deliver(claim)
+            return len(claims)
+
+    def _deliver(self, claim: outbox.Claim) -> None:
+        factory = self.services.session_factory
+        self._claim = claim
+        try:
+            result = self._draw[claim.kind](claim.subject)
+        except ClaimLost:
+            log.warning(
+                "outbox: lost the claim on %s %s mid-drawing; its new owner draws it", claim.kind, claim.subject
+            )
+            return
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") or "slack_error")
+            result = "gone" if error in GONE else "retry"
+            log.info("outbox: %s %s not delivered: %s", claim.kind, claim.subject, error)
+        except Exception as exc:  # a bug drawing one surface must not stop the others
+            log.exception("outbox: drawing %s %s failed", claim.kind, claim.subject)
+            error, result = type(exc).__name__, "retry"
+        else:
+            error = ""
+        finally:
+            self._claim = None
+        self.services.metrics.outbox_delivered(claim.kind, result)
+        if result == "retry":
+            self.failures += 1
+            outbox.failed(factory, claim, error=error, now=self.services.clock())
+        else:
+            self.delivered += 1
+            outbox.delivered(factory, claim)
+
+    def _publish_home(self, user_id: str) -> Result:
+        view = home.home_view(self.services, user_id)  # drawn now, from the database: the latest state wins
+        self._turn("views.publish")
+        self.services.notifier.client.views_publish(user_id=user_id, view=view)
+        return "delivered"
+
+    def _update_cards(self, subject: str) -> Result:
+        """Every recorded copy of a request's approval card, drawn once from the database (progress included)."""
+        services = self.services
+        try:
+            with session_scope(services.session_factory) as session:
+                request = approval.load_request(session, int(subject))
+                cards = notify.cards_of(session, request.id)
+                approvers = approval.approvers_of(session, request.id)
+                progress = (
+                    provisioning.progress_of(session, request, services.settings)
+                    if request.status in SHOWS_PROGRESS
+                    else None
+                )
+        except NotFound:
+            return "gone"
+        text, blocks = services.notifier.approval_card(request, progress, approvers)
+        result: Result = "delivered"
+        for channel, ts in cards:
+            self._turn("chat.update")
+            try:
+                services.notifier.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+            except SlackApiError as exc:
+                error = str(exc.response.get("error") or "slack_error")
+                log.info("outbox: card %s/%s of request %s not updated: %s", channel, ts, request.id, error)
+                if error not in GONE:  # this copy again later (the others are redrawn too: an update is idempotent)
+                    result = "retry"
+        return result
+
+    def _turn(self, method: str, channel: str = "") -> None:
+        """Wait for the method's pace, then renew the claim: only its holder calls Slack for the surface."""
+        self.pacer.wait(method, channel)
+        claim = self._claim
+        if claim is not None and not outbox.renew(
+            self.services.session_factory, claim, now=self.services.clock(), seconds=self.claim_seconds
+        ):
+            raise ClaimLost
+
+    # Tests and the demo --------------------------------------------------------------------------------------
+    def wait_idle(self, timeout: float = 30.0, *, quietly: bool = False) -> int:
+        """Deliver until nothing is due (back-offs aside); returns how many surfaces that took. After `timeout`
+        it raises AssertionError, or, `quietly`, returns (a graceful stop leaves the rest to another process)."""
+        deadline = time.monotonic() + timeout
+        handled = 0
+        while count := self.deliver_due():
+            handled += count
+            if time.monotonic() > deadline:
+                if quietly:
+                    break
+                raise AssertionError(f"the outbox still had surfaces due after {timeout}s")
+        return handled
+
+
+def start_outbox(services: Services) -> OutboxSender:
+    return OutboxSender(services).start()
