@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
@@ -22,15 +24,17 @@ from bot import logs, request_context
 from bot.aws_iam import IamGateway
 from bot.config import Settings
 from bot.db import make_engine, make_session_factory
-from bot.errors import DomainError
+from bot.errors import AlreadyDecided, DomainError, ValidationFailed
 from bot.metrics import Metrics
 from bot.services import Services
+from bot.slack import ids, timebound_views, views
 from bot.slack.directory import SlackDirectory
 from bot.slack.notify import Notifier
 from handlers import register_all
-from handlers.parsing import user_of
+from handlers.parsing import channel_of, user_of
 
 log = logging.getLogger(__name__)
+FIELD_ERROR = 150  # Slack shows at most this much of a field error
 
 
 def make_slack_client(settings: Settings, metrics: Metrics | None = None) -> WebClient:
@@ -135,21 +139,89 @@ def create_app(services: Services, *, listener_executor: Executor | None = None)
     )
     app.metrics = services.metrics
 
+    def answer_after_ack(error: DomainError, body: dict[str, Any]) -> None:
+        """A refusal once the request is acknowledged: only a message can answer it."""
+        if user := user_of(body):
+            services.notifier.ephemeral(where_of(body), user, refusal_text(error))
+
     @app.error
-    def on_error(error: Exception, body: dict[str, Any]) -> None:
-        """Last resort: log the failure (never the payload) and tell the person something went wrong."""
-        user = user_of(body) if isinstance(body, dict) else None
-        if isinstance(error, DomainError) and user:
-            services.notifier.ephemeral(None, str(user), error.user_message)
-            return
+    def on_error(error: Exception, body: dict[str, Any], response: BoltResponse | None) -> BoltResponse | None:
+        """The one error handler: a DomainError is answered by surface (refusal_response in the ack, else a
+        message); anything else is logged (never the payload) and the person told something went wrong.
+        `response` is None once acknowledged. Listeners hand refusals after their ack to answer_after_ack."""
+        if not isinstance(body, dict):
+            body = {}
+        user = user_of(body)
+        if isinstance(error, DomainError):
+            answer = refusal_response(error, body) if response is not None else None
+            if answer is None:
+                answer_after_ack(error, body)
+            return answer
         log.error("unhandled %s in a listener: %s", type(error).__name__, error)
         if user:
             services.notifier.ephemeral(
                 None, str(user), "Something went wrong on koding-iam's side; nothing was lost. Try again shortly."
             )
+        return None
 
-    register_all(app, services)
+    register_all(app, services, answer_after_ack)
     return app
+
+
+def refusal_text(error: DomainError) -> str:
+    """mrkdwn for a message: a lost race names the winner and the time."""
+    if isinstance(error, AlreadyDecided):
+        return views.already_decided_text(error.status, error.decided_by, error.decided_at)
+    return views.escape(error.user_message)
+
+
+def _field_text(error: DomainError) -> str:
+    """Plain text for a form field (Slack shows it unformatted, at most 150 characters)."""
+    if isinstance(error, AlreadyDecided):
+        at = error.decided_at.strftime("%Y-%m-%d %H:%M UTC") if error.decided_at else "earlier"
+        return f"Already {error.status} by another admin ({error.decided_by}) at {at}."[:FIELD_ERROR]
+    return error.user_message[:FIELD_ERROR]
+
+
+# How a modal shows a refusal on submit: field errors on a form (its ValidationFailed mapping, and the block for
+# any other refusal), or the modal replaced by the reason (a confirmation has no field).
+FORM_ERRORS: dict[str, tuple[Callable[[dict[str, str]], dict[str, str]] | None, str]] = {
+    ids.View.REQUEST: (views.form_errors, ids.Block.USER_NAME),
+    ids.View.DENY: (None, ids.Block.DENY_REASON),
+    ids.LEGACY_DENY_VIEW: (None, ids.Block.DENY_REASON),
+    ids.View.EXTEND: (timebound_views.form_errors, ids.Block.EXTEND_DATE),
+}
+PROBLEM_MODALS: dict[str, Callable[[str], dict[str, Any]]] = {
+    ids.View.DONE: lambda text: timebound_views.problem_modal("End your access", text),
+}
+
+
+def refusal_response(error: DomainError, body: dict[str, Any]) -> BoltResponse | None:
+    """The acknowledgement that answers a refusal raised before ack(): field errors or a replaced modal for a
+    submission, an ephemeral reply for a slash command; None where only a message can answer (after ack)."""
+    if body.get("type") == "view_submission":
+        view = body.get("view") if isinstance(body.get("view"), dict) else {}
+        callback = str(view.get("callback_id") or "")
+        if callback in FORM_ERRORS:
+            mapping, block = FORM_ERRORS[callback]
+            if mapping is not None and isinstance(error, ValidationFailed):
+                errors = mapping(error.errors)
+            else:
+                errors = {block: _field_text(error)}
+            answer: dict[str, Any] = {"response_action": "errors", "errors": errors}
+        else:
+            problem = PROBLEM_MODALS.get(callback, views.reveal_problem_modal)
+            answer = {"response_action": "update", "view": problem(error.user_message)}
+    elif "command" in body:
+        answer = {"response_type": "ephemeral", "text": refusal_text(error)}
+    else:
+        return None
+    return BoltResponse(status=200, body=json.dumps(answer), headers={"content-type": "application/json"})
+
+
+def where_of(body: dict[str, Any]) -> str | None:
+    """The conversation to answer in: a click's channel, or a slash command's."""
+    return channel_of(body) or (str(body["channel_id"]) if body.get("channel_id") else None)
 
 
 def socket_mode_handler(app: App, app_token: str) -> Any:

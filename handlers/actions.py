@@ -1,11 +1,14 @@
-"""Button clicks. Every click is acknowledged first; authorization happens on the server in bot.flows.requesting."""
+"""Button clicks: one named listener per action id. Every click is acknowledged first; the middleware has read
+the button's target; authorization happens on the server in bot/flows/ (an admin-only button also here)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltContext
 
 from bot.flows import key_usage as key_usage_flows
 from bot.flows import offboarding as admin_flows
@@ -13,36 +16,58 @@ from bot.flows import requesting as flows
 from bot.flows import rotation as rotation_flows
 from bot.services import Services
 from bot.slack import ids
-from bot.slack.notify import Notifier
+from handlers.middleware import Answer, answering, button_target
 from handlers.parsing import Toggle, button_id, channel_of, toggle_of, user_of
 
-BROKEN_BUTTON = "This button does not point to anything koding-iam knows. Nothing was changed."
+
+@dataclass(frozen=True)
+class Click:
+    """A button press, parsed once: what it points to (a row id, or a Toggle), who pressed it, and where."""
+
+    target: Any
+    member: str
+    channel: str | None
+    body: dict[str, Any]
+
+    @property
+    def trigger_id(self) -> str:
+        return str(self.body.get("trigger_id") or "")
 
 
-ButtonRun = Callable[[int, str, str | None, dict[str, Any]], None]
+Run = Callable[[Click], None]
 
 
-def register_button(app: App, notifier: Notifier, action_id: str, run: ButtonRun) -> None:
-    """Acknowledge at once, then read the id the button carries; a value that is not one is refused."""
+def button(
+    app: App,
+    services: Services,
+    answer: Answer,
+    action_id: ids.Action,
+    *,
+    parse: Callable[[dict[str, Any]], Any | None] = button_id,
+    admin_only: bool = False,
+) -> Callable[[Run], Run]:
+    """Register `run` as the listener for `action_id`: acknowledged at once, its target read by the middleware,
+    a refusal it raises answered by `answer`."""
 
-    @app.action(action_id)
-    def listener(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
-        ack()
-        target, user_id, channel = button_id(action), user_of(body), channel_of(body)
-        if target is None:
-            notifier.ephemeral(channel, user_id, BROKEN_BUTTON)
-            return
-        run(target, user_id, channel, body)
+    def decorator(run: Run) -> Run:
+        def listener(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+            ack()
+            click = Click(context["target"], context["member"], context["channel"], body)
+            answering(answer, body, lambda: run(click))
+
+        listener.__name__ = listener.__qualname__ = run.__name__  # Bolt's log lines name the listener
+
+        app.action(action_id, middleware=[button_target(services, parse, admin_only=admin_only)])(listener)
+        return run
+
+    return decorator
 
 
-def register(app: App, services: Services) -> None:
+def register(app: App, services: Services, answer: Answer) -> None:
     notifier = services.notifier
 
-    def on_button(action_id: str, run: ButtonRun) -> None:
-        register_button(app, notifier, action_id, run)
-
-    @app.action(ids.OPEN_REQUEST)
-    def on_open_request(ack: Ack, body: dict[str, Any]) -> None:
+    @app.action(ids.Action.OPEN_REQUEST)
+    def open_request_form(ack: Ack, body: dict[str, Any]) -> None:
         ack()
         user_id = user_of(body)
         blocker = flows.request_blocker(services, user_id)
@@ -56,88 +81,70 @@ def register(app: App, services: Services) -> None:
             trigger_id=body["trigger_id"],
         )
 
-    on_button(
-        ids.APPROVE,
-        lambda request_id, user_id, channel, _: flows.approve(
-            services, request_id=request_id, admin_id=user_id, channel=channel
-        ),
-    )
-    on_button(
-        ids.DENY,
-        lambda request_id, user_id, channel, body: flows.open_deny_modal(
-            services, request_id=request_id, admin_id=user_id, trigger_id=body["trigger_id"], channel=channel
-        ),
-    )
-    on_button(
-        ids.RETRY,
-        lambda request_id, user_id, channel, _: flows.retry(
-            services, request_id=request_id, admin_id=user_id, channel=channel
-        ),
-    )
-    on_button(
-        ids.REVEAL,
-        lambda grant_id, user_id, channel, body: flows.reveal_keys(
-            services, grant_id=grant_id, user_id=user_id, trigger_id=body["trigger_id"], channel=channel
-        ),
-    )
-    on_button(
-        ids.RENEW_REVEAL,
-        lambda grant_id, user_id, channel, _: flows.renew_reveal_window(
-            services, grant_id=grant_id, user_id=user_id, channel=channel
-        ),
-    )
-    on_button(
-        ids.ROTATE,
-        lambda key_id, user_id, channel, body: rotation_flows.rotate(
-            services, key_row_id=key_id, user_id=user_id, trigger_id=body["trigger_id"], channel=channel
-        ),
-    )
+    on = functools.partial(button, app, services, answer)
 
-    def on_toggle(action_id: str, run: Callable[[Toggle, str, str | None], None]) -> None:
-        """Key status buttons carry the state they ask for; the flow updates only messages it recorded."""
+    @on(ids.Action.APPROVE)
+    def approve_request(click: Click) -> None:
+        flows.approve(services, request_id=click.target, admin_id=click.member, channel=click.channel)
 
-        @app.action(action_id)
-        def listener(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
-            ack()
-            toggle, user_id, channel = toggle_of(action), user_of(body), channel_of(body)
-            if toggle is None:
-                notifier.ephemeral(channel, user_id, BROKEN_BUTTON)
-                return
-            run(toggle, user_id, channel)
+    @on(ids.Action.DENY)
+    def open_deny_form(click: Click) -> None:
+        flows.open_deny_modal(
+            services, request_id=click.target, admin_id=click.member, trigger_id=click.trigger_id, channel=click.channel
+        )
 
-    on_toggle(
-        ids.DEACTIVATE_OLD,
-        lambda toggle, user_id, channel: rotation_flows.deactivate_old(
-            services, key_row_id=toggle.key_row_id, user_id=user_id, channel=channel
-        ),
-    )
-    on_toggle(
-        ids.ADMIN_DEACTIVATE,
-        lambda toggle, user_id, channel: rotation_flows.deactivate_old(
-            services, key_row_id=toggle.key_row_id, user_id=user_id, channel=channel, by_admin=True
-        ),
-    )
-    on_toggle(
-        ids.REACTIVATE,
-        lambda toggle, user_id, channel: rotation_flows.reactivate(
-            services, key_row_id=toggle.key_row_id, user_id=user_id, channel=channel, since=toggle.since
-        ),
-    )
-    on_button(
-        ids.DELETE_INACTIVE,
-        lambda key_id, user_id, channel, _: rotation_flows.delete_inactive(
-            services, key_row_id=key_id, user_id=user_id, channel=channel
-        ),
-    )
-    on_button(
-        ids.KEEP_KEY,
-        lambda key_id, user_id, channel, _: key_usage_flows.keep(
-            services, key_row_id=key_id, user_id=user_id, channel=channel
-        ),
-    )
-    on_button(
-        ids.REVOKE_START,
-        lambda request_id, user_id, channel, body: admin_flows.open_revoke_for_request(
-            services, admin_id=user_id, request_id=request_id, trigger_id=body["trigger_id"], channel=channel
-        ),
-    )
+    @on(ids.Action.RETRY)
+    def retry_provisioning(click: Click) -> None:
+        flows.retry(services, request_id=click.target, admin_id=click.member, channel=click.channel)
+
+    @on(ids.Action.REVEAL)
+    def reveal_keys(click: Click) -> None:
+        flows.reveal_keys(
+            services, grant_id=click.target, user_id=click.member, trigger_id=click.trigger_id, channel=click.channel
+        )
+
+    @on(ids.Action.RENEW_REVEAL)
+    def renew_reveal_window(click: Click) -> None:
+        flows.renew_reveal_window(services, grant_id=click.target, user_id=click.member, channel=click.channel)
+
+    @on(ids.Action.ROTATE)
+    def rotate_key(click: Click) -> None:
+        rotation_flows.rotate(
+            services, key_row_id=click.target, user_id=click.member, trigger_id=click.trigger_id, channel=click.channel
+        )
+
+    # Key status buttons carry the state they ask for; the flow updates only messages it recorded.
+    @on(ids.Action.DEACTIVATE_OLD, parse=toggle_of)
+    def deactivate_old_key(click: Click) -> None:
+        toggle: Toggle = click.target
+        rotation_flows.deactivate_old(
+            services, key_row_id=toggle.key_row_id, user_id=click.member, channel=click.channel
+        )
+
+    @on(ids.Action.ADMIN_DEACTIVATE, parse=toggle_of)
+    def deactivate_key_as_admin(click: Click) -> None:
+        toggle: Toggle = click.target
+        rotation_flows.deactivate_old(
+            services, key_row_id=toggle.key_row_id, user_id=click.member, channel=click.channel, by_admin=True
+        )
+
+    @on(ids.Action.REACTIVATE, parse=toggle_of)
+    def reactivate_key(click: Click) -> None:
+        toggle: Toggle = click.target
+        rotation_flows.reactivate(
+            services, key_row_id=toggle.key_row_id, user_id=click.member, channel=click.channel, since=toggle.since
+        )
+
+    @on(ids.Action.DELETE_INACTIVE)
+    def delete_inactive_key(click: Click) -> None:
+        rotation_flows.delete_inactive(services, key_row_id=click.target, user_id=click.member, channel=click.channel)
+
+    @on(ids.Action.KEEP_KEY)
+    def keep_unused_key(click: Click) -> None:
+        key_usage_flows.keep(services, key_row_id=click.target, user_id=click.member, channel=click.channel)
+
+    @on(ids.Action.REVOKE_START, admin_only=True)
+    def open_revoke_confirmation(click: Click) -> None:
+        admin_flows.open_revoke_for_request(
+            services, admin_id=click.member, request_id=click.target, trigger_id=click.trigger_id, channel=click.channel
+        )

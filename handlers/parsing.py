@@ -8,6 +8,8 @@ from typing import Any
 from bot.slack.ids import TOGGLE_TARGETS
 
 MAX_ID = 2**53
+# A modal's private_metadata that is not what the bot wrote (bot/slack/modal_metadata.py): within a field error's 150.
+TAMPERED_FORM = "This form's hidden data is not what koding-iam wrote; nothing was changed. Open the form again."
 
 
 def button_id(action: dict[str, Any]) -> int | None:

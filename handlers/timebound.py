@@ -2,75 +2,67 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from slack_bolt import Ack, App
 
-from bot.errors import DomainError, ValidationFailed
 from bot.flows import timebound as timebound_flows
 from bot.services import Services
 from bot.slack import ids
 from bot.slack import timebound_views as tviews
-from handlers.actions import ButtonRun, register_button
-from handlers.parsing import user_of
+from bot.slack.modal_metadata import DoneMetadata, ExtendMetadata
+from handlers.actions import Click, button
+from handlers.middleware import Answer
+from handlers.parsing import TAMPERED_FORM, user_of
 
 
-def register(app: App, services: Services) -> None:
-    notifier = services.notifier
+def register(app: App, services: Services, answer: Answer) -> None:
+    on = functools.partial(button, app, services, answer)
 
-    def on_button(action_id: str, run: ButtonRun) -> None:
-        register_button(app, notifier, action_id, run)
-
-    on_button(
-        ids.EXTEND,
-        lambda request_id, user_id, channel, body: timebound_flows.open_extension(
-            services, request_id=request_id, user_id=user_id, trigger_id=body["trigger_id"], channel=channel
-        ),
-    )
-    on_button(
-        ids.DONE,
-        lambda request_id, user_id, channel, body: timebound_flows.open_done(
-            services, request_id=request_id, user_id=user_id, trigger_id=body["trigger_id"], channel=channel
-        ),
-    )
-    for action_id, approve in ((ids.EXTENSION_APPROVE, True), (ids.EXTENSION_DENY, False)):
-        on_button(
-            action_id,
-            lambda extension_id, user_id, channel, _, approve=approve: timebound_flows.decide_extension(
-                services, extension_id=extension_id, admin_id=user_id, approve=approve, channel=channel
-            ),
+    @on(ids.Action.EXTEND)
+    def open_extension_form(click: Click) -> None:
+        timebound_flows.open_extension(
+            services, request_id=click.target, user_id=click.member, trigger_id=click.trigger_id, channel=click.channel
         )
 
-    @app.view(ids.DONE_MODAL)
-    def on_done(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        request_id = tviews.request_id_of(view)
-        if request_id is None:
-            ack(response_action="update", view=tviews.problem_modal("End your access", "This form is broken."))
-            return
-        try:
-            timebound_flows.confirm_done(services, request_id=request_id, user_id=user_of(body))
-        except DomainError as exc:
-            ack(response_action="update", view=tviews.problem_modal("End your access", exc.user_message))
-            return
-        ack()
-        timebound_flows.finish(services, request_id, by_owner=True)
+    @on(ids.Action.DONE)
+    def open_done_confirmation(click: Click) -> None:
+        timebound_flows.open_done(
+            services, request_id=click.target, user_id=click.member, trigger_id=click.trigger_id, channel=click.channel
+        )
 
-    @app.view(ids.EXTEND_MODAL)
-    def on_extend(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        request_id = tviews.request_id_of(view)
-        if request_id is None:
-            ack(response_action="errors", errors={ids.EXTEND_DATE_BLOCK: "This form is broken; nothing was changed."})
+    @on(ids.Action.EXTENSION_APPROVE)
+    def approve_extension(click: Click) -> None:
+        timebound_flows.decide_extension(
+            services, extension_id=click.target, admin_id=click.member, approve=True, channel=click.channel
+        )
+
+    @on(ids.Action.EXTENSION_DENY)
+    def deny_extension(click: Click) -> None:
+        timebound_flows.decide_extension(
+            services, extension_id=click.target, admin_id=click.member, approve=False, channel=click.channel
+        )
+
+    @app.view(ids.View.DONE)
+    def end_access_now(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        metadata = DoneMetadata.of(view)
+        if metadata is None:
+            ack(response_action="update", view=tviews.problem_modal("End your access", TAMPERED_FORM))
+            return
+        timebound_flows.confirm_done(services, request_id=metadata.request_id, user_id=user_of(body))
+        ack()
+        timebound_flows.finish(services, metadata.request_id, by_owner=True)
+
+    @app.view(ids.View.EXTEND)
+    def ask_for_extension(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        metadata = ExtendMetadata.of(view)
+        if metadata is None:
+            ack(response_action="errors", errors={ids.Block.EXTEND_DATE: TAMPERED_FORM})
             return
         reason, new_end = tviews.parse_extension_form(view)
-        try:
-            extension_id = timebound_flows.submit_extension(
-                services, request_id=request_id, user_id=user_of(body), reason=reason, new_end=new_end
-            )
-        except ValidationFailed as exc:
-            ack(response_action="errors", errors=tviews.form_errors(exc.errors))
-            return
-        except DomainError as exc:
-            ack(response_action="errors", errors={ids.EXTEND_DATE_BLOCK: exc.user_message[:150]})
-            return
+        extension_id = timebound_flows.submit_extension(
+            services, request_id=metadata.request_id, user_id=user_of(body), reason=reason, new_end=new_end
+        )
         ack()
         timebound_flows.announce_extension(services, extension_id)

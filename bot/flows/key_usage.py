@@ -12,7 +12,6 @@ from bot.core import digest, key_usage, key_usage_record, outbox, rotation
 from bot.core.key_usage import UsageAction, UsageKind, UsagePolicy
 from bot.db import session_scope
 from bot.errors import DomainError
-from bot.flows import requesting as flows
 from bot.services import Services
 from bot.slack import home, key_messages
 from bot.slack import key_usage_views as usage_views
@@ -89,13 +88,9 @@ def keep(services: Services, *, key_row_id: int, user_id: str, channel: str | No
     """Keep an unused key: the owner or an admin (checked here, whoever's message was clicked); recorded."""
     now = services.clock()
     admins = services.admin_ids()  # groups expanded, Slack asked before the transaction opens
-    try:
-        with session_scope(services.session_factory) as session:
-            key_usage.keep(session, key_row_id=key_row_id, user_id=user_id, admins=admins, now=now)
-            kept = key_usage.snapshot(session, key_row_id)
-    except DomainError as exc:
-        flows.refuse(services, channel, user_id, exc)
-        return
+    with session_scope(services.session_factory) as session:
+        key_usage.keep(session, key_row_id=key_row_id, user_id=user_id, admins=admins, now=now)
+        kept = key_usage.snapshot(session, key_row_id)
     days = services.settings.koding_iam_unused_after_days
     outcome = (
         f"kept by <@{user_id}> on {when(now)}; it is not flagged again until it is used and then unused for {days} days"

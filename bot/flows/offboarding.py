@@ -11,7 +11,6 @@ from sqlalchemy import select, update
 from bot.aws_iam import AwsError
 from bot.core import approval, audit, offboarding, offboarding_steps, provisioning, reveal_grants, timebound
 from bot.db import session_scope
-from bot.errors import NotAuthorized
 from bot.services import Services
 from bot.slack import blockkit, home, notify, timebound_views, views
 from models import AccessRequest, AuditEvent, KeyGrant, RequestStatus
@@ -31,10 +30,7 @@ def parse_target(text: str) -> tuple[str | None, str | None]:
 # Revoke ------------------------------------------------------------------------------------------------------
 def open_revoke(services: Services, *, admin_id: str, target: str, trigger_id: str, channel: str | None) -> None:
     """Show what revoking removes (listed live from IAM) and ask the admin to confirm."""
-    notifier = services.notifier
-    if not services.is_admin(admin_id):
-        notifier.ephemeral(channel, admin_id, "Only koding-iam admins can revoke a user.")
-        return
+    notifier = services.notifier  # who may revoke is decided once, by the handlers' middleware
     slack_id, name = parse_target(target)
     with session_scope(services.session_factory) as session:
         request = offboarding.find_user_request(session, slack_user_id=slack_id, iam_user_name=name)
@@ -249,11 +245,6 @@ def expire_requests(services: Services) -> None:
         services.notifier.update_approval_cards(request, cards)
         services.notifier.dm(request.requester_id, *views.expired_dm(request))
         home.refresh(services, request.requester_id, admins=True)
-
-
-def require_admin(services: Services, user_id: str) -> None:
-    if not services.is_admin(user_id):
-        raise NotAuthorized("That subcommand is for koding-iam admins.")
 
 
 # Sync -------------------------------------------------------------------------------------------------------

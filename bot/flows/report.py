@@ -134,7 +134,7 @@ def command(args: argparse.Namespace, *, services: Callable[[], Services], fail:
 # `/koding-iam report` -------------------------------------------------------------------------------------
 def report_command(services: Services, *, admin_id: str, channel: str | None) -> None:
     """Admins only (checked here too, not just by the handler); the work runs after the acknowledgement."""
-    if admin_id not in services.settings.admins:
+    if not services.is_admin(admin_id):
         services.notifier.ephemeral(channel, admin_id, "Only koding-iam admins can build the compliance report.")
         return
     services.background.submit(send_report, services, admin_id=admin_id)

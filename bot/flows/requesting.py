@@ -16,7 +16,6 @@ from bot.db import session_scope
 from bot.errors import (
     AlreadyDecided,
     AlreadyRevealed,
-    DomainError,
     GrantExpired,
     InvalidState,
     ValidationFailed,
@@ -80,21 +79,18 @@ def authorize_decision(services: Services, request_id: int, user_id: str) -> Acc
 
 
 def approve(services: Services, *, request_id: int, admin_id: str, channel: str | None) -> None:
-    try:
-        authorize_decision(services, request_id, admin_id)
-        with session_scope(services.session_factory) as session:
-            request = approval.decide(
-                session,
-                settings=services.settings,
-                request_id=request_id,
-                admin_id=admin_id,
-                approve=True,
-                now=services.clock(),
-            )
-            mark_cards(session, services, request_id)
-    except DomainError as exc:
-        refuse(services, channel, admin_id, exc)
-        return
+    """A refusal (not allowed, already decided) raises DomainError; bot/app.py's error handler answers it."""
+    authorize_decision(services, request_id, admin_id)
+    with session_scope(services.session_factory) as session:
+        request = approval.decide(
+            session,
+            settings=services.settings,
+            request_id=request_id,
+            admin_id=admin_id,
+            approve=True,
+            now=services.clock(),
+        )
+        mark_cards(session, services, request_id)
     services.wake_outbox()
     if request.status == RequestStatus.PENDING:  # more approvals needed: every card counts this one
         services.notifier.ephemeral(
@@ -113,15 +109,10 @@ def open_deny_modal(
     services: Services, *, request_id: int, admin_id: str, trigger_id: str, channel: str | None
 ) -> None:
     """Check the clicker may decide before showing the reason form; the decision itself happens on submit."""
-    try:
-        request = authorize_decision(services, request_id, admin_id)
-        if request.status != RequestStatus.PENDING:
-            raise AlreadyDecided(_word(request.status), request.decided_by, request.decided_at)
-        view = views.deny_modal(request)
-    except DomainError as exc:
-        refuse(services, channel, admin_id, exc)
-        return
-    services.notifier.open_modal(trigger_id, view)
+    request = authorize_decision(services, request_id, admin_id)
+    if request.status != RequestStatus.PENDING:
+        raise AlreadyDecided(_word(request.status), request.decided_by, request.decided_at)
+    services.notifier.open_modal(trigger_id, views.deny_modal(request))
 
 
 def deny(services: Services, *, request_id: int, admin_id: str, reason: str) -> AccessRequest:
@@ -164,12 +155,8 @@ def mark_cards(session: Session, services: Services, request_id: int) -> None:
 
 def retry(services: Services, *, request_id: int, admin_id: str, channel: str | None) -> None:
     admins = services.admin_ids()
-    try:
-        with session_scope(services.session_factory) as session:
-            approval.retry(session, admins=admins, request_id=request_id, admin_id=admin_id, now=services.clock())
-    except DomainError as exc:
-        refuse(services, channel, admin_id, exc)
-        return
+    with session_scope(services.session_factory) as session:
+        approval.retry(session, admins=admins, request_id=request_id, admin_id=admin_id, now=services.clock())
     refresh_cards(services, request_id)
     services.hand_off(request_id)
 
@@ -266,13 +253,9 @@ def reveal_keys(
             channel, user_id, f"{views.escape(exc.user_message)} Revealed on {views.when(exc.revealed_at)}{key}."
         )
         return None
-    except InvalidState as exc:  # the grant ended or its request moved on: the owner's DM loses its button
+    except InvalidState:  # the grant ended or its request moved on: the owner's DM loses its button
         _refresh_reveal_dm(services, grant_id)
-        refuse(services, channel, user_id, exc)
-        return None
-    except DomainError as exc:
-        refuse(services, channel, user_id, exc)
-        return None
+        raise
     try:
         revealed = reveal_modal.reveal_in_modal(
             services, claimed, user_id=user_id, trigger_id=trigger_id, channel=channel
@@ -285,18 +268,14 @@ def reveal_keys(
 
 
 def renew_reveal_window(services: Services, *, grant_id: int, user_id: str, channel: str | None) -> None:
-    try:
-        with session_scope(services.session_factory) as session:
-            reveal_grants.renew_window(
-                session,
-                grant_id=grant_id,
-                user_id=user_id,
-                hours=services.settings.koding_iam_reveal_window_hours,
-                now=services.clock(),
-            )
-    except DomainError as exc:
-        refuse(services, channel, user_id, exc)
-        return
+    with session_scope(services.session_factory) as session:
+        reveal_grants.renew_window(
+            session,
+            grant_id=grant_id,
+            user_id=user_id,
+            hours=services.settings.koding_iam_reveal_window_hours,
+            now=services.clock(),
+        )
     _refresh_reveal_dm(services, grant_id)
 
 
@@ -305,15 +284,6 @@ def _refresh_reveal_dm(services: Services, grant_id: int) -> None:
         grant = session.get(KeyGrant, grant_id)
     if grant is not None:
         services.notifier.update_reveal_dm(grant, now=services.clock())
-
-
-def refuse(services: Services, channel: str | None, user_id: str, exc: DomainError) -> None:
-    """Tell the person who clicked why nothing happened; a lost race names the winner and the time."""
-    if isinstance(exc, AlreadyDecided):
-        text = views.already_decided_text(exc.status, exc.decided_by, exc.decided_at)
-    else:
-        text = views.escape(exc.user_message)
-    services.notifier.ephemeral(channel, user_id, text)
 
 
 def _word(status: str) -> str:

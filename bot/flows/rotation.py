@@ -151,9 +151,6 @@ def rotate(services: Services, *, key_row_id: int, user_id: str, trigger_id: str
         new = f" Its replacement is `{views.escape(exc.new_access_key_id)}`." if exc.new_access_key_id else ""
         services.notifier.ephemeral(channel, user_id, views.escape(exc.user_message) + new)
         return
-    except DomainError as exc:
-        flows.refuse(services, channel, user_id, exc)
-        return
     revealed = flows.reveal_keys(services, grant_id=grant_id, user_id=user_id, trigger_id=trigger_id, channel=channel)
     if revealed is not None:
         after_rotation(services, grant_id)
@@ -208,24 +205,20 @@ def deactivate_old(
     updated are the ones recorded for this key, never one named by the click."""
     now = services.clock()
     admins = services.admin_ids()
-    try:
-        with session_scope(services.session_factory) as session:
-            key = rotation.load_key(session, key_row_id)
-            if by_admin and user_id not in admins:
-                raise NotAuthorized("Only koding-iam admins can deactivate someone's key.")
-            rotation.authorize_owner_or_admin(key, user_id, admins)
-        key = rotation.deactivate(
-            services.session_factory,
-            services.gateway,
-            leaser=services.leaser,
-            key_row_id=key_row_id,
-            actor=user_id,
-            now=now,
-            owner_told=not by_admin,
-        )
-    except DomainError as exc:
-        flows.refuse(services, channel, user_id, exc)
-        return
+    with session_scope(services.session_factory) as session:
+        key = rotation.load_key(session, key_row_id)
+        if by_admin and user_id not in admins:
+            raise NotAuthorized("Only koding-iam admins can deactivate someone's key.")
+        rotation.authorize_owner_or_admin(key, user_id, admins)
+    key = rotation.deactivate(
+        services.session_factory,
+        services.gateway,
+        leaser=services.leaser,
+        key_row_id=key_row_id,
+        actor=user_id,
+        now=now,
+        owner_told=not by_admin,
+    )
     policy = Policy.from_settings(services.settings)
     owner_view = views.key_deactivated_dm(
         key_row_id=key.id,
@@ -272,22 +265,18 @@ def reactivate(
     now = services.clock()
     deactivation = datetime.strptime(since, "%Y%m%dT%H%M%S%f").replace(tzinfo=UTC) if since else None
     admins = services.admin_ids()
-    try:
-        with session_scope(services.session_factory) as session:
-            rotation.authorize_owner_or_admin(rotation.load_key(session, key_row_id), user_id, admins)
-        key = rotation.reactivate(
-            services.session_factory,
-            services.gateway,
-            leaser=services.leaser,
-            key_row_id=key_row_id,
-            actor=user_id,
-            now=now,
-            policy=Policy.from_settings(services.settings),
-            deactivation=deactivation,
-        )
-    except DomainError as exc:
-        flows.refuse(services, channel, user_id, exc)
-        return
+    with session_scope(services.session_factory) as session:
+        rotation.authorize_owner_or_admin(rotation.load_key(session, key_row_id), user_id, admins)
+    key = rotation.reactivate(
+        services.session_factory,
+        services.gateway,
+        leaser=services.leaser,
+        key_row_id=key_row_id,
+        actor=user_id,
+        now=now,
+        policy=Policy.from_settings(services.settings),
+        deactivation=deactivation,
+    )
     _update_recorded(
         services, key.id, KeyMessageRole.OWNER, views.key_reactivated_dm(access_key_id=key.access_key_id, at=now)
     )
@@ -309,21 +298,17 @@ def delete_inactive(services: Services, *, key_row_id: int, user_id: str, channe
     """Make room for a rotation: delete an inactive key the owner (or an admin) chose."""
     now = services.clock()
     admins = services.admin_ids()
-    try:
-        with session_scope(services.session_factory) as session:
-            rotation.authorize_owner_or_admin(rotation.load_key(session, key_row_id), user_id, admins)
-        key = rotation.delete(
-            services.session_factory,
-            services.gateway,
-            leaser=services.leaser,
-            key_row_id=key_row_id,
-            actor=user_id,
-            now=now,
-            owner_told=True,
-        )
-    except DomainError as exc:
-        flows.refuse(services, channel, user_id, exc)
-        return
+    with session_scope(services.session_factory) as session:
+        rotation.authorize_owner_or_admin(rotation.load_key(session, key_row_id), user_id, admins)
+    key = rotation.delete(
+        services.session_factory,
+        services.gateway,
+        leaser=services.leaser,
+        key_row_id=key_row_id,
+        actor=user_id,
+        now=now,
+        owner_told=True,
+    )
     services.notifier.ephemeral(
         channel,
         user_id,
@@ -345,20 +330,17 @@ def exempt_command(services: Services, *, admin_id: str, words: list[str]) -> st
         until = datetime.fromisoformat(day).replace(tzinfo=now.tzinfo)
     except ValueError:
         return f"“{views.escape(day[:20])}” is not a date. {usage}"
-    admins = services.admin_ids()
-    try:
-        with session_scope(services.session_factory) as session:
-            exemption = rotation_exemptions.exempt(
-                session,
-                iam_user_name=name,
-                until=until,
-                reason=reason,
-                admin_id=admin_id,
-                now=now,
-                admins=admins,
-                max_days=services.settings.koding_iam_max_exemption_days,
-            )
-            recorded = exemption.iam_user_name
-    except DomainError as exc:
-        return views.escape(exc.user_message)
+    admins = services.admin_ids()  # a refusal raises DomainError, answered in the ack by bot/app.py
+    with session_scope(services.session_factory) as session:
+        exemption = rotation_exemptions.exempt(
+            session,
+            iam_user_name=name,
+            until=until,
+            reason=reason,
+            admin_id=admin_id,
+            now=now,
+            admins=admins,
+            max_days=services.settings.koding_iam_max_exemption_days,
+        )
+        recorded = exemption.iam_user_name
     return f"`{views.escape(recorded)}` is exempt from rotation reminders until {views.when(until)}."

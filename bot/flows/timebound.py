@@ -92,8 +92,7 @@ def open_done(services: Services, *, request_id: int, user_id: str, trigger_id: 
             request = extensions.extendable(session, request_id=request_id, owner_id=user_id)
             view = tviews.done_modal(request)
     except DomainError as exc:
-        flows.refuse(services, channel, user_id, _for_done(exc))
-        return
+        raise _for_done(exc) from exc
     services.notifier.open_modal(trigger_id, view)
 
 
@@ -114,19 +113,13 @@ def _for_done(exc: DomainError) -> DomainError:
 # Extensions ----------------------------------------------------------------------------------------------------
 def open_extension(services: Services, *, request_id: int, user_id: str, trigger_id: str, channel: str | None) -> None:
     now = services.clock()
-    try:
-        with session_scope(services.session_factory) as session:
-            request = extensions.extendable(session, request_id=request_id, owner_id=user_id)
-            waiting = extensions.pending_of(session, request_id)
-            if waiting is not None:
-                raise InvalidState(
-                    f"You already asked to extend it to {waiting.new_ends_at:%Y-%m-%d}; the admins have it."
-                )
-            latest = timebound.latest_extension_end(now, max_days_of(request.profile_keys, services.settings.profiles))
-            view = tviews.extension_modal(request, latest=latest)
-    except DomainError as exc:
-        flows.refuse(services, channel, user_id, exc)
-        return
+    with session_scope(services.session_factory) as session:
+        request = extensions.extendable(session, request_id=request_id, owner_id=user_id)
+        waiting = extensions.pending_of(session, request_id)
+        if waiting is not None:
+            raise InvalidState(f"You already asked to extend it to {waiting.new_ends_at:%Y-%m-%d}; the admins have it.")
+        latest = timebound.latest_extension_end(now, max_days_of(request.profile_keys, services.settings.profiles))
+        view = tviews.extension_modal(request, latest=latest)
     services.notifier.open_modal(trigger_id, view)
 
 
@@ -160,26 +153,22 @@ def announce_extension(services: Services, extension_id: int) -> None:
 def decide_extension(
     services: Services, *, extension_id: int, admin_id: str, approve: bool, channel: str | None
 ) -> None:
-    try:
-        with session_scope(services.session_factory) as session:
-            request_id = extensions.load(session, extension_id).request_id
-        # Whoever may decide the request may decide its extension (Slack asked afresh, outside the transaction).
-        flows.authorize_decision(services, request_id, admin_id)
-        with session_scope(services.session_factory) as session:
-            extension = extensions.decide(
-                session,
-                settings=services.settings,
-                extension_id=extension_id,
-                admin_id=admin_id,
-                approve=approve,
-                now=services.clock(),
-            )
-            request = session.get(AccessRequest, extension.request_id)
-            assert request is not None
-            cards = list(extension.cards or [])
-    except DomainError as exc:
-        flows.refuse(services, channel, admin_id, exc)
-        return
+    with session_scope(services.session_factory) as session:
+        request_id = extensions.load(session, extension_id).request_id
+    # Whoever may decide the request may decide its extension (Slack asked afresh, outside the transaction).
+    flows.authorize_decision(services, request_id, admin_id)
+    with session_scope(services.session_factory) as session:
+        extension = extensions.decide(
+            session,
+            settings=services.settings,
+            extension_id=extension_id,
+            admin_id=admin_id,
+            approve=approve,
+            now=services.clock(),
+        )
+        request = session.get(AccessRequest, extension.request_id)
+        assert request is not None
+        cards = list(extension.cards or [])
     text, blocks = tviews.extension_card(extension, request)
     for card_channel, ts in cards:
         services.notifier.update_message(card_channel, ts, text, blocks)

@@ -4,7 +4,6 @@ the Deny modal and its parsing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -25,6 +24,7 @@ from bot.slack.blockkit import (
 )
 from bot.slack.end_date_text import end_line
 from bot.slack.limits import INPUT_LABEL
+from bot.slack.modal_metadata import DenyMetadata
 from models import AccessRequest, RequestStatus
 
 STATE_MARK = {StepState.DONE: "✓", StepState.FAILED: "✗", StepState.PENDING: "·"}
@@ -147,7 +147,7 @@ def deny_modal(request: AccessRequest) -> dict[str, Any]:
     return {
         "type": "modal",
         "callback_id": ids.DENY_MODAL,
-        "private_metadata": json.dumps({"request_id": request.id}),
+        "private_metadata": DenyMetadata(request_id=request.id).dump(),
         "title": modal_title("Deny request"),
         "submit": modal_title("Deny"),
         "close": modal_title("Cancel"),
@@ -172,11 +172,8 @@ def deny_modal(request: AccessRequest) -> dict[str, Any]:
 
 
 def parse_deny_submission(view: dict[str, Any]) -> tuple[int | None, str]:
-    try:
-        raw = json.loads(view.get("private_metadata") or "{}").get("request_id")
-        request_id = raw if isinstance(raw, int) and not isinstance(raw, bool) and 0 < raw < 2**53 else None
-    except (TypeError, ValueError, AttributeError, RecursionError):
-        request_id = None
+    metadata = DenyMetadata.of(view)
+    request_id = metadata.request_id if metadata else None
     values = dict_or_empty(dict_or_empty(view.get("state")).get("values"))
     reason = dict_or_empty(dict_or_empty(values.get(ids.DENY_REASON_BLOCK)).get(ids.DENY_REASON_INPUT)).get("value")
     return request_id, reason if isinstance(reason, str) else ""

@@ -7,7 +7,6 @@ titles by `_title`); what a person typed is quoted and escaped.
 
 from __future__ import annotations
 
-import json
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -25,6 +24,7 @@ from bot.slack.blockkit import (
     when,
 )
 from bot.slack.limits import clip
+from bot.slack.modal_metadata import DoneMetadata, ExtendMetadata
 from models import AccessExtension, AccessRequest, ExtensionStatus
 
 FIELD_BLOCKS = {"reason": ids.EXTEND_REASON_BLOCK, "new_end": ids.EXTEND_DATE_BLOCK}
@@ -64,7 +64,7 @@ def done_modal(request: AccessRequest) -> dict[str, Any]:
     return {
         "type": "modal",
         "callback_id": ids.DONE_MODAL,
-        "private_metadata": json.dumps({"request_id": request.id}),
+        "private_metadata": DoneMetadata(request_id=request.id).dump(),
         "title": modal_title("End your access"),
         "submit": modal_title("End it now"),
         "close": modal_title("Keep it"),
@@ -83,7 +83,7 @@ def extension_modal(request: AccessRequest, *, latest: datetime) -> dict[str, An
     return {
         "type": "modal",
         "callback_id": ids.EXTEND_MODAL,
-        "private_metadata": json.dumps({"request_id": request.id}),
+        "private_metadata": ExtendMetadata(request_id=request.id).dump(),
         "title": modal_title("Extend your access"),
         "submit": modal_title("Ask"),
         "close": modal_title("Cancel"),
@@ -115,15 +115,6 @@ def extension_modal(request: AccessRequest, *, latest: datetime) -> dict[str, An
             },
         ],
     }
-
-
-def request_id_of(view: dict[str, Any]) -> int | None:
-    """The request id a confirmation or extension modal carries in its private_metadata, or None."""
-    try:
-        raw = json.loads(view.get("private_metadata") or "{}").get("request_id")
-    except (TypeError, ValueError, AttributeError, RecursionError):
-        return None
-    return raw if isinstance(raw, int) and not isinstance(raw, bool) and 0 < raw < 2**53 else None
 
 
 def parse_extension_form(view: dict[str, Any]) -> tuple[str, date | None]:

@@ -6,7 +6,6 @@ Block Kit dicts, plus the parsers of view state.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -37,6 +36,7 @@ from bot.slack.blockkit import (
     table_section,
     when,
 )
+from bot.slack.modal_metadata import RevokeMetadata
 from bot.slack.request_views import FIELD_BLOCKS, form_errors, parse_request_form, request_modal
 from bot.slack.reveal_views import (
     KODING_CREDENTIALS_HINT,
@@ -111,31 +111,27 @@ __all__ = [
 
 
 # Slash command --------------------------------------------------------------------------------------------
-def help_message(*, problem: str | None = None, admin: bool = False, who_approves: str | None = None) -> dict[str, Any]:
-    """The members' subcommands for everyone; the admins' subcommands only for an admin; who approves what
-    (access.approval_rules) when given."""
-    text = (
+def help_message(
+    *,
+    problem: str | None = None,
+    admin: bool = False,
+    who_approves: str | None = None,
+    commands: Sequence[tuple[str, str, bool]] = (),
+) -> dict[str, Any]:
+    """`commands`: (usage, what it does, admin only) per subcommand, from the handlers' command table; the
+    admins' lines only for an admin; who approves what (access.approval_rules) when given."""
+    lines = [
         "*koding-iam* creates a dedicated AWS IAM user for your Koding stacks, after an admin approves, and "
-        "shows you its access keys once.\n"
-        "• `/koding-iam request` — ask for an IAM user\n"
-        "• `/koding-iam status` — your IAM user and keys\n"
-        "• `/koding-iam rotate` — replace your access key with a new one\n"
-        "• `/koding-iam help` — this help"
-    )
+        "shows you its access keys once."
+    ]
+    lines += [f"• `/koding-iam {usage}` — {text}" for usage, text, admin_only in commands if not admin_only]
     if admin:
-        text += (
-            "\n*For admins*\n"
-            "• `/koding-iam list` — every IAM user and key koding-iam knows\n"
-            "• `/koding-iam audit [@member]` — the latest audit events\n"
-            "• `/koding-iam revoke @member` — remove a member's IAM user, after a confirmation\n"
-            "• `/koding-iam sync` — import IAM users made outside koding-iam and show drift\n"
-            "• `/koding-iam report` — compliance evidence (every user and key, CIS 1.12–1.14) as a CSV in your DM\n"
-            "• `/koding-iam exempt <iam-user> <YYYY-MM-DD> <reason>` — no rotation reminders until that date"
-        )
+        lines.append("*For admins*")
+        lines += [f"• `/koding-iam {usage}` — {text}" for usage, text, admin_only in commands if admin_only]
     blocks: Blocks = []
     if problem:
         blocks.append(section_block(f":warning: {escape(problem)}"))
-    blocks.append(section_block(text))
+    blocks.append(section_block("\n".join(lines)))
     if who_approves:
         blocks.append(section_block(who_approves))
     blocks.append(
@@ -203,7 +199,7 @@ def revoke_confirm_modal(request: AccessRequest, inventory: Any) -> dict[str, An
         "title": plain_text("Revoke IAM user"),
         "submit": plain_text("Revoke"),
         "close": plain_text("Cancel"),
-        "private_metadata": json.dumps({"request_id": request.id}),
+        "private_metadata": RevokeMetadata(request_id=request.id).dump(),
         "blocks": [
             section_block(head),
             section_block("\n".join(lines)),
@@ -213,11 +209,8 @@ def revoke_confirm_modal(request: AccessRequest, inventory: Any) -> dict[str, An
 
 
 def parse_revoke_submission(view: dict[str, Any]) -> int | None:
-    try:
-        raw = json.loads(view.get("private_metadata") or "{}").get("request_id")
-    except (TypeError, ValueError, AttributeError, RecursionError):
-        return None
-    return raw if isinstance(raw, int) and not isinstance(raw, bool) and 0 < raw < 2**53 else None
+    metadata = RevokeMetadata.of(view)
+    return metadata.request_id if metadata else None
 
 
 def revoke_result_notice(

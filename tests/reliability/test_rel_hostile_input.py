@@ -350,7 +350,7 @@ CASES: dict[str, Case] = {
                 submission("UADMIN2", ids.DENY_MODAL, deny_form(), private_metadata=m)
             ),
             200,
-            "This form is broken",
+            "hidden data is not what koding-iam wrote",
             block=ids.DENY_REASON_BLOCK,
         )
         for label, metadata in [
@@ -469,7 +469,7 @@ CASES |= {
     "deny-metadata-deeply-nested": Case(  # 3,000 nested '[' fit in private_metadata and used to raise RecursionError
         lambda w: d(w).post_payload(submission("UADMIN2", ids.DENY_MODAL, deny_form(), private_metadata="[" * 3000)),
         200,
-        "This form is broken",
+        "hidden data is not what koding-iam wrote",
         block=ids.DENY_REASON_BLOCK,
     ),
     "command-from-a-foreign-workspace": Case(

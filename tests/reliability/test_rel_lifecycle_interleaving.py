@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
+from bot.errors import DomainError
 from bot.flows import offboarding as admin_flows
 from bot.flows import requesting as flows
 from bot.flows import rotation as rotation_flows
@@ -107,7 +108,7 @@ class World:
 
         local = Services(**{**services.__dict__})
         local.notifier = _NotifierWith(services.notifier, crash)  # type: ignore[assignment]
-        with contextlib.suppress(Crash):
+        with contextlib.suppress(Crash, DomainError):  # a refusal is the error handler's to answer
             flows.reveal_keys(
                 local, grant_id=grant_id, user_id=self.member, trigger_id=self.next_trigger(), channel=None
             )
@@ -124,12 +125,14 @@ class World:
     def admin_deactivate(self, admin: str, services: Services) -> None:
         key = newest_key(services, self.member, "active")
         if key is not None:
-            rotation_flows.deactivate_old(services, key_row_id=key, user_id=admin, channel=None, by_admin=True)
+            with contextlib.suppress(DomainError):  # refused (moved on meanwhile): the error handler would say so
+                rotation_flows.deactivate_old(services, key_row_id=key, user_id=admin, channel=None, by_admin=True)
 
     def admin_reactivate(self, admin: str, services: Services) -> None:
         key = newest_key(services, self.member, "inactive")
         if key is not None:
-            rotation_flows.reactivate(services, key_row_id=key, user_id=admin, channel=None)
+            with contextlib.suppress(DomainError):
+                rotation_flows.reactivate(services, key_row_id=key, user_id=admin, channel=None)
 
     def admin_revoke(self, admin: str, services: Services) -> None:
         with session_scope(services.session_factory) as session:

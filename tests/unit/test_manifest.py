@@ -9,9 +9,9 @@ from pathlib import Path
 import yaml
 
 from bot import doctor_checks
-from bot.slack import ids, views
+from bot.slack import ids
 from bot.slack.scopes import BOT_SCOPES, EVENT_SCOPES, METHOD_SCOPES, REQUIRED_SCOPES, SDK_HELPERS
-from handlers.commands import ADMIN_ONLY
+from handlers.commands import ADMIN_ONLY, help_reply
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = yaml.safe_load((ROOT / "slack-app-manifest.yml").read_text())
@@ -63,8 +63,8 @@ def test_the_usage_hint_lists_the_members_subcommands_and_admin_help_lists_the_a
     (command,) = MANIFEST["features"]["slash_commands"]
     hinted = {word for word in re.split(r"[\s|]+", command["usage_hint"]) if word}
     assert hinted == {"help", "request", "status", "rotate"} and not hinted & ADMIN_ONLY
-    member = views.help_message()["blocks"][0]["text"]["text"]
-    admin = views.help_message(admin=True)["blocks"][0]["text"]["text"]
+    member = help_reply(admin=False)["blocks"][0]["text"]["text"]
+    admin = help_reply(admin=True)["blocks"][0]["text"]["text"]
     for sub in ADMIN_ONLY:
         assert f"`/koding-iam {sub}" in admin and f"/koding-iam {sub}" not in member and f"`{sub}" not in member
     assert "`/koding-iam exempt <iam-user> <YYYY-MM-DD> <reason>`" in admin
