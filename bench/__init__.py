@@ -12,6 +12,9 @@ Each benchmark is a module with a `run(ctx) -> list[Row]` function, listed in `b
                         PostgreSQL (time, rows read, peak memory, query plans), and a real sweep DMing 2,000 owners
                         through a Slack stand-in that answers 429 past chat.postMessage's rate limits
 
+The stand-ins add realistic latency by default (Slack 100 ms, AWS 50 ms per call; `--latency zero` for none,
+`--slack-latency-ms` / `--aws-latency-ms` override either); every table says how it was measured.
+
 Everything runs on one machine: `koding-iam serve` as a child process, the Slack Web API stand-in and a moto
 server in a second child process (`bench.backends`, which also counts every AWS and Slack call), a bare Bolt
 app in a third (`bench.bare_bolt`), and the load generator (threads, one keep-alive connection each) here.

@@ -19,6 +19,11 @@ from bench.processes import Backends as BackendsProcess
 from bot.devtools.sandbox import SIGNING_SECRET
 from bot.server import SLACK_PATH
 
+# Added delay per call (Slack ms, AWS ms). "realistic": a Slack Web API call answers in about 100 ms and an IAM call
+# in about 50 ms from a typical host, so work that waits on them holds threads and connections as it would in
+# production; "zero": the stand-ins answer at once (the app's own CPU cost alone).
+LATENCY_MODES: dict[str, tuple[float, float]] = {"realistic": (100.0, 50.0), "zero": (0.0, 0.0)}
+
 
 @dataclass
 class Options:
@@ -31,8 +36,9 @@ class Options:
     approvals_at_once: int = 50
     startups: int = 3
     phase_budget_s: float = 120.0  # per load phase; a server slower than this is reported as truncated
-    slack_latency_ms: float = 0.0
-    aws_latency_ms: float = 0.0
+    latency: str = "realistic"  # a key of LATENCY_MODES; the two figures below may override it
+    slack_latency_ms: float = 100.0
+    aws_latency_ms: float = 50.0
     only: tuple[str, ...] = ()
     strict: bool = False  # exit 1 when a figure misses its target
     serve_command: tuple[str, ...] = ()  # instead of `python -m bot.cli serve`, e.g. to try a change
@@ -45,6 +51,14 @@ class Options:
     def mode(self) -> str:
         return "quick" if self.quick else "full"
 
+    @property
+    def latency_label(self) -> str:
+        """How the figures that talk to the stand-ins were measured, e.g. "realistic latency (Slack +100 ms,
+        AWS +50 ms per call)"; "custom" when the per-call overrides do not match the named mode."""
+        named = LATENCY_MODES.get(self.latency)
+        name = self.latency if named == (self.slack_latency_ms, self.aws_latency_ms) else "custom"
+        return f"{name} latency (Slack +{self.slack_latency_ms:g} ms, AWS +{self.aws_latency_ms:g} ms per call)"
+
 
 @dataclass
 class Section:
@@ -55,6 +69,8 @@ class Section:
     columns: list[str]
     rows: list[list[str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # How its figures were measured: Options.latency_label, or why latency does not apply (e.g. database only).
+    measured_with: str = ""
 
 
 class WaitTimeout(RuntimeError):

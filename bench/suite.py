@@ -82,6 +82,7 @@ def run(options: Options) -> dict[str, Any]:
                     try:
                         module = importlib.import_module(f"bench.{name}")
                         for section in module.run(ctx):
+                            section.measured_with = section.measured_with or options.latency_label
                             sections[section.key] = section
                     except Exception as exc:  # one broken module must not cost the figures of the others
                         _progress(f"{name} failed: {type(exc).__name__}: {exc}")
@@ -102,6 +103,7 @@ def run(options: Options) -> dict[str, Any]:
                         + "; ".join(slack["block_kit_examples"][:3])
                     )
                 sections["run_log"] = _run_log(served.log())
+                sections["run_log"].measured_with = options.latency_label
                 ctx.data["run_log"] = {"rows": sections["run_log"].rows}
         meta = _meta(options, database_url, time.monotonic() - started)
         meta["load_average_at_start"] = round(load, 2)
@@ -191,6 +193,8 @@ def _meta(options: Options, database_url: str, duration: float) -> dict[str, Any
         "database": "PostgreSQL" if database_url.startswith("postgresql") else "SQLite",
         "requests_per_surface": options.requests,
         "levels": list(options.levels),
+        "latency": options.latency,
+        "latency_label": options.latency_label,
         "slack_latency_ms": options.slack_latency_ms,
         "aws_latency_ms": options.aws_latency_ms,
         "duration_s": round(duration, 1),
@@ -206,8 +210,8 @@ def render(result: dict[str, Any]) -> str:
         "",
         f"{meta['date']}, {meta['mode']} mode (`python -m bench{' --quick' if meta['mode'] == 'quick' else ''}`), "
         f"commit {meta['commit'] or 'unknown'}; {meta['cpus']} CPUs, Python {meta['python']}, {meta['database']}; "
-        f"Slack stand-in and moto answering locally (added latency: Slack {meta['slack_latency_ms']:g} ms, "
-        f"AWS {meta['aws_latency_ms']:g} ms); the run took {meta['duration_s']:.0f} s.",
+        f"Slack stand-in and moto answering locally with {_latency_label(meta)} (`--latency "
+        f"{meta.get('latency', 'zero')}`); the run took {meta['duration_s']:.0f} s.",
         "",
     ]
     if meta.get("serve_command"):
@@ -220,6 +224,8 @@ def render(result: dict[str, Any]) -> str:
         ]
     for section in result["sections"]:
         lines += [f"### {section['title']}", ""]
+        if section.get("measured_with"):
+            lines += [f"Measured with {section['measured_with']}.", ""]
         lines.append("| " + " | ".join(section["columns"]) + " |")
         lines.append("|" + "|".join("---" for _ in section["columns"]) + "|")
         for row in section["rows"]:
@@ -233,13 +239,20 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _latency_label(meta: dict[str, Any]) -> str:
+    """The run's latency mode in words; results written before the mode existed carry only the two figures."""
+    if meta.get("latency_label"):
+        return str(meta["latency_label"])
+    return f"added latency Slack +{meta['slack_latency_ms']:g} ms, AWS +{meta['aws_latency_ms']:g} ms per call"
+
+
 TEMPLATE_HEAD = """# Performance
 
 Measured by the benchmark suite in `bench/`. Run it with one command (about 10 minutes; `--quick` takes about
 two):
 
 ```sh
-.venv/bin/python -m bench [--quick] [--out docs/PERFORMANCE.md]
+.venv/bin/python -m bench [--quick] [--latency realistic|zero] [--out docs/PERFORMANCE.md]
 ```
 
 It writes `bench/results/latest.json` (git-ignored) and replaces the section between the markers below; text

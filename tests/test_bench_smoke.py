@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.__main__ import parse
 from bench.suite import render, write_markdown
-
-pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,6 +44,34 @@ EXPECTED_ROWS = [
 ]
 
 
+def test_realistic_latency_is_the_default_and_zero_stays_available() -> None:
+    realistic = parse([])
+    assert (realistic.latency, realistic.slack_latency_ms, realistic.aws_latency_ms) == ("realistic", 100.0, 50.0)
+    assert realistic.latency_label == "realistic latency (Slack +100 ms, AWS +50 ms per call)"
+    zero = parse(["--latency", "zero"])
+    assert (zero.slack_latency_ms, zero.aws_latency_ms) == (0.0, 0.0)
+    assert zero.latency_label.startswith("zero latency")
+    # The per-call figures override the mode, and the report then calls the mode what it is.
+    custom = parse(["--latency", "zero", "--slack-latency-ms", "30"])
+    assert (custom.slack_latency_ms, custom.aws_latency_ms) == (30.0, 0.0)
+    assert custom.latency_label == "custom latency (Slack +30 ms, AWS +0 ms per call)"
+    with pytest.raises(SystemExit):
+        parse(["--latency", "slow"])
+
+
+def test_every_table_says_how_it_was_measured() -> None:
+    section = {"title": "T", "columns": ["a"], "rows": [["1"]], "notes": [], "measured_with": "zero latency (x)"}
+    meta = {
+        "date": "d", "mode": "quick", "commit": "c", "cpus": 2, "python": "3", "database": "SQLite",
+        "latency": "zero", "latency_label": "zero latency (x)", "slack_latency_ms": 0, "aws_latency_ms": 0,
+        "duration_s": 1,
+    }  # fmt: skip
+    text = render({"meta": meta, "sections": [section]})
+    assert "with zero latency (x) (`--latency zero`)" in text
+    assert "### T\n\nMeasured with zero latency (x).\n" in text
+
+
+@pytest.mark.slow
 def test_quick_run_writes_the_report(tmp_path: Path) -> None:
     out, results = tmp_path / "PERFORMANCE.md", tmp_path / "latest.json"
     out.write_text("# Performance\n\nWritten by hand, kept.\n", encoding="utf-8")
