@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from bench.payloads import PayloadBuilder, check_empty
 from bench.processes import ADMINS, BareBolt, Served
 from bench.processes import Backends as BackendsProcess
 from bot.devtools.sandbox import SIGNING_SECRET
+from bot.devtools.waiting import WaitTimeout, wait_for
 from bot.server import SLACK_PATH
 
 # Added delay per call (Slack ms, AWS ms). "realistic": a Slack Web API call answers in about 100 ms and an IAM call
@@ -71,10 +72,6 @@ class Section:
     notes: list[str] = field(default_factory=list)
     # How its figures were measured: Options.latency_label, or why latency does not apply (e.g. database only).
     measured_with: str = ""
-
-
-class WaitTimeout(RuntimeError):
-    pass
 
 
 @dataclass
@@ -176,15 +173,7 @@ class Context:
         return sum(int(n) for request_id, n in rows if int(request_id) in wanted)
 
     # Waiting -------------------------------------------------------------------------------------------------
-    def wait_for(self, check: Callable[[], Any], *, timeout: float, what: str, every: float = 0.05) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            result = check()
-            if result:
-                return result
-            if time.monotonic() > deadline:
-                raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what}")
-            time.sleep(every)
+    wait_for = staticmethod(wait_for)
 
     def wait_idle(self, *, quiet_s: float = 0.5, timeout: float = 180.0) -> float:
         """Wait until the app stops calling Slack and AWS for `quiet_s` with nothing left provisioning; returns

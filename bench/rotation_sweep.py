@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, event, insert, or_, select, text
+from sqlalchemy import Engine, event, insert, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench.context import Context, Section
@@ -68,12 +68,9 @@ class Selection:
     rows_examined: int | None = None
     batch_ms: list[float] = field(default_factory=list)
     plan: list[str] = field(default_factory=list)
-    lean_seconds: float | None = None
-    lean_same: bool | None = None
     # SQLite only: the same after ANALYZE (nothing in the app runs it; PostgreSQL's autovacuum does)
     analyzed_seconds: float | None = None
     analyzed_plan: list[str] = field(default_factory=list)
-    analyzed_lean_seconds: float | None = None
 
 
 def _settings(database_url: str, slack_api_url: str = "http://127.0.0.1:9/api/") -> Any:
@@ -287,51 +284,6 @@ def _filter_columns(condition: str) -> Iterator[str]:
             yield column
 
 
-def _lean_plan(factory: sessionmaker[Session], policy: Any, now: datetime) -> Counter[str]:
-    """A sketch of the suggested fix, NOT the app's code: the same keyset batches and the same `decide`, but the
-    nine KeyState columns instead of AccessKey entities, and the active exemptions read once per sweep instead of
-    an IN list of up to 1,000 names per batch. Kept only to measure what the fix would buy; its answer is checked
-    against the app's below, so a drift shows as "differs"."""
-    from bot.core.rotation_policy import BATCH_SIZE, KeyState, Stage, decide
-    from bot.db import session_scope
-    from models import AccessKey, Exemption, KeyStatus
-
-    columns = (
-        AccessKey.id,
-        AccessKey.access_key_id,
-        AccessKey.iam_user_name,
-        AccessKey.owner_id,
-        AccessKey.status,
-        AccessKey.created_at,
-        AccessKey.reminder_stage,
-        AccessKey.reminded_at,
-        AccessKey.deactivated_at,
-    )
-    old_enough = now - (policy.rotate_after - policy.remind_before)
-    condition = or_(
-        and_(AccessKey.status == KeyStatus.ACTIVE, AccessKey.created_at <= old_enough),
-        AccessKey.status == KeyStatus.INACTIVE,
-        and_(AccessKey.status == KeyStatus.DELETED, AccessKey.reminder_stage != Stage.DELETED),
-    )
-    with session_scope(factory) as session:
-        exempt = set(session.scalars(select(Exemption.iam_user_name).where(Exemption.until > now)))
-    kinds: Counter[str] = Counter()
-    last_id = 0
-    while True:
-        with session_scope(factory) as session:
-            rows = session.execute(
-                select(*columns).where(condition, AccessKey.id > last_id).order_by(AccessKey.id).limit(BATCH_SIZE)
-            ).all()
-        if not rows:
-            return kinds
-        for row in rows:
-            action = decide(KeyState(*row), policy, now, exempt=row[2] in exempt)
-            if action is not None:
-                kinds[str(action.kind)] += 1
-                kinds["checksum"] ^= _fingerprint(action)
-        last_id = rows[-1][0]
-
-
 def measure_selection(url: str, backend: str, keys: int, *, repeat: int, seed: int) -> Selection:
     from bot.app import create_services
     from bot.core import rotation_policy
@@ -361,9 +313,6 @@ def measure_selection(url: str, backend: str, keys: int, *, repeat: int, seed: i
             explained["examined"],
             [round(ms, 2) for ms in explained["batch_ms"]],
         )
-        lean_kinds = _lean_plan(factory, policy, now)
-        result.lean_same = lean_kinds == planned
-        result.lean_seconds = _timed(lambda: _lean_plan(factory, policy, now), repeat)[0]
         if engine.dialect.name == "sqlite":
             with engine.begin() as connection:
                 connection.execute(text("ANALYZE"))
@@ -371,7 +320,6 @@ def measure_selection(url: str, backend: str, keys: int, *, repeat: int, seed: i
             result.analyzed_seconds = _timed(lambda: _count_plan(factory, policy, now), repeat)[0]
             statements = _capture_candidate_statements(engine, lambda: _count_plan(factory, policy, now))
             result.analyzed_plan = _explain(engine, statements[:1], keys)["plan"]
-            result.analyzed_lean_seconds = _timed(lambda: _lean_plan(factory, policy, now), repeat)[0]
     finally:
         engine.dispose()
     return result
@@ -488,28 +436,13 @@ def selection(ctx: Context, section: Section, data: dict[str, Any]) -> None:
                     "INFO",
                 ]
             )
-        if largest.lean_seconds is not None:
-            analyzed = (
-                "" if largest.analyzed_lean_seconds is None else f"; {largest.analyzed_lean_seconds:.2f} after ANALYZE"
-            )
-            section.rows.append(
-                [
-                    f"rotation selection, {backend}, {largest.keys:,} keys, with the suggested fix (s)",
-                    f"{largest.lean_seconds:.2f}{analyzed} (bench-side sketch: KeyState columns instead of entities, "
-                    "exemptions read once; "
-                    f"{'same actions' if largest.lean_same else 'DIFFERS from the app: out of date'})",
-                    f"< {TARGET_S:g} s" if largest.keys >= TARGET_KEYS else "—",
-                    "INFO",
-                ]
-            )
     section.notes.append(
         "Selection: `rotation_policy.plan` iterated to the end with nothing sent, on a fresh database per size and "
         "backend (created_at spread over 0–200 days; 90% active, half of them already told about their stage; "
         f"6% inactive; 4% deleted; 20 exemptions); median of {repeat} after a warm-up. Peak memory: tracemalloc, "
         "in a separate run. "
         "Rows examined: PostgreSQL, summed from EXPLAIN ANALYZE of every batch's statement as the app sent it; "
-        "SQLite, a rowid range scan visits each row once. The 'suggested fix' row is a bench-side sketch, not app "
-        "code."
+        "SQLite, a rowid range scan visits each row once."
     )
 
 

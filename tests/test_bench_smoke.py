@@ -34,7 +34,6 @@ EXPECTED_ROWS = [
     "| dry-run sweep, SQLite: peak memory, 300 → 600 keys (MB) |",
     "| rotation candidate query plan, SQLite |",
     "| rotation selection, SQLite, 600 keys, after ANALYZE (s) |",
-    "| rotation selection, SQLite, 600 keys, with the suggested fix (s) |",
     "| rotation selection, PostgreSQL, 600 keys (s) |",  # measured, or "skipped" without PostgreSQL
     "| DM sweep to 30 owners (s) |",
     "| DM sweep to 30 owners: owner DMs delivered exactly once |",
