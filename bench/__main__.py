@@ -22,6 +22,15 @@ def parse(argv: list[str] | None = None) -> Options:
     )
     parser.add_argument("--requests", type=int, help="requests per surface and concurrency level")
     parser.add_argument("--levels", help="comma-separated concurrency levels (default 1,20,100)")
+    parser.add_argument(
+        "--load-concurrency",
+        type=int,
+        default=20,
+        help="the level (of --levels) measured with provisionings running, beside bare Bolt under the same load",
+    )
+    parser.add_argument(
+        "--background-provisionings", type=int, default=20, help="provisionings kept running at that level"
+    )
     parser.add_argument("--approvals-at-once", type=int, help="approvals clicked at once (default 50)")
     parser.add_argument("--startups", type=int, help="start-ups to time (default 3, quick 1)")
     parser.add_argument("--phase-budget", type=float, help="seconds one load phase may take (default 150, quick 60)")
@@ -54,6 +63,8 @@ def parse(argv: list[str] | None = None) -> Options:
         database=args.database,
         requests=args.requests or (100 if args.quick else 1000),
         levels=tuple(int(x) for x in args.levels.split(",")) if args.levels else (1, 20, 100),
+        load_concurrency=args.load_concurrency,
+        background_provisionings=args.background_provisionings,
         approvals_at_once=args.approvals_at_once or 50,
         startups=args.startups or (1 if args.quick else 3),
         phase_budget_s=args.phase_budget or (60.0 if args.quick else 150.0),

@@ -34,6 +34,8 @@ class Options:
     database: str | None = None  # a URL, "sqlite", or None (PostgreSQL when it answers, else SQLite)
     requests: int = 1000  # per surface and concurrency level
     levels: tuple[int, ...] = (1, 20, 100)
+    load_concurrency: int = 20  # the level measured with provisionings running, against bare Bolt under that load
+    background_provisionings: int = 20  # provisionings kept running meanwhile
     approvals_at_once: int = 50
     startups: int = 3
     phase_budget_s: float = 120.0  # per load phase; a server slower than this is reported as truncated
@@ -175,9 +177,17 @@ class Context:
     # Waiting -------------------------------------------------------------------------------------------------
     wait_for = staticmethod(wait_for)
 
-    def wait_idle(self, *, quiet_s: float = 0.5, timeout: float = 180.0) -> float:
-        """Wait until the app stops calling Slack and AWS for `quiet_s` with nothing left provisioning; returns
-        how long that took (the background backlog left by the previous phase)."""
+    def outbox_behind(self) -> int:
+        """Slack surfaces the app has changed but its outbox has not delivered yet (0 without an outbox)."""
+        try:
+            return int(self.scalar("SELECT count(*) FROM outbox WHERE delivered_version < version") or 0)
+        except Exception:  # an app without the outbox table
+            return 0
+
+    def wait_idle(self, *, quiet_s: float = 0.5, timeout: float = 180.0, outbox: bool = False) -> float:
+        """Wait until the app stops calling Slack and AWS for `quiet_s` with nothing left provisioning (and, with
+        `outbox`, nothing left for its paced outbox to deliver); returns how long that took (the background backlog
+        left by the previous phase)."""
         started = time.monotonic()
         last = None
         quiet_since = time.monotonic()
@@ -188,7 +198,7 @@ class Context:
                 last, quiet_since = now, time.monotonic()
             elif time.monotonic() - quiet_since >= quiet_s:
                 busy = self.scalar("SELECT count(*) FROM access_requests WHERE status = 'provisioning'")
-                if not busy:
+                if not busy and not (outbox and self.outbox_behind()):
                     return time.monotonic() - started - quiet_s
             time.sleep(0.05)
         raise WaitTimeout(f"the app was still busy after {timeout:.0f}s")

@@ -216,6 +216,14 @@ class Backends:
     def message(self, channel: str, containing: str) -> dict[str, Any] | None:
         return get_json(self.control + f"slack/message?channel={quote(channel)}&containing={quote(containing)}")
 
+    def card(self, channel: str, ts: str) -> dict[str, Any] | None:
+        """The current state of one posted message (after every chat.update)."""
+        return get_json(self.control + f"slack/card?channel={quote(channel)}&ts={quote(ts)}")
+
+    def slack_tiers(self, on: bool) -> None:
+        """The Slack stand-in enforces Slack's per-method rate tiers (answering 429), or no limits at all."""
+        get_json(self.control + f"slack/rate-limits?on={int(on)}")
+
     def keep_calls(self, on: bool) -> None:
         get_json(self.control + f"slack/keep-calls?on={int(on)}")
 

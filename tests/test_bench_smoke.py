@@ -24,6 +24,12 @@ EXPECTED_ROWS = [
     "| AWS calls per reveal |",
     "| 3 approvals at once: provisioned |",
     "| 3 approvals at once: retries / unexpected AWS errors |",
+    # The redesign's figures, each a measured row with its target
+    "| Slack Web API calls per approval (existing group, 2 admin cards) |",
+    "| App Home render: AWS calls (the requester, with a key, and an admin) |",
+    "| 3 approvals at once: HTTP 429 from the Slack stand-in enforcing Slack's tiers |",
+    "| 3 approvals at once: approval cards that end correct |",
+    "| approve click: decision and provisioning (after the ack) |",
     "| `koding-iam serve` to first 200 from /healthz",
     "| resident memory, idle (MB) |",
     "| resident memory after the load above (MB) |",
@@ -37,7 +43,7 @@ EXPECTED_ROWS = [
     "| rotation selection, PostgreSQL, 600 keys (s) |",  # measured, or "skipped" without PostgreSQL
     "| DM sweep to 30 owners (s) |",
     "| DM sweep to 30 owners: owner DMs delivered exactly once |",
-    "| DM sweep to 30 owners: admin notices for 2 overdue keys |",
+    "| DM sweep to 30 owners: admin messages for 2 overdue keys |",
     "| DM sweep to 30 owners: HTTP 429 answers |",
     "| DM sweep to 30 owners: GetAccessKeyLastUsed calls per key |",
 ]
