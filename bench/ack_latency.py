@@ -351,7 +351,7 @@ def _load_section(ctx: Context, levels: list[dict[str, Any]]) -> Section:
                 f"{level['acks_past_deadline']} late",
                 "—",
                 "0 late"
-                + ("" if level["concurrency"] == LATE_ACKS_CONCURRENCY else f" (measured at {LATE_ACKS_CONCURRENCY})"),
+                + ("" if level["concurrency"] == LATE_ACKS_CONCURRENCY else f" (wanted at {LATE_ACKS_CONCURRENCY})"),
                 "PASS" if level["acks_past_deadline"] == 0 and level["acks"] else "FAIL",
             ]
         )

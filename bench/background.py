@@ -9,6 +9,7 @@ app, so its provisioning, card posts and outbox work run exactly as they do for 
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import threading
 import time
@@ -19,6 +20,7 @@ from bench import loadgen
 from bench.context import Context
 from bench.processes import ADMINS
 from bot.devtools.sandbox import SIGNING_SECRET
+from bot.devtools.waiting import WaitTimeout
 
 TICK_S = 0.1
 
@@ -45,9 +47,10 @@ class ProvisioningLoad:
             thread = threading.Thread(target=loop, name=f"bench-load-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
-        self.ctx.wait_for(
-            lambda: self.in_flight() >= self.target, timeout=60, what=f"{self.target} provisionings running"
-        )
+        # Provisionings that finish faster than the driver starts them (no added latency) may never all run at
+        # once: the figures then say how many ran on average.
+        with contextlib.suppress(WaitTimeout):
+            self.ctx.wait_for(lambda: self.in_flight() >= self.target, timeout=15, what="the provisionings to run")
         return self
 
     def __exit__(self, *exc: object) -> None:
