@@ -312,8 +312,8 @@ def _burst_rows(section: Section, burst: dict[str, Any]) -> None:
         ]
     )
     updates = burst["slack"]["calls"].get("chat.update", 0)
-    window = burst["all_provisioned_s"]
-    rate = f"; {updates / window * 60:.0f} chat.update per minute" if window else ""
+    window = burst["cards_correct_s"] or burst["all_provisioned_s"]  # until the outbox had caught up
+    rate = f"; {updates / window * 60:.0f} chat.update per minute over {window:.0f} s" if window else ""
     section.rows.append(
         [
             f"{n} approvals at once: Slack Web API calls",
