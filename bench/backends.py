@@ -140,7 +140,14 @@ class CountingIam:
             status.append(int(status_line.split()[0]))
             return start_response(status_line, headers, exc_info) if exc_info else start_response(status_line, headers)
 
-        chunks = list(self.app(environ, capture))
+        try:
+            chunks = list(self.app(environ, capture))
+        except Exception as exc:  # the stand-in itself broke: the app sees a 500 (or a reset), so count it as one
+            if action is not None:
+                with self.lock:
+                    self.calls[action] += 1
+                    self.errors[f"{action}:stand-in raised {type(exc).__name__}"] += 1
+            raise
         if action is not None and not path.startswith("/moto-api"):
             code = ""
             if status and status[0] >= 400:
