@@ -9,7 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from bench.context import Options
+from bench.context import LATENCY_MODES, Options
 
 
 def parse(argv: list[str] | None = None) -> Options:
@@ -22,11 +22,26 @@ def parse(argv: list[str] | None = None) -> Options:
     )
     parser.add_argument("--requests", type=int, help="requests per surface and concurrency level")
     parser.add_argument("--levels", help="comma-separated concurrency levels (default 1,20,100)")
+    parser.add_argument(
+        "--load-concurrency",
+        type=int,
+        default=20,
+        help="the level (of --levels) measured with provisionings running, beside bare Bolt under the same load",
+    )
+    parser.add_argument(
+        "--background-provisionings", type=int, default=20, help="provisionings kept running at that level"
+    )
     parser.add_argument("--approvals-at-once", type=int, help="approvals clicked at once (default 50)")
     parser.add_argument("--startups", type=int, help="start-ups to time (default 3, quick 1)")
     parser.add_argument("--phase-budget", type=float, help="seconds one load phase may take (default 150, quick 60)")
-    parser.add_argument("--slack-latency-ms", type=float, default=0.0, help="delay the Slack stand-in adds per call")
-    parser.add_argument("--aws-latency-ms", type=float, default=0.0, help="delay the moto server adds per call")
+    parser.add_argument(
+        "--latency",
+        choices=sorted(LATENCY_MODES),
+        default="realistic",
+        help="delay the stand-ins add per call: realistic (Slack 100 ms, AWS 50 ms; the default) or zero",
+    )
+    parser.add_argument("--slack-latency-ms", type=float, help="delay the Slack stand-in adds per call (overrides)")
+    parser.add_argument("--aws-latency-ms", type=float, help="delay the moto server adds per call (overrides)")
     parser.add_argument("--only", help="comma-separated modules to run (e.g. provisioning,startup)")
     parser.add_argument(
         "--serve-command", help='command line run instead of "python -m bot.cli serve" (e.g. to measure a change)'
@@ -48,11 +63,14 @@ def parse(argv: list[str] | None = None) -> Options:
         database=args.database,
         requests=args.requests or (100 if args.quick else 1000),
         levels=tuple(int(x) for x in args.levels.split(",")) if args.levels else (1, 20, 100),
+        load_concurrency=args.load_concurrency,
+        background_provisionings=args.background_provisionings,
         approvals_at_once=args.approvals_at_once or 50,
         startups=args.startups or (1 if args.quick else 3),
         phase_budget_s=args.phase_budget or (60.0 if args.quick else 150.0),
-        slack_latency_ms=args.slack_latency_ms,
-        aws_latency_ms=args.aws_latency_ms,
+        latency=args.latency,
+        slack_latency_ms=LATENCY_MODES[args.latency][0] if args.slack_latency_ms is None else args.slack_latency_ms,
+        aws_latency_ms=LATENCY_MODES[args.latency][1] if args.aws_latency_ms is None else args.aws_latency_ms,
         only=tuple(x.strip() for x in args.only.split(",")) if args.only else (),
         strict=args.strict,
         serve_command=tuple(shlex.split(args.serve_command)) if args.serve_command else (),

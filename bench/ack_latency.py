@@ -18,12 +18,15 @@ Per concurrency level (1, 20, 100), three closed-loop runs:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from typing import Any
 
-from bench import loadgen
+from bench import background, loadgen
+from bench.background import ProvisioningLoad
 from bench.context import Context, Section
+from bench.loadgen import SLACK_DEADLINE_S
 from bench.payloads import check_healthz, check_help, check_request
 from bench.processes import ADMINS, CpuMeter
 from bot.devtools.sandbox import SIGNING_SECRET
@@ -34,6 +37,11 @@ SURFACES = ("/koding-iam help", "/koding-iam request", "approve click", "view_su
 SLASH = ("/koding-iam help", "/koding-iam request", "/koding-iam help, nothing in the background")
 HEALTHZ = "GET /healthz"
 QUIET = "/koding-iam help, nothing in the background"
+ALL = "every acknowledgement"
+LOADED_P99_FACTOR = 3.0  # ack p99 with provisionings running: at most 3 times bare Bolt's under that load
+LOADED_FLOOR_S = {True: 10.0, False: 30.0}  # how long bare Bolt is measured under the load (quick, full)
+LOADED_FLOOR_ITEMS = 1500  # per surface: more than bare Bolt answers in that time
+LATE_ACKS_CONCURRENCY = 100  # no acknowledgement past Slack's 3 s at this concurrency
 P99_TARGET_MS = 100.0
 P99_TARGET_CONCURRENCY = 20
 SLASH_P50_FACTOR = 2.0
@@ -66,24 +74,52 @@ def run(ctx: Context) -> list[Section]:
             time_budget_s=options.phase_budget_s,
         )
         items, submitted_users = _app_items(ctx, n, pool, rng)
-        provisioned_before = _count(ctx, "provisioned")
-        meter = CpuMeter(
-            {
-                "koding-iam serve": ctx.served.process.pid,
-                "Slack stand-in + moto": ctx.backends.process.pid,
-                "load generator": os.getpid(),
-            },
-            postgres=not ctx.database_url.startswith("sqlite"),
-        ).start()
-        app_samples, app_wall, app_cut = loadgen.run(
-            ctx.served.url,
-            items,
-            concurrency=concurrency,
-            signing_secret=SIGNING_SECRET,
-            time_budget_s=options.phase_budget_s,
-        )
-        cpu = meter.stop()
-        provisioned_during = _count(ctx, "provisioned") - provisioned_before
+        loaded: dict[str, Any] = {}
+        with contextlib.ExitStack() as stack:
+            load = None
+            if concurrency == options.load_concurrency:
+                # The floor under the same background load as the app: provisionings running in koding-iam serve.
+                load = stack.enter_context(ProvisioningLoad(ctx, options.background_provisionings))
+                load.window()
+                # For a fixed time rather than n requests: bare Bolt answers n in well under a second, too short
+                # to see the load at its steady state.
+                window_s = min(options.phase_budget_s, LOADED_FLOOR_S[options.quick])
+                bare_loaded, bare_loaded_wall, _ = loadgen.run(
+                    ctx.bare.url,
+                    _bare_items(ctx, max(n, LOADED_FLOOR_ITEMS), rng),
+                    concurrency=concurrency,
+                    signing_secret=SIGNING_SECRET,
+                    time_budget_s=window_s,
+                )
+                loaded["bare_bolt"] = {s: loadgen.summarise(bare_loaded, s).as_dict() for s in SURFACES}
+                loaded["bare_bolt"][ALL] = _all_acks(bare_loaded)
+                loaded["bare_bolt_wall_s"] = round(bare_loaded_wall, 2)
+                loaded["background_during_bare"] = load.figures()
+                load.window()
+            provisioned_before = _count(ctx, "provisioned")
+            meter = CpuMeter(
+                {
+                    "koding-iam serve": ctx.served.process.pid,
+                    "Slack stand-in + moto": ctx.backends.process.pid,
+                    "load generator": os.getpid(),
+                },
+                postgres=not ctx.database_url.startswith("sqlite"),
+            ).start()
+            app_samples, app_wall, app_cut = loadgen.run(
+                ctx.served.url,
+                items,
+                concurrency=concurrency,
+                signing_secret=SIGNING_SECRET,
+                time_budget_s=options.phase_budget_s,
+            )
+            cpu = meter.stop()
+            provisioned_during = _count(ctx, "provisioned") - provisioned_before
+            if load is not None:
+                loaded["background_during_app"] = load.figures()
+        if loaded:
+            background.settle(ctx)
+            loaded["app"] = {s: loadgen.summarise(app_samples, s).as_dict() for s in SURFACES}
+            loaded["app"][ALL] = _all_acks(app_samples)
         backlog_s = ctx.wait_idle(timeout=300)
         provisioned_total = _count(ctx, "provisioned") - provisioned_before
         levels.append(
@@ -101,10 +137,15 @@ def run(ctx: Context) -> list[Section]:
                 "provisioned_while_measuring": provisioned_during,
                 "provisioned_after_backlog": provisioned_total,
                 "backlog_drain_s": round(backlog_s, 2),
+                "acks_past_deadline": sum(
+                    1 for sample in app_samples if sample.surface != HEALTHZ and sample.latency > SLACK_DEADLINE_S
+                ),
+                "acks": sum(1 for sample in app_samples if sample.surface != HEALTHZ),
+                "under_load": loaded or None,
             }
         )
         pool = _pending_pool(ctx, list(ctx.request_ids(submitted_users).values()))
-    return [_section(ctx, levels)]
+    return [_section(ctx, levels), _load_section(ctx, levels)]
 
 
 # Workload ----------------------------------------------------------------------------------------------------
@@ -173,6 +214,12 @@ def _bare_items(ctx: Context, n: int, rng: random.Random) -> list[loadgen.Item]:
         items.append(loadgen.Item("view_submission", SLACK_PATH, submit))
     rng.shuffle(items)
     return items
+
+
+def _all_acks(samples: list[loadgen.Sample]) -> dict[str, Any]:
+    """The four surfaces' acknowledgements together (GET /healthz is no acknowledgement)."""
+    acks = [loadgen.Sample(ALL, s.latency, s.error, s.started) for s in samples if s.surface in SURFACES]
+    return loadgen.summarise(acks, ALL).as_dict()
 
 
 def _count(ctx: Context, status: str) -> int:
@@ -258,5 +305,67 @@ def _section(ctx: Context, levels: list[dict[str, Any]]) -> Section:
     section.notes.append(
         f"{n} requests per surface and level (fewer if a phase hit its time limit). Errors: a status other "
         "than 200, an answer Slack would not accept, or an answer after Slack's 3-second deadline."
+    )
+    return section
+
+
+def _load_section(ctx: Context, levels: list[dict[str, Any]]) -> Section:
+    """Ack p99 at the loaded level against bare Bolt's p99 under the same background load; late acks at 100."""
+    options = ctx.options
+    section = Section(
+        "ack_under_load",
+        f"Acknowledgement p99 (ms) with {options.background_provisionings} provisionings running, against bare "
+        "Bolt under the same load",
+        ["surface", "concurrency", "requests", "p99", "bare Bolt p99, same load", "target", "result"],
+    )
+    for level in levels:
+        loaded = level.get("under_load")
+        if not loaded:
+            continue
+        for surface in (*SURFACES, ALL):
+            app, bare = loaded["app"][surface], loaded["bare_bolt"][surface]
+            ok = app["p99_ms"] is not None and bare["p99_ms"] is not None
+            ok = ok and app["p99_ms"] <= LOADED_P99_FACTOR * bare["p99_ms"]
+            limit = "—" if bare["p99_ms"] is None else _ms(LOADED_P99_FACTOR * bare["p99_ms"])
+            section.rows.append(
+                [
+                    surface,
+                    str(level["concurrency"]),
+                    str(app["count"]),
+                    _ms(app["p99_ms"]),
+                    _ms(bare["p99_ms"]),
+                    f"p99 ≤ {LOADED_P99_FACTOR:g}× bare = {limit} ms",
+                    "PASS" if ok else "FAIL",
+                ]
+            )
+        during = (loaded["background_during_bare"], loaded["background_during_app"])
+        section.notes.append(
+            f"Concurrency {level['concurrency']}: provisionings running in koding-iam serve while bare Bolt was "
+            f"measured ({loaded['bare_bolt'][ALL]['count']} requests over {loaded['bare_bolt_wall_s']} s): mean "
+            f"{during[0]['in_flight_mean']}, min {during[0]['in_flight_min']}; while koding-iam was "
+            f"measured: mean {during[1]['in_flight_mean']}, min {during[1]['in_flight_min']} (target "
+            f"{options.background_provisionings}; the load approved {during[1]['approved']} and submitted "
+            f"{during[1]['submitted']} requests in all, {during[1]['errors']} of them answered with an error)."
+        )
+    late = [level for level in levels if level["concurrency"] == LATE_ACKS_CONCURRENCY] or levels[-1:]
+    for level in late:
+        section.rows.append(
+            [
+                f"acknowledgements past Slack's 3 s deadline (the mix at concurrency {level['concurrency']})",
+                str(level["concurrency"]),
+                str(level["acks"]),
+                f"{level['acks_past_deadline']} late",
+                "—",
+                "0 late"
+                + ("" if level["concurrency"] == LATE_ACKS_CONCURRENCY else f" (wanted at {LATE_ACKS_CONCURRENCY})"),
+                "PASS" if level["acks_past_deadline"] == 0 and level["acks"] else "FAIL",
+            ]
+        )
+    section.notes.append(
+        "The bare Bolt app (bench/bare_bolt.py, listeners that only ack) is measured while koding-iam serve, beside "
+        "it on the same machine, runs the background load: a driver keeps the configured number of provisionings "
+        "running by approving pending requests as earlier ones finish, and submits new requests to approve "
+        "(about one per provisioning). koding-iam is then measured with the same driver running (its mix's own "
+        "approvals count toward the provisionings running). Both with the latency named above."
     )
     return section

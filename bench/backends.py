@@ -28,6 +28,7 @@ from urllib.parse import parse_qs
 
 from bot.devtools.sandbox import FAKE_AWS_ENV
 from bot.devtools.slack_standin import SlackStandIn
+from bot.devtools.slack_wire import DEFAULT_RATE_LIMITS
 
 # IAM answers these when a call may succeed if repeated; botocore (throttling, 5xx) or the app's gateway
 # (ConcurrentModification, NoSuchEntity on a brand-new entity) then sends the call again.
@@ -58,6 +59,11 @@ class CountingStandIn(SlackStandIn):
         self.failures: Counter[str] = Counter()
         self._count_lock = threading.Lock()
 
+    def set_tiers(self, on: bool) -> None:
+        """Answer 429 past Slack's documented per-method limits (bot.devtools.slack_wire.DEFAULT_RATE_LIMITS)."""
+        for method, limit in DEFAULT_RATE_LIMITS.items():
+            self.set_rate_limit(method, limit if on else None)
+
     def _serve(self, h: Any) -> None:
         if self.latency:
             time.sleep(self.latency)
@@ -86,6 +92,7 @@ class CountingStandIn(SlackStandIn):
             "block_kit_violations": len(violations),
             "block_kit_examples": [str(v) for v in violations[:10]],
             "rate_limited": len(self.rate_limited),
+            "rate_limited_by_method": dict(Counter(limited.method for limited in self.rate_limited)),
         }
 
     def view_opened_with(self, trigger_id: str) -> dict[str, Any] | None:
@@ -133,7 +140,14 @@ class CountingIam:
             status.append(int(status_line.split()[0]))
             return start_response(status_line, headers, exc_info) if exc_info else start_response(status_line, headers)
 
-        chunks = list(self.app(environ, capture))
+        try:
+            chunks = list(self.app(environ, capture))
+        except Exception as exc:  # the stand-in itself broke: the app sees a 500 (or a reset), so count it as one
+            if action is not None:
+                with self.lock:
+                    self.calls[action] += 1
+                    self.errors[f"{action}:stand-in raised {type(exc).__name__}"] += 1
+            raise
         if action is not None and not path.startswith("/moto-api"):
             code = ""
             if status and status[0] >= 400:
@@ -178,6 +192,12 @@ class CountingIam:
         elif path == "aws/reset":
             self.reset_aws()
             answer = {"reset": True}
+        elif path == "slack/card":
+            answer = self.slack.message(query.get("channel", ""), query.get("ts", ""))
+        elif path == "slack/rate-limits":
+            # Slack's documented tiers (the stand-in's DEFAULT_RATE_LIMITS) on or off; off is the load phases' default
+            self.slack.set_tiers(query.get("on", "0") == "1")
+            answer = {"rate_limits": sorted(self.slack.rate_limits)}
         elif path == "slack/keep-calls":
             self.slack.keep_calls = query.get("on", "1") == "1"
             if not self.slack.keep_calls:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,13 @@ from bench.payloads import PayloadBuilder, check_empty
 from bench.processes import ADMINS, BareBolt, Served
 from bench.processes import Backends as BackendsProcess
 from bot.devtools.sandbox import SIGNING_SECRET
+from bot.devtools.waiting import WaitTimeout, wait_for
 from bot.server import SLACK_PATH
+
+# Added delay per call (Slack ms, AWS ms). "realistic": a Slack Web API call answers in about 100 ms and an IAM call
+# in about 50 ms from a typical host, so work that waits on them holds threads and connections as it would in
+# production; "zero": the stand-ins answer at once (the app's own CPU cost alone).
+LATENCY_MODES: dict[str, tuple[float, float]] = {"realistic": (100.0, 50.0), "zero": (0.0, 0.0)}
 
 
 @dataclass
@@ -28,11 +34,14 @@ class Options:
     database: str | None = None  # a URL, "sqlite", or None (PostgreSQL when it answers, else SQLite)
     requests: int = 1000  # per surface and concurrency level
     levels: tuple[int, ...] = (1, 20, 100)
+    load_concurrency: int = 20  # the level measured with provisionings running, against bare Bolt under that load
+    background_provisionings: int = 20  # provisionings kept running meanwhile
     approvals_at_once: int = 50
     startups: int = 3
     phase_budget_s: float = 120.0  # per load phase; a server slower than this is reported as truncated
-    slack_latency_ms: float = 0.0
-    aws_latency_ms: float = 0.0
+    latency: str = "realistic"  # a key of LATENCY_MODES; the two figures below may override it
+    slack_latency_ms: float = 100.0
+    aws_latency_ms: float = 50.0
     only: tuple[str, ...] = ()
     strict: bool = False  # exit 1 when a figure misses its target
     serve_command: tuple[str, ...] = ()  # instead of `python -m bot.cli serve`, e.g. to try a change
@@ -45,6 +54,14 @@ class Options:
     def mode(self) -> str:
         return "quick" if self.quick else "full"
 
+    @property
+    def latency_label(self) -> str:
+        """How the figures that talk to the stand-ins were measured, e.g. "realistic latency (Slack +100 ms,
+        AWS +50 ms per call)"; "custom" when the per-call overrides do not match the named mode."""
+        named = LATENCY_MODES.get(self.latency)
+        name = self.latency if named == (self.slack_latency_ms, self.aws_latency_ms) else "custom"
+        return f"{name} latency (Slack +{self.slack_latency_ms:g} ms, AWS +{self.aws_latency_ms:g} ms per call)"
+
 
 @dataclass
 class Section:
@@ -55,10 +72,8 @@ class Section:
     columns: list[str]
     rows: list[list[str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-
-class WaitTimeout(RuntimeError):
-    pass
+    # How its figures were measured: Options.latency_label, or why latency does not apply (e.g. database only).
+    measured_with: str = ""
 
 
 @dataclass
@@ -160,19 +175,19 @@ class Context:
         return sum(int(n) for request_id, n in rows if int(request_id) in wanted)
 
     # Waiting -------------------------------------------------------------------------------------------------
-    def wait_for(self, check: Callable[[], Any], *, timeout: float, what: str, every: float = 0.05) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            result = check()
-            if result:
-                return result
-            if time.monotonic() > deadline:
-                raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what}")
-            time.sleep(every)
+    wait_for = staticmethod(wait_for)
 
-    def wait_idle(self, *, quiet_s: float = 0.5, timeout: float = 180.0) -> float:
-        """Wait until the app stops calling Slack and AWS for `quiet_s` with nothing left provisioning; returns
-        how long that took (the background backlog left by the previous phase)."""
+    def outbox_behind(self) -> int:
+        """Slack surfaces the app has changed but its outbox has not delivered yet (0 without an outbox)."""
+        try:
+            return int(self.scalar("SELECT count(*) FROM outbox WHERE delivered_version < version") or 0)
+        except Exception:  # an app without the outbox table
+            return 0
+
+    def wait_idle(self, *, quiet_s: float = 0.5, timeout: float = 180.0, outbox: bool = False) -> float:
+        """Wait until the app stops calling Slack and AWS for `quiet_s` with nothing left provisioning (and, with
+        `outbox`, nothing left for its paced outbox to deliver); returns how long that took (the background backlog
+        left by the previous phase)."""
         started = time.monotonic()
         last = None
         quiet_since = time.monotonic()
@@ -183,7 +198,7 @@ class Context:
                 last, quiet_since = now, time.monotonic()
             elif time.monotonic() - quiet_since >= quiet_s:
                 busy = self.scalar("SELECT count(*) FROM access_requests WHERE status = 'provisioning'")
-                if not busy:
+                if not busy and not (outbox and self.outbox_behind()):
                     return time.monotonic() - started - quiet_s
             time.sleep(0.05)
         raise WaitTimeout(f"the app was still busy after {timeout:.0f}s")

@@ -52,6 +52,11 @@ class PayloadBuilder(SlackDriver):
         body, _ = self.click(user_id, ids.REVEAL, message=dm, value=str(grant_id))
         return str(body)
 
+    def home_opened_body(self, user_id: str) -> str:
+        """The Events API callback Slack posts when someone opens the app's Home tab (JSON)."""
+        event = {"type": "app_home_opened", "user": user_id, "channel": self.standin.dm_channel(user_id), "tab": "home"}
+        return str(self.event(event))
+
     def submit_body(self, user_id: str, modal: dict[str, Any], *, iam_user_name: str, purpose: str) -> str:
         values = {ids.USER_NAME_BLOCK: iam_user_name, ids.PROFILES_BLOCK: ["ec2"], ids.PURPOSE_BLOCK: purpose}
         return str(self.submit(user_id, modal, values))

@@ -12,7 +12,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,38 +177,26 @@ def postgres_reachable(url: str) -> bool:
 
 @contextlib.contextmanager
 def database(requested: str | None, workdir: Path) -> Iterator[str]:
-    """A migrated, empty database: its own schema on PostgreSQL (dropped afterwards), else a SQLite file.
+    """A migrated, empty database: a throwaway schema on PostgreSQL (bot.devtools.pg), else a SQLite file; both
+    migrated by the sandbox's `migrate`, as the tests' databases are.
 
     `requested` is a URL, "sqlite", or None for: $BENCH_DATABASE_URL, else PostgreSQL at the default address
     when it answers, else SQLite.
     """
-    from bot import db
-    from bot.config import normalise_database_url
+    from bot.devtools.pg import throwaway_schema
+    from bot.devtools.sandbox import migrate
 
     requested = requested or os.environ.get("BENCH_DATABASE_URL")
     if requested is None:
         requested = DEFAULT_POSTGRES if postgres_reachable(DEFAULT_POSTGRES) else "sqlite"
     if requested == "sqlite" or requested.startswith("sqlite"):
         url = requested if requested.startswith("sqlite:") else f"sqlite:///{workdir / 'bench.db'}"
-        db.upgrade(url)
+        migrate(url)
         yield url
         return
-    from sqlalchemy import create_engine, text
-
-    base = normalise_database_url(requested)
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in base else "?"
-    url = f"{base}{separator}options={quote(f'-csearch_path={schema}')}"
-    try:
-        db.upgrade(url)
+    with throwaway_schema(requested, prefix="bench") as url:
+        migrate(url)
         yield url
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 # Stand-ins ---------------------------------------------------------------------------------------------------
@@ -228,6 +215,14 @@ class Backends:
 
     def message(self, channel: str, containing: str) -> dict[str, Any] | None:
         return get_json(self.control + f"slack/message?channel={quote(channel)}&containing={quote(containing)}")
+
+    def card(self, channel: str, ts: str) -> dict[str, Any] | None:
+        """The current state of one posted message (after every chat.update)."""
+        return get_json(self.control + f"slack/card?channel={quote(channel)}&ts={quote(ts)}")
+
+    def slack_tiers(self, on: bool) -> None:
+        """The Slack stand-in enforces Slack's per-method rate tiers (answering 429), or no limits at all."""
+        get_json(self.control + f"slack/rate-limits?on={int(on)}")
 
     def keep_calls(self, on: bool) -> None:
         get_json(self.control + f"slack/keep-calls?on={int(on)}")

@@ -7,6 +7,7 @@ own retries included (the `amz-sdk-request: attempt=N` header), so nothing the a
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from typing import Any
@@ -15,7 +16,9 @@ from bench import loadgen
 from bench.context import Context, Section
 from bench.processes import ADMINS
 from bot.devtools.sandbox import SIGNING_SECRET
+from bot.devtools.waiting import WaitTimeout
 from bot.server import SLACK_PATH
+from bot.slack import ids
 
 NAME = "provisioning"
 MIN_FRESH = {"CreateGroup": 1, "AttachGroupPolicy": 2, "CreateUser": 1, "AddUserToGroup": 1}
@@ -26,6 +29,7 @@ MIN_SUBMISSION = {"GetUser": 1}  # the form's "is this name free in AWS" check
 # Error answers the flow expects: a free name's GetUser, and CreateGroup for a group that already exists.
 EXPECTED_ERRORS = {"GetUser:NoSuchEntity", "CreateGroup:EntityAlreadyExists"}
 BURST_ACK_DEADLINE_MS = 3000.0
+SLACK_CALLS_PER_APPROVAL = 8  # Slack calls per approval with two admin cards
 
 
 def run(ctx: Context) -> list[Section]:
@@ -63,9 +67,20 @@ def run(ctx: Context) -> list[Section]:
         [
             "Slack Web API calls per approval (existing group, 2 admin cards)",
             str(slack["total"]),
-            "—",
-            "INFO",
-            _methods(slack["calls"]),
+            f"≤ {SLACK_CALLS_PER_APPROVAL}",
+            _result(slack["total"] <= SLACK_CALLS_PER_APPROVAL),
+            _methods(slack["calls"]) + " (counted until the app's outbox had delivered everything)",
+        ]
+    )
+    home = _home_renders(ctx, first)
+    data["app_home"] = home
+    section.rows.append(
+        [
+            "App Home render: AWS calls (the requester, with a key, and an admin)",
+            str(home["aws_total"]),
+            "0",
+            _result(home["aws_total"] == 0 and home["published"] >= 2),
+            f"{_methods(home['aws_calls'])}; views.publish {home['published']}",
         ]
     )
     burst = _burst(ctx, ctx.options.approvals_at_once)
@@ -89,8 +104,30 @@ def _provision_one(ctx: Context, request_id: int) -> dict[str, Any]:
     status, reason = ctx.rows("SELECT status, failure_reason FROM access_requests WHERE id = :r", r=request_id)[0]
     if status != "provisioned":
         raise RuntimeError(f"request {request_id} ended {status}: {reason}")
-    ctx.wait_idle()
+    ctx.wait_idle(outbox=True)
     return _diff(before, ctx.backends.stats())
+
+
+def _home_renders(ctx: Context, request_id: int) -> dict[str, Any]:
+    """Open the App Home of the request's requester (who holds a key by now) and of an admin; AWS calls made."""
+    requester = str(ctx.scalar("SELECT requester_id FROM access_requests WHERE id = :r", r=request_id))
+    ctx.wait_idle(outbox=True)
+    before = ctx.backends.stats()
+    ctx.send(
+        [
+            loadgen.Item("app_home_opened", SLACK_PATH, ctx.payloads.home_opened_body(user), None, "application/json")
+            for user in (requester, ADMINS[0])
+        ]
+    )
+    published = before["slack"]["calls"].get("views.publish", 0) + 2
+    ctx.wait_for(
+        lambda: ctx.backends.stats()["slack"]["calls"].get("views.publish", 0) >= published,
+        timeout=60,
+        what="both App Homes to be published",
+    )
+    ctx.wait_idle(outbox=True)
+    diff = _diff(before, ctx.backends.stats())
+    return {**diff, "published": diff["slack"]["calls"].get("views.publish", 0)}
 
 
 def _reveal(ctx: Context, request_id: int) -> dict[str, Any]:
@@ -114,26 +151,45 @@ def _reveal(ctx: Context, request_id: int) -> dict[str, Any]:
 def _burst(ctx: Context, count: int) -> dict[str, Any]:
     """`count` pending requests, one Approve click each, all sent at once; then wait for every provisioning."""
     request_ids = ctx.create_pending(count, concurrency=10)
-    ctx.wait_idle()
-    before = ctx.backends.stats()
-    started = time.perf_counter()
-    samples, _, _ = loadgen.run(
-        ctx.served.url,
-        [ctx.approval(ADMINS[i % 2], rid) for i, rid in enumerate(request_ids)],
-        concurrency=count,
-        signing_secret=SIGNING_SECRET,
-    )
-    ack = loadgen.summarise(samples, "approve click").as_dict()
-    finished = None
+    ctx.wait_idle(outbox=True, timeout=300)
+    ctx.backends.slack_tiers(True)  # from here Slack's tiers hold: a call past one is answered 429
     try:
-        ctx.wait_for(
-            lambda: _settled(ctx, request_ids) == count, timeout=120 + 2 * count, what="every provisioning to end"
+        before = ctx.backends.stats()
+        started = time.perf_counter()
+        samples, _, _ = loadgen.run(
+            ctx.served.url,
+            [ctx.approval(ADMINS[i % 2], rid) for i, rid in enumerate(request_ids)],
+            concurrency=count,
+            signing_secret=SIGNING_SECRET,
         )
-        finished = time.perf_counter() - started
-    except RuntimeError:
-        pass
-    ctx.wait_idle(timeout=300)
-    diff = _diff(before, ctx.backends.stats())
+        ack = loadgen.summarise(samples, "approve click").as_dict()
+        finished = cards_done = None
+        try:
+            ctx.wait_for(
+                lambda: _settled(ctx, request_ids) == count, timeout=120 + 2 * count, what="every provisioning to end"
+            )
+            finished = time.perf_counter() - started
+            # Slack's chat.update tier is about 50 a minute: every copy of every card may take a while to catch up.
+            ctx.wait_for(
+                lambda: _cards_correct(ctx, request_ids)[0] == _cards_correct(ctx, request_ids)[1],
+                timeout=120 + 6 * count,
+                what="every card to show its request's outcome",
+                every=1.0,
+            )
+            cards_done = time.perf_counter() - started
+        except WaitTimeout:
+            pass  # reported as "did not finish" / the cards still wrong
+        ctx.wait_idle(timeout=300, outbox=True)
+        after = ctx.backends.stats()
+    finally:
+        ctx.backends.slack_tiers(False)
+    correct, cards, wrong = _cards_correct(ctx, request_ids)
+    diff = _diff(before, after)
+    limited = {
+        k: v - before["slack"]["rate_limited_by_method"].get(k, 0)
+        for k, v in after["slack"]["rate_limited_by_method"].items()
+        if v > before["slack"]["rate_limited_by_method"].get(k, 0)
+    }
     states = Counter(
         str(s)
         for (s,) in ctx.rows(
@@ -146,9 +202,37 @@ def _burst(ctx: Context, count: int) -> dict[str, Any]:
         "approvals": count,
         "ack": ack,
         "all_provisioned_s": round(finished, 2) if finished is not None else None,
+        "cards_correct_s": round(cards_done, 2) if cards_done is not None else None,
+        "cards_correct": correct,
+        "cards": cards,
+        "cards_wrong_examples": wrong[:3],
+        "http_429": sum(limited.values()),
+        "http_429_by_method": limited,
         "states": dict(states),
         **diff,
     }
+
+
+def _cards_correct(ctx: Context, request_ids: list[int]) -> tuple[int, int, list[str]]:
+    """(copies of the approval cards that show their request's state now, copies posted, a few that do not):
+    a card is correct when it names its request and its current state and offers no Approve button."""
+    low, high = min(request_ids), max(request_ids)
+    rows = ctx.rows(
+        "SELECT c.request_id, c.channel, c.ts, r.status FROM approval_cards c JOIN access_requests r "
+        "ON r.id = c.request_id WHERE c.request_id BETWEEN :low AND :high",
+        low=low,
+        high=high,
+    )
+    wanted, correct, wrong = set(request_ids), 0, []
+    mine = [row for row in rows if int(row[0]) in wanted]
+    for request_id, channel, ts, status in mine:
+        message = ctx.backends.card(str(channel), str(ts)) or {}
+        shown = str(message.get("text", "")) + json.dumps(message.get("blocks", []))
+        if f"#{request_id}" in shown and str(status) in shown.lower() and ids.APPROVE not in shown:
+            correct += 1
+        else:
+            wrong.append(f"#{request_id} ({status}): {str(message.get('text', 'no message'))[:80]}")
+    return correct, len(mine), wrong
 
 
 def _reveal_dm_posted(ctx: Context, request_ids: list[int]) -> int:
@@ -228,8 +312,8 @@ def _burst_rows(section: Section, burst: dict[str, Any]) -> None:
         ]
     )
     updates = burst["slack"]["calls"].get("chat.update", 0)
-    window = burst["all_provisioned_s"]
-    rate = f"; {updates / window * 60:.0f} chat.update per minute" if window else ""
+    window = burst["cards_correct_s"] or burst["all_provisioned_s"]  # until the outbox had caught up
+    rate = f"; {updates / window * 60:.0f} chat.update per minute over {window:.0f} s" if window else ""
     section.rows.append(
         [
             f"{n} approvals at once: Slack Web API calls",
@@ -237,6 +321,28 @@ def _burst_rows(section: Section, burst: dict[str, Any]) -> None:
             "—",
             "INFO",
             _methods(burst["slack"]["calls"]) + rate + " (Slack's chat.update tier: 50+ per minute per workspace)",
+        ]
+    )
+    limited = burst["http_429_by_method"]
+    section.rows.append(
+        [
+            f"{n} approvals at once: HTTP 429 from the Slack stand-in enforcing Slack's tiers",
+            str(burst["http_429"]),
+            "0",
+            _result(burst["http_429"] == 0),
+            (_methods(limited) if limited else "no call past a tier")
+            + " (bot.devtools.slack_wire.DEFAULT_RATE_LIMITS: chat.update 50/min, chat.postMessage 1/s per channel, …)",
+        ]
+    )
+    took = burst["cards_correct_s"]
+    section.rows.append(
+        [
+            f"{n} approvals at once: approval cards that end correct",
+            f"{burst['cards_correct']}/{burst['cards']}",
+            f"{burst['cards']}/{burst['cards']} (every copy names its request's final state, no Approve button)",
+            _result(burst["cards"] > 0 and burst["cards_correct"] == burst["cards"]),
+            ("all correct after " + f"{took:.1f} s" if took is not None else "not all correct in time")
+            + ("; e.g. " + "; ".join(burst["cards_wrong_examples"]) if burst["cards_wrong_examples"] else ""),
         ]
     )
     minimum = n * sum(MIN_EXISTING.values())

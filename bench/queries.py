@@ -59,6 +59,7 @@ def run(ctx: Context) -> list[Section]:
         "Database queries before the acknowledgement (view_submission, /koding-iam request)",
         ["query", "plan", "time (ms)", "target", "result"],
     )
+    section.measured_with = "the database only (no Slack or AWS call, so no added latency applies)"
     results = []
     postgres = not ctx.database_url.startswith("sqlite")
     for label, statement, parameters in capture(ctx):
