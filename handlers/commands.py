@@ -12,13 +12,12 @@ from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
 
-from bot.core import access
 from bot.flows import offboarding as admin_flows
 from bot.flows import report as report_flows
 from bot.flows import requesting as flows
 from bot.flows import rotation as rotation_flows
 from bot.services import Services
-from bot.slack import home, ids, views
+from bot.slack import approver_text, home, ids, views
 from handlers.middleware import Answer, answering, restricted_command
 
 
@@ -51,7 +50,7 @@ def help_reply(*, admin: bool, problem: str | None = None, who_approves: str | N
 
 
 def _help(ack: Ack, call: Invocation) -> None:
-    ack(**help_reply(admin=call.is_admin, who_approves=access.approval_rules(call.services.settings)))
+    ack(**help_reply(admin=call.is_admin, who_approves=approver_text.approval_rules(call.services.settings)))
 
 
 def _wrong_arguments(ack: Ack, call: Invocation, problem: str) -> None:

@@ -14,7 +14,6 @@ from typing import Protocol
 
 from bot.config import Settings
 from bot.errors import NotAuthorized
-from bot.slack.limits import SECTION_TEXT, clip
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +109,7 @@ def is_admin(settings: Settings, user_id: str, directory: Directory) -> bool:
         return False
 
 
-def _may_decide_entries(
+def may_decide_entries(
     settings: Settings, profile_keys: Sequence[str]
 ) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
     """The admins' entries, and per profile its own approvers' entries (a profile without any: admins only)."""
@@ -122,7 +121,7 @@ def may_decide(
     settings: Settings, profile_keys: Sequence[str], user_id: str, directory: Directory, *, fresh: bool = False
 ) -> bool:
     """An admin, or an approver of every profile the request asks for (a profile listing none: admins only)."""
-    admins, per_profile = _may_decide_entries(settings, profile_keys)
+    admins, per_profile = may_decide_entries(settings, profile_keys)
     if user_id in members(admins, directory, fresh=fresh):
         return True
     return bool(per_profile) and all(
@@ -136,7 +135,7 @@ def card_recipients(settings: Settings, profile_keys: Sequence[str], directory: 
     policy = policy_for(settings, profile_keys)
     if policy.channels:
         return list(policy.channels)
-    admins, per_profile = _may_decide_entries(settings, profile_keys)
+    admins, per_profile = may_decide_entries(settings, profile_keys)
     candidates = members(admins, directory) | members((e for entries in per_profile for e in entries), directory)
     return sorted(u for u in candidates if may_decide(settings, profile_keys, u, directory) and _active(u, directory))
 
@@ -159,30 +158,3 @@ def authorize_decision(
         raise NotAuthorized("Slack could not confirm your account just now; nothing was changed. Try again.") from None
     if not active:
         raise NotAuthorized("Deactivated accounts and bots cannot approve or deny requests. Nothing was changed.")
-
-
-def describe_approvers(settings: Settings, profile_keys: Sequence[str]) -> str:
-    """Who may decide, in mrkdwn mentions (`<!subteam^S…>` for a group), for help texts and the card."""
-    admins, per_profile = _may_decide_entries(settings, profile_keys)
-    text = "the koding-iam admins (" + mentions(admins) + ")"
-    if per_profile and all(per_profile):
-        text += " or " + " and ".join(mentions(entries) for entries in per_profile)
-    return text
-
-
-def approval_rules(settings: Settings) -> str:
-    """Who may approve what, one line per profile (mrkdwn, within a section's 3000 characters): for `/koding-iam
-    help` and the admins' App Home."""
-    lines = ["*Who approves what*"]
-    for profile in settings.profiles.values():
-        count = profile.approvals_required
-        needed = "1 approval" if count == 1 else f"{count} approvals from distinct people"
-        where = policy_for(settings, [profile.key]).channels
-        place = f", cards in <#{where[0]}>" if where else ", cards in each approver's DM"
-        lines.append(f"• *{profile.label}*: {needed} by {describe_approvers(settings, [profile.key])}{place}")
-    lines.append("Nobody approves their own request; deactivated accounts and bots never do.")
-    return clip("\n".join(lines), SECTION_TEXT)
-
-
-def mentions(entries: Iterable[str]) -> str:
-    return ", ".join(f"<!subteam^{e}>" if is_group(e) else f"<@{e}>" for e in entries)

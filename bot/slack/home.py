@@ -18,11 +18,11 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from bot.aws_iam import AwsError
-from bot.core import access, key_usage, outbox, rotation_policy
+from bot.core import key_usage, outbox, rotation_policy
 from bot.core.key_usage import recorded_last_used
 from bot.db import session_scope
 from bot.services import Services
-from bot.slack import ids, views
+from bot.slack import approver_text, ids, views
 from bot.slack import key_usage_views as usage_views
 from bot.slack.blockkit import button_element, context_block, section_block
 from bot.slack.end_date_text import end_line
@@ -185,7 +185,7 @@ def admin_blocks(services: Services, session: Session, *, now: datetime) -> list
     blocks: list[dict[str, Any]] = [
         {"type": "divider"},
         {"type": "header", "text": {"type": "plain_text", "text": "Admin"}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": access.approval_rules(services.settings)}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": approver_text.approval_rules(services.settings)}},
     ]
     pending = session.scalars(
         select(AccessRequest)

@@ -119,7 +119,7 @@ def help_message(
     commands: Sequence[tuple[str, str, bool]] = (),
 ) -> dict[str, Any]:
     """`commands`: (usage, what it does, admin only) per subcommand, from the handlers' command table; the
-    admins' lines only for an admin; who approves what (access.approval_rules) when given."""
+    admins' lines only for an admin; who approves what (approver_text.approval_rules) when given."""
     lines = [
         "*koding-iam* creates a dedicated AWS IAM user for your Koding stacks, after an admin approves, and "
         "shows you its access keys once."

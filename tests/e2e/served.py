@@ -82,6 +82,23 @@ class Served:
         with open(self.log_path, encoding="utf-8") as handle:
             return handle.read()
 
+    def job_runs(self, job: str) -> int:
+        """How many runs of a scheduled job this process has finished: the visible tick counter
+        (koding_iam_job_duration_seconds_count on GET /metrics)."""
+        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as answer:  # noqa: S310
+            text = answer.read().decode()
+        prefix = f'koding_iam_job_duration_seconds_count{{job="{job}"}} '
+        return next((int(float(line.removeprefix(prefix))) for line in text.splitlines() if line.startswith(prefix)), 0)
+
+    def wait_for_ticks(self, job: str, more: int = 1, timeout: float = 30.0) -> None:
+        """Wait until the job has run `more` more times than now: what was due has been looked at again."""
+        goal = self.job_runs(job) + more
+        deadline = time.monotonic() + timeout
+        while self.job_runs(job) < goal:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{job} did not run {more} more time(s) within {timeout} s")
+            time.sleep(0.05)
+
 
 def wait_healthy(url: str, process: subprocess.Popen[Any], timeout: float = 30.0) -> float:
     started = time.monotonic()

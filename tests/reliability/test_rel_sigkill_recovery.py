@@ -183,7 +183,7 @@ def test_sigkill_mid_provisioning_is_finished_by_the_restarted_process(
             wait_for(lambda: store.request().status == "provisioned", what="provisioned after restart")
             wait_for(lambda: reveal_dms(slack), what="reveal DM after restart")
             recovered_in = time.monotonic() - started
-            time.sleep(1.3)  # another scheduler tick: nothing is done or posted twice
+            app.wait_for_ticks("resume-interrupted", more=2)  # the resume job looked again: nothing done twice
             assert_provisioned_once(store, slack, iam, url)
             assert audit_count(store.engine, "provisioning.started") == 2  # the killed run and the resumed one
             reveal(app, slack, reveal_dms(slack)[-1])
