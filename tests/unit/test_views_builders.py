@@ -473,16 +473,6 @@ def test_reveal_keys_modal_shows_secret_and_takes_no_input() -> None:
     assert f"aws_secret_access_key = {SECRET}" in content
 
 
-def test_reveal_generating_modal_has_no_secret() -> None:
-    modal = views.reveal_generating_modal()
-    assert modal["callback_id"] == ids.REVEAL_MODAL
-    assert "submit" not in modal
-    content = json.dumps(modal)
-    assert SECRET not in content
-    assert "aws_secret_access_key" not in content
-    assert "Secret Access Key" not in content
-
-
 def test_reveal_problem_modal_escapes() -> None:
     modal = views.reveal_problem_modal("oops <!here>")
     assert "submit" not in modal
