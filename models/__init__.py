@@ -16,7 +16,7 @@ from models.requests import (
     RequestApproval,
     RequestStatus,
 )
-from models.sync import SyncFinding
+from models.sync import IamUserGroups, SyncFinding
 
 __all__ = [
     "OPEN_STATUSES",
@@ -30,6 +30,7 @@ __all__ = [
     "Exemption",
     "ExtensionStatus",
     "GrantStatus",
+    "IamUserGroups",
     "KeyGrant",
     "KeyMessage",
     "KeyMessageRole",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String
+from sqlalchemy import ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base
@@ -34,6 +34,8 @@ class OutboxEntry(Base):
     # Where a one-shot message was posted (Slack's answer), for the later updates of the same message.
     channel: Mapped[str | None] = mapped_column(String(32))
     ts: Mapped[str | None] = mapped_column(String(32))
+
+    __table_args__ = (Index("ix_outbox_due_at", "due_at"),)  # the sender's pick: what is due, oldest first
 
 
 class DigestItem(Base):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, String
+from sqlalchemy import JSON, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, utcnow
@@ -29,3 +29,19 @@ class SyncFinding(Base):
     fixed_at: Mapped[datetime | None]
 
     __table_args__ = (Index("ix_sync_findings_fixed_at", "fixed_at"),)
+
+
+class IamUserGroups(Base):
+    """The groups of each IAM user under KODING_IAM_PATH, as the last sync scan read them (ListGroupsForUser).
+
+    The App Home shows an imported user's groups from here, with the time they were read, so rendering a tab
+    never calls AWS. Each scan replaces the rows: a user no longer listed has none.
+    """
+
+    __tablename__ = "iam_user_groups"
+
+    # IAM user names are unique case-insensitively: the key is the lower-cased name.
+    iam_user_name_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    iam_user_name: Mapped[str] = mapped_column(String(64))
+    groups: Mapped[list[str]] = mapped_column(JSON)
+    read_at: Mapped[datetime]

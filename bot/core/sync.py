@@ -23,6 +23,7 @@ legitimately disagree for a moment.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -42,6 +43,7 @@ from models import (
     AccessKey,
     AccessRequest,
     GrantStatus,
+    IamUserGroups,
     KeyGrant,
     KeyStatus,
     RequestStatus,
@@ -135,6 +137,7 @@ def scan(factory: sessionmaker[Session], gateway: IamGateway, settings: Settings
 
     report = SyncReport(imported=[], findings=[], users_seen=len(users))
     profile_groups = {profile.group.lower() for profile in settings.profiles.values()}
+    groups: dict[str, list[str]] = {}
     for user in users:
         name_key = user.name.lower()
         keys = gateway.list_access_keys(user.name)
@@ -142,14 +145,35 @@ def scan(factory: sessionmaker[Session], gateway: IamGateway, settings: Settings
             _import_user(factory, gateway, user, keys, now, report)
         elif name_key not in records.busy_users:
             report.findings.extend(_key_drift(user.name, keys, records))
-        report.findings.extend(_user_policy_drift(gateway, user.name, profile_groups))
+        groups[user.name] = gateway.list_groups_for_user(user.name)
+        report.findings.extend(_user_policy_drift(gateway, user.name, groups[user.name], profile_groups))
     report.findings.extend(_group_policy_drift(gateway, settings))
     listed = {user.name.lower() for user in users}
     report.findings.extend(_records_without_user(gateway, records, listed, path))
 
     with session_scope(factory) as session:
         report.findings = _store(session, report.findings, now)
+        _store_groups(session, groups, now)
     return report
+
+
+def _store_groups(session: Session, groups: dict[str, list[str]], now: datetime) -> None:
+    """Replace the recorded groups with what this scan read: what the App Home shows of users made outside
+    koding-iam (it never calls AWS itself)."""
+    session.execute(delete(IamUserGroups))
+    session.add_all(
+        IamUserGroups(iam_user_name_key=name.lower(), iam_user_name=name, groups=sorted(found), read_at=now)
+        for name, found in groups.items()
+    )
+
+
+def recorded_groups(session: Session, names: Iterable[str]) -> dict[str, IamUserGroups]:
+    """The last scan's groups of these IAM users, by lower-cased name (a user it never read is absent)."""
+    keys = {name.lower() for name in names}
+    if not keys:
+        return {}
+    rows = session.scalars(select(IamUserGroups).where(IamUserGroups.iam_user_name_key.in_(keys)))
+    return {row.iam_user_name_key: row for row in rows}
 
 
 def _import_user(
@@ -253,7 +277,9 @@ def _status_finding(user_name: str, access_key_id: str, recorded: str, actual: s
     return Finding(FindingKind.KEY_STATUS, user_name, detail, True, remedy, access_key_id)
 
 
-def _user_policy_drift(gateway: IamGateway, user_name: str, profile_groups: set[str]) -> list[Finding]:
+def _user_policy_drift(
+    gateway: IamGateway, user_name: str, groups: list[str], profile_groups: set[str]
+) -> list[Finding]:
     findings = []
     by_hand = "an admin reviews it in the IAM console; koding-iam never detaches policies"
     for arn in gateway.list_attached_user_policies(user_name):
@@ -262,7 +288,7 @@ def _user_policy_drift(gateway: IamGateway, user_name: str, profile_groups: set[
     for policy in gateway.list_user_policies(user_name):
         detail = f"Inline policy {policy!r} is on the user, outside any koding-iam profile."
         findings.append(Finding(FindingKind.POLICY_OUTSIDE_PROFILE, user_name, _short(detail), False, by_hand))
-    for group in gateway.list_groups_for_user(user_name):
+    for group in groups:
         if group.lower() not in profile_groups:
             detail = f"The user is in group {group}, which is not a koding-iam profile group."
             findings.append(Finding(FindingKind.POLICY_OUTSIDE_PROFILE, user_name, _short(detail), False, by_hand))

@@ -8,8 +8,6 @@ found by sync and the latest audit events. The tab is published again after each
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,8 +15,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from bot.aws_iam import AwsError
-from bot.core import key_usage, outbox, rotation_policy
+from bot.core import key_usage, outbox, rotation_policy, sync
 from bot.core.key_usage import recorded_last_used
 from bot.db import session_scope
 from bot.services import Services
@@ -27,7 +24,7 @@ from bot.slack import key_usage_views as usage_views
 from bot.slack.blockkit import button_element, context_block, section_block
 from bot.slack.end_date_text import end_line
 from bot.slack.limits import clip
-from models import AccessKey, AccessRequest, AuditEvent, GrantStatus, KeyGrant, KeyStatus, RequestStatus
+from models import AccessKey, AccessRequest, AuditEvent, GrantStatus, IamUserGroups, KeyGrant, KeyStatus, RequestStatus
 
 log = logging.getLogger(__name__)
 # Caps that keep the tab inside Slack's 100 blocks (a status answer inside a message's 50) by construction:
@@ -43,40 +40,12 @@ def latest_request(session: Session, user_id: str) -> AccessRequest | None:
     ).first()
 
 
-@dataclass(frozen=True)
-class AwsFacts:
-    """What the person's view needs from AWS, read before any transaction opens (an AWS call must never hold
-    one): the groups of users made outside koding-iam, None where AWS did not answer. Each key's last use is not
-    among them: the sweep records it (bot/core/key_usage_record.py) and the view shows the record and its time."""
-
-    groups: Mapping[str, list[str] | None]
-
-
-def aws_facts(services: Services, user_id: str) -> AwsFacts:
-    with session_scope(services.session_factory) as session:
-        request = latest_request(session, user_id)
-        rows = session.execute(
-            select(AccessKey.access_key_id, AccessKey.iam_user_name)
-            .where(AccessKey.owner_id == user_id, AccessKey.status != KeyStatus.DELETED)
-            .order_by(AccessKey.created_at.desc())
-        ).all()
-    issued = request.iam_user_name.lower() if request is not None else None
-    groups: dict[str, list[str] | None] = {}
-    for name in dict.fromkeys(name for _, name in rows if name.lower() != issued):
-        try:
-            groups[name] = services.gateway.list_groups_for_user(name)
-        except AwsError:
-            groups[name] = None
-    return AwsFacts(groups)
-
-
 def user_blocks(
     services: Services,
     session: Session,
     user_id: str,
     *,
     now: datetime,
-    aws: AwsFacts,
 ) -> list[dict[str, Any]]:
     """What a person sees about themselves: their IAM users, their access, every key they own (issued by
     koding-iam or imported by `koding-iam sync`) and what they can do next."""
@@ -106,8 +75,9 @@ def user_blocks(
         blocks += _requested_user_blocks(session, request, now=now)
     issued_user = request.iam_user_name.lower() if request is not None else None
     imported_users = dict.fromkeys(k.iam_user_name for k in keys if k.iam_user_name.lower() != issued_user)
+    recorded = sync.recorded_groups(session, imported_users)
     for name in imported_users:
-        blocks.append(section_block(_imported_user_text(name, aws.groups.get(name))))
+        blocks.append(section_block(_imported_user_text(name, recorded.get(name.lower()))))
     several_users = len(imported_users) + (request is not None) > 1
     active = [key for key in keys if key.status == KeyStatus.ACTIVE]
     for key in keys[:MAX_KEYS]:
@@ -171,12 +141,14 @@ def _requested_user_blocks(session: Session, request: AccessRequest, *, now: dat
     return blocks
 
 
-def _imported_user_text(name: str, groups: list[str] | None) -> str:
-    """An IAM user made outside koding-iam whose keys `sync` recorded for this member, with its groups."""
+def _imported_user_text(name: str, groups: IamUserGroups | None) -> str:
+    """An IAM user made outside koding-iam whose keys `sync` recorded for this member, with its groups as the
+    last sync scan read them (a tab never calls AWS)."""
     if groups is None:
-        access = "groups: could not be read from IAM just now"
+        access = "groups: not read yet (the next `koding-iam sync` records them)"
     else:
-        access = "groups: " + (", ".join(f"`{views.escape(g)}`" for g in groups) if groups else "none")
+        names = ", ".join(f"`{views.escape(g)}`" for g in groups.groups) if groups.groups else "none"
+        access = f"groups: {names} (read by sync {views.when(groups.read_at)})"
     return f"*IAM user* `{views.escape(name)}` — made outside koding-iam, imported by `koding-iam sync`\n{access}"
 
 
@@ -265,11 +237,7 @@ def flagged_unused(session: Session) -> list[key_usage.UsageKey]:
 
 
 def drift_rows(session: Session) -> list[str]:
-    """Open findings of the last `koding-iam sync`, when that feature's table exists."""
-    try:
-        from bot.core import sync
-    except ImportError:
-        return []
+    """Open findings of the last `koding-iam sync`."""
     return [
         f"{views.escape(f.kind)}: `{views.escape(f.iam_user_name)}` — {views.escape(f.detail)}"
         for f in sync.open_findings(session)
@@ -291,11 +259,10 @@ def audit_row(event: AuditEvent) -> str:
 
 def home_view(services: Services, user_id: str) -> dict[str, Any]:
     now = services.clock()
-    aws = aws_facts(services, user_id)
     is_admin = services.is_admin(user_id)
     with session_scope(services.session_factory) as session:
         blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": "koding-iam"}}]
-        blocks += user_blocks(services, session, user_id, now=now, aws=aws)
+        blocks += user_blocks(services, session, user_id, now=now)
         if is_admin:
             blocks += admin_blocks(services, session, now=now)
     return {"type": "home", "blocks": blocks}
@@ -321,9 +288,8 @@ def refresh(services: Services, *user_ids: str, admins: bool = False) -> None:
 
 
 def status_blocks(services: Services, user_id: str) -> list[dict[str, Any]]:
-    aws = aws_facts(services, user_id)
     with session_scope(services.session_factory) as session:
-        return user_blocks(services, session, user_id, now=services.clock(), aws=aws)
+        return user_blocks(services, session, user_id, now=services.clock())
 
 
 def list_blocks(services: Services) -> list[dict[str, Any]]:

@@ -61,3 +61,33 @@ def test_an_empty_postgres_schema_given_the_offline_script_matches_a_migrated_on
         assert schema_of(scripted) == expected
         migrate(scripted)  # a schema that already has tables is upgraded in place: nothing to do, no error
         assert schema_of(scripted) == expected
+
+
+def _drift(url: str) -> list[Any]:
+    """What autogenerate would write to make the migrated schema match the models (empty when they agree)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from models import Base
+
+    engine = db.make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    finally:
+        engine.dispose()
+
+
+def test_the_migrations_build_what_the_models_declare_on_sqlite(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'migrated.db'}"
+    db.upgrade(url)
+    assert _drift(url) == []
+
+
+@pytest.mark.postgres
+def test_the_migrations_build_what_the_models_declare_on_postgres(postgres_available: str) -> None:
+    from bot.devtools.pg import throwaway_schema
+
+    with throwaway_schema(postgres_available) as url:
+        db.upgrade(url)
+        assert _drift(url) == []
