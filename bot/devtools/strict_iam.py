@@ -102,7 +102,8 @@ def _find(entities: dict[str, Any], name: str) -> str | None:
     if name in entities:
         return name
     folded = name.casefold() if isinstance(name, str) else name
-    return next((key for key in entities if key.casefold() == folded), None)
+    # A copy of the keys (taken at once under the GIL): the threaded moto server may add an entity meanwhile.
+    return next((key for key in list(entities) if key.casefold() == folded), None)
 
 
 # Users and groups: unique and looked up case-insensitively -------------------------------------------------------
