@@ -94,6 +94,7 @@ def run(ctx: Context) -> list[Section]:
 def _run(ctx: Context, database_url: str) -> list[Section]:
     from bot.core import intake
     from bot.flows import requesting as flows
+    from bot.flows import revealing
     from bot.slack.outbox_sender import OutboxSender
 
     services = _services(ctx, database_url)
@@ -137,7 +138,7 @@ def _run(ctx: Context, database_url: str) -> list[Section]:
         if grant:
             measure(
                 "reveal click: claim, create the key, show it",
-                lambda: flows.reveal_keys(
+                lambda: revealing.reveal_keys(
                     services,
                     grant_id=int(grant[0][0]),
                     user_id=user,

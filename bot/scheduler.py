@@ -19,7 +19,7 @@ from apscheduler.schedulers.base import BaseScheduler
 
 from bot.core import sync
 from bot.flows import offboarding as admin_flows
-from bot.flows import requesting as flows
+from bot.flows import recovery
 from bot.flows import rotation as rotation_flows
 from bot.flows import timebound as timebound_flows
 from bot.services import Services
@@ -75,7 +75,7 @@ def _sweep(services: Services) -> None:
 
 def resume_side_work(services: Services) -> None:
     """Recovery apart from provisioning and offboarding runs, which the worker takes from the database itself."""
-    flows.resume_interrupted(services, runs=False)
+    recovery.resume_interrupted(services, runs=False)
 
 
 def _sync(services: Services) -> None:

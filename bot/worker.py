@@ -30,7 +30,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot import request_context
 from bot.db import session_scope
-from bot.flows import offboarding, requesting
+from bot.flows import offboarding
+from bot.flows import provisioning as provisioning_flow
 from bot.services import Services
 from models import AccessRequest, RequestStatus
 
@@ -210,7 +211,7 @@ class Worker:
         try:
             with request_context.bind(**context):
                 if run.status == RequestStatus.PROVISIONING:
-                    outcome = requesting.provision(services, run.request_id)
+                    outcome = provisioning_flow.provision(services, run.request_id)
                 else:
                     outcome = offboarding.run_revoke(services, run.request_id, admin_id=origin.get("admin_id"))
             if outcome.status == "skipped":

@@ -13,6 +13,7 @@ from slack_bolt import Ack, App, BoltContext
 from bot.flows import key_usage as key_usage_flows
 from bot.flows import offboarding as admin_flows
 from bot.flows import requesting as flows
+from bot.flows import revealing
 from bot.flows import rotation as rotation_flows
 from bot.services import Services
 from bot.slack import ids
@@ -63,6 +64,21 @@ def button(
     return decorator
 
 
+def rotate_now(services: Services, *, key_row_id: int, user_id: str, trigger_id: str, channel: str | None) -> None:
+    """Rotate now (the button or `/koding-iam rotate`): a rotation grant, revealed in the same one-time modal as
+    the first key, then the guide to retiring the old key."""
+    grant_id = rotation_flows.start_rotation(services, key_row_id=key_row_id, user_id=user_id, channel=channel)
+    if grant_id is not None:
+        revealing.reveal_keys(
+            services,
+            grant_id=grant_id,
+            user_id=user_id,
+            trigger_id=trigger_id,
+            channel=channel,
+            then=rotation_flows.after_rotation,
+        )
+
+
 def register(app: App, services: Services, answer: Answer) -> None:
     notifier = services.notifier
 
@@ -99,17 +115,17 @@ def register(app: App, services: Services, answer: Answer) -> None:
 
     @on(ids.Action.REVEAL)
     def reveal_keys(click: Click) -> None:
-        flows.reveal_keys(
+        revealing.reveal_keys(
             services, grant_id=click.target, user_id=click.member, trigger_id=click.trigger_id, channel=click.channel
         )
 
     @on(ids.Action.RENEW_REVEAL)
     def renew_reveal_window(click: Click) -> None:
-        flows.renew_reveal_window(services, grant_id=click.target, user_id=click.member, channel=click.channel)
+        revealing.renew_reveal_window(services, grant_id=click.target, user_id=click.member, channel=click.channel)
 
     @on(ids.Action.ROTATE)
     def rotate_key(click: Click) -> None:
-        rotation_flows.rotate(
+        rotate_now(
             services, key_row_id=click.target, user_id=click.member, trigger_id=click.trigger_id, channel=click.channel
         )
 

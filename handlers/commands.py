@@ -18,6 +18,7 @@ from bot.flows import requesting as flows
 from bot.flows import rotation as rotation_flows
 from bot.services import Services
 from bot.slack import approver_text, home, ids, views
+from handlers.actions import rotate_now
 from handlers.middleware import Answer, answering, restricted_command
 
 
@@ -80,11 +81,17 @@ def _rotate(ack: Ack, call: Invocation) -> None:
     ack()
 
     def rotate() -> None:
-        problem = rotation_flows.rotate_command(
-            call.services, user_id=call.user_id, trigger_id=call.command["trigger_id"], channel=call.channel
+        key_row_id = rotation_flows.key_to_rotate(call.services, call.user_id)
+        if key_row_id is None:
+            call.services.notifier.ephemeral(call.channel, call.user_id, rotation_flows.NO_KEY_TO_ROTATE)
+            return
+        rotate_now(
+            call.services,
+            key_row_id=key_row_id,
+            user_id=call.user_id,
+            trigger_id=call.command["trigger_id"],
+            channel=call.channel,
         )
-        if problem:
-            call.services.notifier.ephemeral(call.channel, call.user_id, problem)
 
     answering(call.answer, call.command, rotate)
 

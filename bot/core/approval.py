@@ -11,11 +11,13 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Settings
-from bot.core import audit
+from bot.core import access, audit
+from bot.core.access import Directory
 from bot.core.validation import reason_error
+from bot.db import session_scope
 from bot.errors import AlreadyApproved, AlreadyDecided, InvalidState, NotAuthorized, NotFound, ValidationFailed
 from models import AccessRequest, RequestApproval, RequestStatus
 
@@ -171,3 +173,20 @@ def retry(session: Session, *, admins: frozenset[str], request_id: int, admin_id
 
 def _decided_word(status: str) -> str:
     return "denied" if status == RequestStatus.DENIED else "approved"
+
+
+def authorize_decision(
+    factory: sessionmaker[Session], settings: Settings, directory: Directory, *, request_id: int, user_id: str
+) -> AccessRequest:
+    """Read the request, close the transaction, then ask the access rule (the directory, Slack behind it, asked
+    afresh for group members) whether this person may decide it; raises NotAuthorized / NotFound."""
+    with session_scope(factory) as session:
+        request = load_request(session, request_id)
+    access.authorize_decision(
+        settings,
+        requester_id=request.requester_id,
+        profile_keys=request.profile_keys,
+        user_id=user_id,
+        directory=directory,
+    )
+    return request

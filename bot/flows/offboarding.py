@@ -12,8 +12,8 @@ from bot.aws_iam import AwsError
 from bot.core import approval, audit, offboarding, offboarding_steps, provisioning, reveal_grants, timebound
 from bot.db import session_scope
 from bot.services import Services
-from bot.slack import blockkit, home, notify, timebound_views, views
-from models import AccessRequest, AuditEvent, KeyGrant, RequestStatus
+from bot.slack import blockkit, home, notify, reveal_dms, timebound_views, views
+from models import AccessRequest, AuditEvent, RequestStatus
 
 log = logging.getLogger(__name__)
 MENTION = re.compile(r"<@([UW][A-Z0-9]{2,20})(?:\|[^>]*)?>")
@@ -73,18 +73,8 @@ def confirm_revoke(services: Services, *, request_id: int, admin_id: str) -> Non
             now=services.clock(),
             reason="confirmed in Slack",
         )
-    refresh_grant_dms(services, request_id)
+    reveal_dms.refresh_grant_dms(services, request_id)
     services.hand_off(request_id, admin_id=admin_id)  # the worker runs the offboarding (bot/worker.py)
-
-
-def refresh_grant_dms(services: Services, request_id: int) -> None:
-    """Re-render the reveal DMs of a request's grants, from what the bot recorded when it posted them."""
-    with session_scope(services.session_factory) as session:
-        grants = list(
-            session.scalars(select(KeyGrant).where(KeyGrant.request_id == request_id, KeyGrant.dm_ts.is_not(None)))
-        )
-    for grant in grants:
-        services.notifier.update_reveal_dm(grant, now=services.clock())
 
 
 def run_revoke(services: Services, request_id: int, *, admin_id: str | None = None) -> provisioning.Outcome:
@@ -155,7 +145,7 @@ def member_left(services: Services, *, slack_user_id: str) -> None:
         if request is not None:
             reveal_grants.end_grants(session, request_id=request.id, now=now, reason="the member left Slack")
     if request is not None:
-        refresh_grant_dms(services, request.id)
+        reveal_dms.refresh_grant_dms(services, request.id)
     deactivated = offboarding.deactivate_all_keys(
         services.session_factory, services.gateway, leaser=services.leaser, owner_id=slack_user_id, now=now
     )

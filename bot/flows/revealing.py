@@ -10,15 +10,17 @@ only Slack call that carries the secret; the check is the only other use of it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from bot.aws_iam import NewAccessKey
-from bot.core import key_verification, reveal, timebound
+from bot.core import key_verification, reveal, reveal_grants, timebound
 from bot.core.key_verification import KeyCheck, Verdict
-from bot.errors import AdminAttention, DomainError
+from bot.db import session_scope
+from bot.errors import AdminAttention, AlreadyRevealed, DomainError, GrantExpired, InvalidState
 from bot.services import Services
-from bot.slack import blockkit, views
+from bot.slack import blockkit, home, reveal_dms, views
 
 log = logging.getLogger(__name__)
 
@@ -141,3 +143,63 @@ def try_update_modal(services: Services, view_id: str, message: str) -> None:
         services.notifier.update_modal(view_id, views.reveal_problem_modal(message))
     except Exception as exc:  # Slack unreachable: the requester sees the modal time out, nothing else is lost
         log.warning("could not update the reveal modal with a problem message: %s", type(exc).__name__)
+
+
+# Revealing a grant: the click on Reveal (or Rotate now), and renewing its window ---------------------------------
+def reveal_keys(
+    services: Services,
+    *,
+    grant_id: int,
+    user_id: str,
+    trigger_id: str,
+    channel: str | None,
+    then: Callable[[Services, int], None] | None = None,
+) -> reveal.Revealed | None:
+    """Take the user's lease and claim the grant, open the modal at once, then create the key and show it there,
+    once. The lease is held until the outcome is recorded, so nothing else changes this user meanwhile. `then`
+    runs after a key was shown (a rotation's guide to retiring the old key)."""
+    notifier = services.notifier
+    try:
+        claimed = reveal.claim(
+            services.session_factory,
+            grant_id=grant_id,
+            user_id=user_id,
+            process_owner=services.owner,
+            clock=services.clock,
+            lease_seconds=services.settings.koding_iam_lease_seconds,
+        )
+    except GrantExpired as exc:
+        reveal_dms.refresh_reveal_dm(services, grant_id)
+        notifier.ephemeral(channel, user_id, views.escape(exc.user_message))
+        return None
+    except AlreadyRevealed as exc:
+        reveal_dms.refresh_reveal_dm(services, grant_id)
+        key = f" (key `{views.escape(exc.access_key_id)}`)" if exc.access_key_id else ""
+        notifier.ephemeral(
+            channel, user_id, f"{views.escape(exc.user_message)} Revealed on {views.when(exc.revealed_at)}{key}."
+        )
+        return None
+    except InvalidState:  # the grant ended or its request moved on: the owner's DM loses its button
+        reveal_dms.refresh_reveal_dm(services, grant_id)
+        raise
+    try:
+        revealed = reveal_in_modal(services, claimed, user_id=user_id, trigger_id=trigger_id, channel=channel)
+    finally:
+        claimed.lease.release()
+    reveal_dms.refresh_reveal_dm(services, grant_id)
+    if revealed is not None and then is not None:
+        then(services, grant_id)
+    home.refresh(services, user_id)
+    return revealed
+
+
+def renew_reveal_window(services: Services, *, grant_id: int, user_id: str, channel: str | None) -> None:
+    with session_scope(services.session_factory) as session:
+        reveal_grants.renew_window(
+            session,
+            grant_id=grant_id,
+            user_id=user_id,
+            hours=services.settings.koding_iam_reveal_window_hours,
+            now=services.clock(),
+        )
+    reveal_dms.refresh_reveal_dm(services, grant_id)

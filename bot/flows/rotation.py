@@ -12,13 +12,11 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from bot.aws_iam import AwsError, KeyLastUsed
-from bot.core import digest, outbox, rotation, rotation_exemptions, rotation_policy
+from bot.core import digest, key_usage_sweep, outbox, rotation, rotation_exemptions, rotation_policy
 from bot.core.key_usage import recorded_last_used
 from bot.core.rotation_policy import ActionKind, Policy, Stage, SweepAction
 from bot.db import session_scope
 from bot.errors import DomainError, NotAuthorized
-from bot.flows import key_usage as key_usage_flows
-from bot.flows import requesting as flows
 from bot.services import Services
 from bot.slack import home, key_messages, views
 from models import AccessKey, KeyGrant, KeyMessageRole
@@ -35,14 +33,18 @@ class SweepReport:
     sent: int = 0
     skipped: int = 0  # claimed by another scheduler, or the key moved on since it was read
     failed: int = 0  # left for the next sweep
-    usage: key_usage_flows.UsageReport = field(default_factory=key_usage_flows.UsageReport)
+    usage: key_usage_sweep.UsageReport = field(default_factory=key_usage_sweep.UsageReport)
 
 
 def sweep(services: Services, *, now: datetime, dry_run: bool = False) -> SweepReport:
-    """One pass over the keys as of `now`: first their recorded use (bot/flows/key_usage.py), then rotation.
+    """One pass over the keys as of `now`: first their recorded use (bot/core/key_usage_sweep.py), then rotation.
     Dry: decide and report, send and change nothing."""
     policy = Policy.from_settings(services.settings)
-    report = SweepReport(actions=[], usage=key_usage_flows.sweep(services, now=now, dry_run=dry_run))
+    usage = key_usage_sweep.sweep(
+        services.session_factory, services.gateway, services.leaser, services.settings, now=now, dry_run=dry_run
+    )
+    services.wake_outbox()
+    report = SweepReport(actions=[], usage=usage)
     for action in rotation_policy.plan(services.session_factory, policy, now):
         report.actions.append(action)
         if dry_run:
@@ -130,31 +132,28 @@ def _last_used(services: Services, access_key_id: str) -> KeyLastUsed | None:
 
 
 # The owner's flow ------------------------------------------------------------------------------------------
-def rotate(services: Services, *, key_row_id: int, user_id: str, trigger_id: str, channel: str | None) -> None:
-    """Rotate now: one rotation grant per key, revealed through the same one-time modal as the first key."""
-    now = services.clock()
+def start_rotation(services: Services, *, key_row_id: int, user_id: str, channel: str | None) -> int | None:
+    """Rotate now, first half: one rotation grant per key (its id), or None when the person was told why not.
+    The caller reveals the grant through the same one-time modal as the first key (bot/flows/revealing.py), with
+    `after_rotation` to run once the new key was shown."""
     try:
-        grant_id = rotation.start(
+        return rotation.start(
             services.session_factory,
             services.gateway,
             key_row_id=key_row_id,
             user_id=user_id,
-            now=now,
+            now=services.clock(),
             window_hours=services.settings.koding_iam_reveal_window_hours,
         )
     except rotation.TooManyKeys as exc:
         services.notifier.ephemeral(
             channel, user_id, exc.user_message, views.too_many_keys_blocks(exc.user_message, exc.inactive_key_row_id)
         )
-        return
+        return None
     except rotation.AlreadyRotated as exc:
         new = f" Its replacement is `{views.escape(exc.new_access_key_id)}`." if exc.new_access_key_id else ""
         services.notifier.ephemeral(channel, user_id, views.escape(exc.user_message) + new)
-        return
-    revealed = flows.reveal_keys(services, grant_id=grant_id, user_id=user_id, trigger_id=trigger_id, channel=channel)
-    if revealed is not None:
-        after_rotation(services, grant_id)
-        home.refresh(services, user_id)
+        return None
 
 
 def after_rotation(services: Services, grant_id: int) -> None:
@@ -182,15 +181,14 @@ def after_rotation(services: Services, grant_id: int) -> None:
         key_messages.record(session, old_id, KeyMessageRole.OWNER, guide)
 
 
-def rotate_command(services: Services, *, user_id: str, trigger_id: str, channel: str | None) -> str | None:
-    """`/koding-iam rotate`: rotate the caller's newest active key; a message when there is none."""
+NO_KEY_TO_ROTATE = "You have no active access key issued by koding-iam. `/koding-iam request` asks for one."
+
+
+def key_to_rotate(services: Services, user_id: str) -> int | None:
+    """`/koding-iam rotate`: the caller's newest active key (its row id), or None when there is none."""
     with session_scope(services.session_factory) as session:
         key = rotation.key_for_owner(session, user_id)
-        key_row_id = key.id if key else None
-    if key_row_id is None:
-        return "You have no active access key issued by koding-iam. `/koding-iam request` asks for one."
-    rotate(services, key_row_id=key_row_id, user_id=user_id, trigger_id=trigger_id, channel=channel)
-    return None
+        return key.id if key else None
 
 
 def deactivate_old(
@@ -238,7 +236,7 @@ def deactivate_old(
         now=now,
         deactivated=True,
     )
-    key_usage_flows.close_unused_messages(services, key.id, f"deactivated by <@{user_id}> on {views.when(now)}")
+    key_messages.close_unused_messages(services, key.id, f"deactivated by <@{user_id}> on {views.when(now)}")
     with session_scope(services.session_factory) as session:
         digest.key_changed(session, key.id, now=now)  # the admins' digests listing it show it deactivated
     services.wake_outbox()

@@ -9,15 +9,13 @@ import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from bot.core import extensions, outbox, timebound
+from bot.core import approval, extensions, outbox, timebound
 from bot.core.timebound import EndAction
 from bot.core.validation import max_days_of
 from bot.db import session_scope
 from bot.errors import DomainError, InvalidState, NotAuthorized
-from bot.flows import offboarding as admin_flows
-from bot.flows import requesting as flows
 from bot.services import Services
-from bot.slack import home
+from bot.slack import home, reveal_dms
 from bot.slack import timebound_views as tviews
 from models import AccessRequest
 
@@ -71,7 +69,7 @@ def finish(services: Services, request_id: int, *, by_owner: bool) -> None:
     """After the compare-and-set that ended the access: the Reveal buttons and undecided extension cards lose
     their buttons, the admins are told why, and the same resumable revoke an admin runs offboards the user (it
     tells the owner, and resumes after a crash like any revoke)."""
-    admin_flows.refresh_grant_dms(services, request_id)
+    reveal_dms.refresh_grant_dms(services, request_id)
     with session_scope(services.session_factory) as session:
         request = session.get(AccessRequest, request_id)
         assert request is not None
@@ -156,7 +154,9 @@ def decide_extension(
     with session_scope(services.session_factory) as session:
         request_id = extensions.load(session, extension_id).request_id
     # Whoever may decide the request may decide its extension (Slack asked afresh, outside the transaction).
-    flows.authorize_decision(services, request_id, admin_id)
+    approval.authorize_decision(
+        services.session_factory, services.settings, services.directory, request_id=request_id, user_id=admin_id
+    )
     with session_scope(services.session_factory) as session:
         extension = extensions.decide(
             session,

@@ -7,11 +7,19 @@ bot rewrite any message it ever posted — another request's approval card inclu
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.core import key_usage
+from bot.db import session_scope
+from bot.slack import key_usage_views
 from models import KeyMessage, KeyMessageRole
 from models.base import utcnow
+
+if TYPE_CHECKING:
+    from bot.services import Services
 
 
 def record(session: Session, key_id: int, role: KeyMessageRole, posted: tuple[str, str] | None) -> None:
@@ -29,3 +37,15 @@ def of_key(session: Session, key_id: int, role: KeyMessageRole) -> list[tuple[st
         .order_by(KeyMessage.id)
     ).all()
     return list(dict.fromkeys((str(channel), str(ts)) for channel, ts in rows))
+
+
+def close_unused_messages(services: Services, key_row_id: int, outcome: str) -> None:
+    """Show the outcome on every unused-key message recorded for the key (its buttons go)."""
+    with session_scope(services.session_factory) as session:
+        targets = of_key(session, key_row_id, KeyMessageRole.UNUSED)
+        key = key_usage.snapshot(session, key_row_id) if targets else None
+    if key is None:
+        return
+    text, blocks = key_usage_views.unused_closed(key=key, outcome=outcome)
+    for channel, ts in targets:
+        services.notifier.update_message(channel, ts, text, blocks)

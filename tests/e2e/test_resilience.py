@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 
 from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
-from bot.flows import requesting as flows
+from bot.flows import recovery
 from bot.slack import ids
 from bot.slack.outbox_sender import OutboxSender
 from bot.slack.pacing import Pacer
@@ -66,7 +66,7 @@ def test_crash_between_steps_resumes_from_the_first_unfinished_step(sandbox: San
     later = sb.services.clock() + timedelta(seconds=sb.settings.koding_iam_lease_seconds + 1)
     restarted_gateway = CountingGateway(real_gateway)
     restarted = sb.make_services(sb.settings, clock=lambda: later, gateway=restarted_gateway)
-    flows.resume_interrupted(restarted)
+    recovery.resume_interrupted(restarted)
     sb.wait_idle()  # the cards are redrawn by the outbox's sender, after the resumed run's commits
 
     assert only_request(sb).status == "provisioned"
@@ -83,7 +83,7 @@ def test_resume_leaves_a_live_run_alone(sandbox: Sandbox) -> None:
     sb.driver.click("UADMIN1", ids.APPROVE, message=card(sb))
     sb.wait_idle()
     other = sb.make_services(sb.settings)  # same moment: the first run's lease is still valid
-    flows.resume_interrupted(other)
+    recovery.resume_interrupted(other)
     assert only_request(sb).status == "provisioning"
 
 
@@ -195,7 +195,7 @@ def test_reveal_cut_off_while_sending_the_key_keeps_it_as_the_owners(sandbox: Sa
     assert len(keys) == 1
 
     later = sb.services.clock() + timedelta(minutes=6)
-    flows.resume_interrupted(sb.make_services(sb.settings, clock=lambda: later))
+    recovery.resume_interrupted(sb.make_services(sb.settings, clock=lambda: later))
     assert [k.access_key_id for k in sb.services.gateway.list_access_keys("koding-ualice")] == [keys[0].access_key_id]
     with session_scope(sb.services.session_factory) as session:
         grant = session.scalars(select(KeyGrant)).one()

@@ -283,7 +283,7 @@ def test_secret_of_the_rotated_key_appears_only_in_its_modal(sandbox: Sandbox) -
 def test_restart_in_the_middle_of_a_rotation(sandbox: Sandbox) -> None:
     """The process dies while the new key is on its way to Slack: the owner may have seen it, so recovery keeps
     it, records it as theirs beside the old key, and tells them to rotate again if they did not copy it."""
-    from bot.flows import requesting as flows
+    from bot.flows import recovery
     from tests.e2e.test_resilience import Crash
 
     sb = sandbox
@@ -302,7 +302,7 @@ def test_restart_in_the_middle_of_a_rotation(sandbox: Sandbox) -> None:
     (new,) = in_iam - {first}
 
     later = sb.services.clock() + timedelta(minutes=6)
-    flows.resume_interrupted(sb.make_services(sb.settings, clock=lambda: later))
+    recovery.resume_interrupted(sb.make_services(sb.settings, clock=lambda: later))
     assert {k.access_key_id for k in sb.services.gateway.list_access_keys("koding-ualice")} == {first, new}
     with session_scope(sb.services.session_factory) as session:
         recorded = {k.access_key_id: (k.owner_id, k.status) for k in session.scalars(select(AccessKey))}

@@ -23,7 +23,7 @@ from sqlalchemy.exc import OperationalError
 
 from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
-from bot.flows import requesting as flows
+from bot.flows import recovery
 from bot.flows import rotation as rotation_flows
 from bot.flows.offboarding import resume_revokes
 from bot.services import Services
@@ -248,7 +248,7 @@ def test_row4_a_slow_slack_does_not_make_recovery_delete_the_key_being_shown(dat
             offset[0] = timedelta(minutes=6)  # Slack keeps answering 429 for six minutes
             # The holder is alive: its heartbeat moves the lease past the new "now".
             wait_for(lambda: lease_until(sb) > clock(), what="a heartbeat after the clock moved")
-            flows.resume_interrupted(other)  # recovery in the other process
+            recovery.resume_interrupted(other)  # recovery in the other process
             made = list(iam_keys(sb, "koding-ualice"))
             assert len(made) == 1, "recovery deleted the key being shown"
             held.release.set()
@@ -299,7 +299,7 @@ def test_row5_a_refused_final_write_keeps_the_key_the_member_saw(database_url: s
         assert made[0] in json.dumps(last.body) and "Secret Access Key" in json.dumps(last.body)
         # Recovery later, from another process, records it as the member's instead of deleting it.
         later = sb.services.clock() + timedelta(minutes=6)
-        flows.resume_interrupted(second_process(sb, clock=lambda: later))
+        recovery.resume_interrupted(second_process(sb, clock=lambda: later))
         assert iam_keys(sb, "koding-ualice") == {made[0]: "Active"}
         assert key_rows(sb, "koding-ualice") == {made[0]: "active"}
         record_figure("lifecycle-row5", refused_writes=refused[0], key_kept=True)
@@ -322,7 +322,7 @@ def test_row6_recovery_never_deletes_a_key_someone_else_made(sandbox: Sandbox) -
     by_hand = boto3.client("iam").create_access_key(UserName="koding-ualice")["AccessKey"]["AccessKeyId"]
 
     later = sb.services.clock() + timedelta(minutes=6)
-    flows.resume_interrupted(second_process(sb, clock=lambda: later))
+    recovery.resume_interrupted(second_process(sb, clock=lambda: later))
     assert by_hand in iam_keys(sb, "koding-ualice"), "recovery deleted the admin's hand-made key"
     assert set(iam_keys(sb, "koding-ualice")) == {revealed, by_hand}
     record_figure("lifecycle-row6", hand_made_keys_deleted=0)

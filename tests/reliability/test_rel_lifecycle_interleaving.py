@@ -27,7 +27,7 @@ from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
 from bot.errors import DomainError
 from bot.flows import offboarding as admin_flows
-from bot.flows import requesting as flows
+from bot.flows import recovery, revealing
 from bot.flows import rotation as rotation_flows
 from bot.services import Services
 from bot.slack import ids
@@ -109,7 +109,7 @@ class World:
         local = Services(**{**services.__dict__})
         local.notifier = _NotifierWith(services.notifier, crash)  # type: ignore[assignment]
         with contextlib.suppress(Crash, DomainError):  # a refusal is the error handler's to answer
-            flows.reveal_keys(
+            revealing.reveal_keys(
                 local, grant_id=grant_id, user_id=self.member, trigger_id=self.next_trigger(), channel=None
             )
 
@@ -150,7 +150,7 @@ class World:
         rotation_flows.sweep(services, now=services.clock() + timedelta(days=self.rng.choice([95, 120, 140])))
 
     def recovery(self, services: Services) -> None:
-        flows.resume_interrupted(services)
+        recovery.resume_interrupted(services)
 
     def member_left(self) -> None:
         self.sb.driver.event({"type": "user_change", "user": {"id": self.member, "deleted": True}})
@@ -217,7 +217,7 @@ def run_seed(sb: Sandbox, b: Services, seed: int, trigger: list[int]) -> dict[st
     sb.wait_idle()
     assert not errors, (seed, [name for name, _ in chosen], errors)
     for _ in range(3):  # let recovery and resumed revokes settle whatever was left mid-way
-        flows.resume_interrupted(b)
+        recovery.resume_interrupted(b)
         sb.wait_idle()
     check_agreement(sb, world, seed, [name for name, _ in chosen])
     return {"seed": seed, "actions": [name for name, _ in chosen]}

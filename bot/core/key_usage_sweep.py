@@ -1,0 +1,90 @@
+"""The sweep's part of key usage: record each key's last use, then retire, warn, flag or deactivate as
+bot/core/key_usage.py decides. Each stage is recorded with its outbox message (and the admins' digest item) in one
+transaction; the sender sends it after commit, so the caller wakes it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.aws_iam import IamGateway
+from bot.config import Settings
+from bot.core import digest, key_usage, key_usage_record, outbox, rotation
+from bot.core.key_usage import UsageAction, UsageKind, UsagePolicy
+from bot.core.leases import Leaser
+from bot.db import session_scope
+from bot.errors import DomainError
+
+log = logging.getLogger(__name__)
+DEACTIVATING = (UsageKind.RETIRE, UsageKind.DEACTIVATE_UNUSED)
+TELLS_ADMINS = (UsageKind.FLAG_UNUSED, UsageKind.DEACTIVATE_UNUSED)
+
+
+@dataclass
+class UsageReport:
+    last_used_reads: int = 0  # GetAccessKeyLastUsed calls this sweep made
+    actions: list[UsageAction] = field(default_factory=list)
+    sent: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+
+def sweep(
+    factory: sessionmaker[Session],
+    gateway: IamGateway,
+    leaser: Leaser,
+    settings: Settings,
+    *,
+    now: datetime,
+    dry_run: bool = False,
+) -> UsageReport:
+    """Record last uses (not when dry), then act on what the records call for (dry: only list it)."""
+    policy = UsagePolicy.from_settings(settings)
+    report = UsageReport()
+    if not dry_run:
+        report.last_used_reads = key_usage_record.record_last_use(factory, gateway, now=now, refresh=policy.refresh)
+    for action in key_usage.plan(factory, policy, now, dry_run=dry_run):
+        report.actions.append(action)
+        if dry_run:
+            continue
+        try:
+            outcome = _execute(factory, gateway, leaser, action, now)
+        except Exception as exc:  # one key's trouble must not stop the sweep; the next sweep retries it
+            log.error("key usage action on key %s failed: %s: %s", action.key.id, type(exc).__name__, exc)
+            outcome = "failed"
+        setattr(report, outcome, getattr(report, outcome) + 1)
+    return report
+
+
+def _execute(
+    factory: sessionmaker[Session], gateway: IamGateway, leaser: Leaser, action: UsageAction, now: datetime
+) -> str:
+    """Deactivate when the stage calls for it (a compare-and-set under the IAM user's lease: one scheduler wins),
+    then record the stage, mark its message and the admins' digest item in one transaction."""
+    deactivated = False
+    if action.kind in DEACTIVATING:
+        try:
+            rotation.deactivate(
+                factory,
+                gateway,
+                leaser=leaser,
+                key_row_id=action.key.id,
+                actor="koding-iam",
+                now=now,
+                owner_told=False,
+            )
+        except DomainError as exc:  # moved on meanwhile, or AWS refused (the row was restored)
+            log.info("key usage: key %s not deactivated: %s", action.key.id, exc)
+            return "skipped"
+        deactivated = True
+    key = action.key
+    with session_scope(factory) as session:
+        if not key_usage.record(session, action, now, deactivated=deactivated):
+            return "skipped"
+        outbox.touch(session, outbox.USAGE, f"{key.id}:{action.stage}", now=now)
+        if action.kind in TELLS_ADMINS:
+            digest.add(session, digest.UNUSED_DEACTIVATED if deactivated else digest.UNUSED, key.id, at=now)
+    return "sent"

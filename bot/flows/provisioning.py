@@ -1,0 +1,41 @@
+"""Provisioning as the worker runs it: the steps (bot/core/provisioning.py) with the approval cards redrawn after
+each recorded step, then the requester told how it ended (the Reveal button goes out through the outbox)."""
+
+from __future__ import annotations
+
+import logging
+
+from bot.core import provisioning
+from bot.services import Services
+from bot.slack import cards, home
+
+log = logging.getLogger(__name__)
+
+
+def provision(services: Services, request_id: int) -> provisioning.Outcome:
+    """Run provisioning with the approval cards updated live, then tell the requester how it ended."""
+
+    def show_progress(_: list[provisioning.StepProgress]) -> None:
+        cards.refresh_cards(services, request_id)  # each step is recorded before this: the card is drawn from the rows
+
+    outcome = provisioning.run(
+        services.session_factory,
+        gateway=services.gateway,
+        settings=services.settings,
+        request_id=request_id,
+        owner=services.owner,
+        clock=services.clock,
+        progress=show_progress,
+        leaser=services.leaser,
+    )
+    services.metrics.provisioning_ended(outcome.status)
+    if outcome.status == "skipped":
+        return outcome
+    log.info("provisioning of request %s ended: %s", request_id, outcome.status)
+    request = cards.refresh_cards(services, request_id)
+    if outcome.status == "failed":
+        services.notifier.provisioning_failed(request)
+    if outcome.status == "provisioned":
+        services.wake_outbox()  # the Reveal button was marked in the outbox with the provisioned state
+    home.refresh(services, request.requester_id, admins=True)
+    return outcome
