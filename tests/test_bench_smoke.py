@@ -37,9 +37,9 @@ EXPECTED_ROWS = [
     "| rotation selection, SQLite, 600 keys, after ANALYZE (s) |",
     "| rotation selection, SQLite, 600 keys, with the suggested fix (s) |",
     "| rotation selection, PostgreSQL, 600 keys (s) |",  # measured, or "skipped" without PostgreSQL
-    "| DM sweep to 30 owners (s) |",
+    "| DM sweep to 30 owners: time until the outbox drained (s) |",
     "| DM sweep to 30 owners: owner DMs delivered exactly once |",
-    "| DM sweep to 30 owners: admin notices for 2 overdue keys |",
+    "| DM sweep to 30 owners: admin digests for 2 overdue keys |",
     "| DM sweep to 30 owners: HTTP 429 answers |",
     "| DM sweep to 30 owners: GetAccessKeyLastUsed calls per key |",
 ]
