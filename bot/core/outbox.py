@@ -45,6 +45,7 @@ class Claim:
     subject: str
     version: int
     owner: str
+    until: datetime | None = None  # when the claim lapses unless renewed (the claiming sender's clock)
 
 
 def touch(session: Session, kind: str, subject: str, *, now: datetime) -> None:
@@ -114,7 +115,7 @@ def claim_due(
             version = session.scalar(
                 select(OutboxEntry.version).where(OutboxEntry.kind == kind, OutboxEntry.subject == subject)
             )
-        claims.append(Claim(kind, subject, int(version or 0), owner))
+        claims.append(Claim(kind, subject, int(version or 0), owner, now + timedelta(seconds=seconds)))
     return claims
 
 

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Literal
 
 from slack_sdk.errors import SlackApiError
@@ -143,6 +144,7 @@ class OutboxSender:
     def _deliver(self, claim: outbox.Claim) -> None:
         factory = self.services.session_factory
         self._local.claim = claim
+        self._local.until = claim.until
         try:
             result = self._draw[claim.kind](claim.subject)
         except ClaimLost:
@@ -225,13 +227,21 @@ class OutboxSender:
         self.services.notifier.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
 
     def _turn(self, method: str, channel: str = "") -> None:
-        """Wait for the method's pace, then renew the claim: only its holder calls Slack for the surface."""
+        """Wait for the method's pace, then make sure the claim holds: only its holder calls Slack for the surface.
+
+        A claim with more than half its time left cannot have passed to another sender (one is taken only once it
+        lapsed), so it is renewed, one transaction, only past that half: most drawings make one call or a few."""
         self.pacer.wait(method, channel)
         claim = getattr(self._local, "claim", None)
-        if claim is not None and not outbox.renew(
-            self.services.session_factory, claim, now=self.services.clock(), seconds=self.claim_seconds
-        ):
+        if claim is None:
+            return
+        now = self.services.clock()
+        until = getattr(self._local, "until", None)
+        if until is not None and now < until - timedelta(seconds=self.claim_seconds / 2):
+            return
+        if not outbox.renew(self.services.session_factory, claim, now=now, seconds=self.claim_seconds):
             raise ClaimLost
+        self._local.until = now + timedelta(seconds=self.claim_seconds)
 
     # Tests and the demo --------------------------------------------------------------------------------------
     def wait_idle(self, timeout: float = 30.0, *, quietly: bool = False) -> int:
