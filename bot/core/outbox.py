@@ -81,12 +81,14 @@ def _free(owner: str, now: datetime) -> object:
 def claim_due(
     factory: sessionmaker[Session], *, owner: str, now: datetime, seconds: int, limit: int = 20
 ) -> list[Claim]:
-    """Claim up to `limit` surfaces that are behind and due, oldest first, each by its own compare-and-set.
+    """Claim up to `limit` surfaces that are behind and due, oldest first, each by its own compare-and-set, all in
+    one transaction.
 
-    The holder renews the claim before each Slack call (`renew`), so it lapses after `seconds` only when the
-    holder stopped; the holder releases it when the delivery ends, and at a graceful stop.
+    The holder renews the claim before a Slack call once half its time is gone (`renew`), so it lapses after
+    `seconds` only when the holder stopped; the holder releases it when the delivery ends, and at a graceful stop.
     """
-    with session_scope(factory) as session:
+    claims = []
+    with session_scope(factory) as session:  # one transaction for the whole batch
         due = session.execute(
             select(OutboxEntry.kind, OutboxEntry.subject)
             .where(
@@ -98,10 +100,11 @@ def claim_due(
             )
             .order_by(OutboxEntry.due_at)
             .limit(limit)
+            # PostgreSQL: rows another transaction holds are passed over, never waited for, so this batch can never
+            # be part of a deadlock with the changes that mark surfaces (SQLite ignores it: one writer at a time).
+            .with_for_update(skip_locked=True)
         ).all()
-    claims = []
-    for kind, subject in due:
-        with session_scope(factory) as session:
+        for kind, subject in due:
             taken = session.execute(
                 update(OutboxEntry)
                 .where(OutboxEntry.kind == kind, OutboxEntry.subject == subject, _free(owner, now))
@@ -115,7 +118,7 @@ def claim_due(
             version = session.scalar(
                 select(OutboxEntry.version).where(OutboxEntry.kind == kind, OutboxEntry.subject == subject)
             )
-        claims.append(Claim(kind, subject, int(version or 0), owner, now + timedelta(seconds=seconds)))
+            claims.append(Claim(kind, subject, int(version or 0), owner, now + timedelta(seconds=seconds)))
     return claims
 
 
