@@ -39,8 +39,9 @@ log = logging.getLogger(__name__)
 
 # The statuses a worker takes runs in: approved and not provisioned yet, revoke recorded and not finished.
 RUNS = (RequestStatus.PROVISIONING, RequestStatus.REVOKING)
-# A run skipped because another operation holds its IAM user (a reveal, a rotation) is looked at again after this.
-SKIPPED_BACKOFF = timedelta(seconds=2)
+# A run skipped because another operation holds its IAM user (a reveal, a rotation) is given back, and this worker
+# looks at it again after this.
+SKIPPED_BACKOFF_SECONDS = 2.0
 ORIGINS_KEPT = 1000
 
 
@@ -104,13 +105,13 @@ def claim_runs(
     return claimed
 
 
-def back_off(factory: sessionmaker[Session], run: Run, *, owner: str, now: datetime) -> None:
-    """Give a skipped run back (only if this process still holds it), to be looked at again shortly."""
+def give_back(factory: sessionmaker[Session], run: Run, *, owner: str) -> None:
+    """Release a skipped run's claim (only if this process still holds it): anyone may take it at once."""
     with session_scope(factory) as session:
         session.execute(
             update(AccessRequest)
             .where(AccessRequest.id == run.request_id, AccessRequest.lease_owner == owner)
-            .values(lease_owner=None, lease_until=now + SKIPPED_BACKOFF)
+            .values(lease_owner=None, lease_until=None)
             .execution_options(synchronize_session=False)
         )
 
@@ -125,6 +126,9 @@ class Worker:
         self.poll_seconds = poll_seconds
         self.picks = 0  # pick rounds done (a visible tick for tests)
         self._running: set[int] = set()
+        # Revokes that failed stay `revoking` (resumable) with no claim: this worker tries each again only after
+        # KODING_IAM_RESUME_INTERVAL_SECONDS, as the resume tick did, so a refusal is not retried in a tight loop.
+        self._retry_at: dict[int, float] = {}
         self._origins: dict[int, dict[str, Any]] = {}  # the Slack request that recorded a run, in this process
         self._changed = threading.Condition()
         self._picking = threading.Lock()
@@ -182,7 +186,9 @@ class Worker:
             if self._stop.is_set() or self._paused.is_set():
                 return 0
             with self._changed:
-                free, running = self.slots - len(self._running), set(self._running)
+                now = time.monotonic()
+                self._retry_at = {rid: at for rid, at in self._retry_at.items() if at > now}
+                free, running = self.slots - len(self._running), set(self._running) | set(self._retry_at)
             claimed = []
             if free > 0:
                 services = self.services
@@ -214,8 +220,15 @@ class Worker:
                     outcome = provisioning_flow.provision(services, run.request_id)
                 else:
                     outcome = offboarding.run_revoke(services, run.request_id, admin_id=origin.get("admin_id"))
+            delay = None
             if outcome.status == "skipped":
-                back_off(services.session_factory, run, owner=services.owner, now=services.clock())
+                give_back(services.session_factory, run, owner=services.owner)
+                delay = SKIPPED_BACKOFF_SECONDS
+            elif outcome.status == "failed" and run.status == RequestStatus.REVOKING:
+                delay = float(services.settings.koding_iam_resume_interval_seconds)
+            if delay is not None:
+                with self._changed:
+                    self._retry_at[run.request_id] = time.monotonic() + delay
         except Exception as exc:  # its claim lapses and a worker resumes it, as after a crash
             log.error("worker: request %s (%s) stopped: %s: %s", run.request_id, run.status, type(exc).__name__, exc)
         finally:
