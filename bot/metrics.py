@@ -26,6 +26,8 @@ from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 
+from bot.core import outbox
+
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
@@ -43,7 +45,7 @@ SLACK_RETRY_REASONS = ("rate_limited", "server_error", "connection_error", OTHER
 AWS_RETRY_REASONS = ("botocore", "concurrent_modification", "eventual_consistency", OTHER)
 JOBS = ("resume-interrupted", "rotation-sweep", "request-expiry", "sync-scan", OTHER)
 KEY_STAGES = ("fresh", "upcoming", "due", "overdue", "deactivated")
-OUTBOX_KINDS = ("home", "cards", OTHER)
+OUTBOX_KINDS = (*outbox.KINDS, OTHER)
 OUTBOX_RESULTS = ("delivered", "retry", "gone", OTHER)
 
 # Slack wants an acknowledgement within 3 seconds (https://api.slack.com/interactivity/handling#acknowledgment_response),
@@ -101,7 +103,7 @@ class Metrics:
         )
         self.outbox_deliveries = Counter(
             "koding_iam_outbox_deliveries",
-            "Slack surfaces the outbox's sender handled, by kind (home, cards) and result.",
+            "Slack surfaces and messages the outbox's sender handled, by kind and result.",
             ["kind", "result"],
             registry=self.registry,
         )

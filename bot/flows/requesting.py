@@ -77,6 +77,8 @@ def approve(services: Services, *, request_id: int, admin_id: str, channel: str 
             now=services.clock(),
         )
         cards.mark_cards(session, services, request_id)
+        if request.status != RequestStatus.PENDING:  # final: the requester hears it once, after this commits
+            outbox.touch(session, outbox.DECISION, str(request_id), now=services.clock())
     services.wake_outbox()
     if request.status == RequestStatus.PENDING:  # more approvals needed: every card counts this one
         services.notifier.ephemeral(
@@ -86,8 +88,7 @@ def approve(services: Services, *, request_id: int, admin_id: str, channel: str 
             f"{request.approvals_required}); it is provisioned once another approver approves too.",
         )
         return
-    # Committed: only now do the cards say "Approved" and does the requester hear it.
-    services.notifier.decision(request)
+    # Committed: only now do the cards say "Approved" and does the requester hear it (both through the outbox).
     services.hand_off(request_id)  # the worker provisions it (bot/worker.py)
 
 
@@ -115,13 +116,16 @@ def deny(services: Services, *, request_id: int, admin_id: str, reason: str) -> 
             now=services.clock(),
         )
         cards.mark_cards(session, services, request_id)
+        outbox.touch(session, outbox.DECISION, str(request_id), now=services.clock())
         return request
 
 
 def announce_denial(services: Services, request_id: int) -> None:
-    request = cards.refresh_cards(services, request_id)
-    services.notifier.decision(request)
-    home.refresh(services, request.requester_id, admins=True)
+    """After the Deny modal closed: the cards and the requester's DM were marked with the decision."""
+    services.wake_outbox()
+    with session_scope(services.session_factory) as session:
+        requester_id = approval.load_request(session, request_id).requester_id
+    home.refresh(services, requester_id, admins=True)
 
 
 def retry(services: Services, *, request_id: int, admin_id: str, channel: str | None) -> None:

@@ -1,5 +1,6 @@
-"""A new request's one-shot messages, drawn by the outbox sender after the request committed: its approval cards
-(`announce`/`<request id>`) and its requester's receipt (`received`/`<request id>`).
+"""A request's one-shot messages, drawn by the outbox sender after the change committed: its approval cards
+(`announce`/`<request id>`), its requester's receipt (`received`/`<request id>`) and the decision DM
+(`decision`/`<request id>`, marked in the transaction that made the decision final).
 
 Posting the cards is idempotent by what is recorded: each card is recorded with its target as soon as it is
 posted, so a sender that takes over a dead one's lease posts only the cards still missing, never a second set.
@@ -74,4 +75,18 @@ def received(services: Services, claim: outbox.Claim, post: Post, _: object) -> 
     except NotFound:
         return "gone"
     post(request.requester_id, text, blocks)
+    return "delivered"
+
+
+def decision(services: Services, claim: outbox.Claim, post: Post, _: object) -> Result:
+    """Approved or denied, to the requester, drawn from the request as it is now."""
+    try:
+        with session_scope(services.session_factory) as session:
+            request = approval.load_request(session, int(claim.subject))
+    except NotFound:
+        return "gone"
+    if request.status == RequestStatus.PENDING:
+        return "gone"  # never marked so; nothing to say
+    builder = views.denied_dm if request.status == RequestStatus.DENIED else views.approved_dm
+    post(request.requester_id, *builder(request))
     return "delivered"

@@ -83,6 +83,7 @@ class OutboxSender:
             outbox.ENDING: self._one_shot(outbox_messages.ending),
             outbox.REVEAL: self._one_shot(outbox_messages.reveal),
             outbox.DIGEST: self._one_shot(outbox_messages.admin_digest),
+            outbox.DECISION: self._one_shot(outbox_requests.decision),
         }
 
     # Life ----------------------------------------------------------------------------------------------------
