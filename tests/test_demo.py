@@ -32,9 +32,16 @@ def _demo_dirs() -> set[str]:
     return {p.name for p in Path(tempfile.gettempdir()).glob("koding-iam-demo-*")}
 
 
+@pytest.fixture
+def own_temp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each demo run makes its database in this test's own temporary directory, so a demo another test process
+    runs meanwhile (pytest-xdist) is never mistaken for one left behind."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+
 @pytest.mark.slow
 def test_demo_plays_the_whole_flow_and_shows_the_secret_only_in_the_reveal_modal(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], own_temp_dir: None
 ) -> None:
     before = _demo_dirs()
 
@@ -87,7 +94,7 @@ def test_demo_keep_leaves_the_database_and_says_where(capsys: pytest.CaptureFixt
 
 @pytest.mark.slow
 def test_a_failing_step_prints_one_line_and_returns_1(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, own_temp_dir: None
 ) -> None:
     before = _demo_dirs()
     monkeypatch.setattr(demo, "PURPOSE", "")  # the form refuses an empty purpose
