@@ -70,9 +70,19 @@ def cmd_serve(_: argparse.Namespace) -> int:
     life.install_signal_handlers()  # SIGTERM/SIGINT: stop taking work, drain, release leases, exit 0
     services = create_services(settings, background=life.executor("background", 16))
     threads = _start_worker(services, life) if settings.koding_iam_worker == "inline" else None
+    running: dict[str, Any]
     if threads is None:
-        print("koding-iam: KODING_IAM_WORKER=external: run `koding-iam worker` for provisioning and jobs", flush=True)
-    running = {"worker": threads.worker, "scheduler": threads.scheduler, "outbox": threads.outbox} if threads else {}
+        from bot.slack.outbox_sender import start_outbox
+
+        # Runs and jobs are the worker's; what people see is still delivered from here, at once after each commit
+        # (every process's sender claims by lease, so they never deliver the same thing twice).
+        running = {"outbox": start_outbox(services)}
+        print(
+            "koding-iam: KODING_IAM_WORKER=external: run `koding-iam worker` for provisioning, offboarding and jobs",
+            flush=True,
+        )
+    else:
+        running = {"worker": threads.worker, "scheduler": threads.scheduler, "outbox": threads.outbox}
     app = create_app(services, listener_executor=life.executor("listener", settings.koding_iam_listener_threads))
     if settings.socket_mode:
         from bot.app import socket_mode_handler
