@@ -110,14 +110,16 @@ def cmd_serve(_: argparse.Namespace) -> int:
 def _start_worker(services: Services, life: Any) -> Any:
     """The worker's threads (bot/worker.py) on pools the graceful stop waits for; the scheduled jobs unless
     KODING_IAM_RUN_SCHEDULER=false."""
-    from bot.worker import start_threads
+    from bot.worker import start_threads, worker_slots
 
     settings = services.settings
     jobs = settings.koding_iam_run_scheduler
+    slots = worker_slots(settings, inline=True)
     return start_threads(
         services,
-        pool=life.executor("worker", settings.koding_iam_worker_threads),
+        pool=life.executor("worker", slots),
         jobs_pool=life.executor("scheduler", 10) if jobs else None,
+        slots=slots,
         jobs=jobs,
     )
 
@@ -139,7 +141,7 @@ def cmd_worker(_: argparse.Namespace) -> int:
     /metrics on $PORT when PORT is set, as for `serve` in Socket Mode."""
     from bot.health_server import make_ops_app
     from bot.lifecycle import HttpServing, Lifecycle
-    from bot.worker import start_threads
+    from bot.worker import start_threads, worker_slots
 
     life = Lifecycle()
     life.install_signal_handlers()
@@ -156,10 +158,9 @@ def cmd_worker(_: argparse.Namespace) -> int:
                 "give the worker its own PORT or leave PORT unset",
                 3,
             )
+    slots = worker_slots(settings, inline=False)
     threads = start_threads(
-        services,
-        pool=life.executor("worker", settings.koding_iam_worker_threads),
-        jobs_pool=life.executor("scheduler", 10),
+        services, pool=life.executor("worker", slots), jobs_pool=life.executor("scheduler", 10), slots=slots
     )
     print(f"koding-iam: worker{f'; GET /healthz and /metrics on port {settings.port}' if http else ''}", flush=True)
     return life.run(services, http=http, worker=threads.worker, scheduler=threads.scheduler, outbox=threads.outbox)

@@ -179,7 +179,7 @@ class Settings(BaseSettings):
     # Where after-ack work runs (bot/worker.py): `inline`, threads inside `serve`; `external`, a `koding-iam worker`
     # process. With inline, KODING_IAM_RUN_SCHEDULER=false leaves only the scheduled jobs to a worker process.
     koding_iam_worker: Literal["inline", "external"] = "inline"
-    koding_iam_worker_threads: int = Field(default=16, ge=1, le=256)
+    koding_iam_worker_threads: int | None = Field(default=None, ge=1, le=256)  # runs at once; unset: worker_slots
     koding_iam_worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     koding_iam_run_scheduler: bool = True
     port: int = Field(default=3000, ge=1, le=65535)

@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import request_context
+from bot.config import Settings
 from bot.db import session_scope
 from bot.flows import offboarding
 from bot.flows import provisioning as provisioning_flow
@@ -43,6 +44,12 @@ RUNS = (RequestStatus.PROVISIONING, RequestStatus.REVOKING)
 # looks at it again after this.
 SKIPPED_BACKOFF_SECONDS = 2.0
 ORIGINS_KEPT = 1000
+# Runs at once when KODING_IAM_WORKER_THREADS is unset. Inside `serve` the runs share one interpreter lock with the
+# acknowledgements: with 16 runs at once an ack waited behind them for the lock at every database round trip (ack
+# p99 past Slack's 3 s under 20 provisionings, docs/PERFORMANCE.md); 4 keep acks fast and still provision several a
+# second. A `koding-iam worker` process answers no acknowledgement and takes more.
+INLINE_SLOTS = 4
+EXTERNAL_SLOTS = 16
 
 
 @dataclass(frozen=True)
@@ -265,11 +272,17 @@ class WorkerThreads:
     scheduler: Any  # an APScheduler scheduler, or None when this process runs no scheduled jobs
 
 
+def worker_slots(settings: Settings, *, inline: bool) -> int:
+    """How many runs one process takes at once: KODING_IAM_WORKER_THREADS, else fewer beside the acks (inline)."""
+    configured = settings.koding_iam_worker_threads
+    return configured if configured is not None else INLINE_SLOTS if inline else EXTERNAL_SLOTS
+
+
 def start_threads(
-    services: Services, *, pool: Executor, jobs_pool: Executor | None, jobs: bool = True
+    services: Services, *, pool: Executor, jobs_pool: Executor | None, slots: int, jobs: bool = True
 ) -> WorkerThreads:
-    """Start the worker's threads in this process: `pool` runs provisioning and offboarding, `jobs_pool` the
-    scheduled jobs (both tracked by the caller's graceful stop)."""
+    """Start the worker's threads in this process: `pool` runs provisioning and offboarding, at most `slots` at
+    once (worker_slots), `jobs_pool` the scheduled jobs (both tracked by the caller's graceful stop)."""
     from bot.scheduler import start_scheduler
     from bot.slack.outbox_sender import start_outbox
 
@@ -278,7 +291,7 @@ def start_threads(
     worker = Worker(
         services,
         pool=pool,
-        slots=settings.koding_iam_worker_threads,
+        slots=slots,
         poll_seconds=settings.koding_iam_worker_poll_seconds,
     ).start()
     scheduler = start_scheduler(services, pool=jobs_pool) if jobs else None

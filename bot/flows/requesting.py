@@ -37,11 +37,14 @@ def open_request_modal(services: Services, *, user_id: str, user_name: str | Non
 
 
 def submit_request(services: Services, *, user_id: str, team_id: str | None, form: intake.RequestForm) -> int:
-    """Store a validated request; raises ValidationFailed with field errors (nothing stored then)."""
+    """Store a validated request; raises ValidationFailed with field errors (nothing stored then).
+
+    Runs before the ack: the form's own rules, the AWS name check (no transaction open), then one transaction that
+    checks the database's view and stores the request, rather than a second transaction checking it beforehand."""
     settings = services.settings
-    with session_scope(services.session_factory) as session:
-        intake.check_request(session, settings=settings, requester_id=user_id, form=form)
-    if message := intake.aws_name_error(services.gateway, form.iam_user_name):  # no transaction open
+    if errors := intake.validate_form(form, settings):
+        raise ValidationFailed(errors)
+    if message := intake.aws_name_error(services.gateway, form.iam_user_name):
         raise ValidationFailed({"iam_user_name": message})
     with session_scope(services.session_factory) as session:
         request = intake.submit_request(session, settings=settings, requester_id=user_id, team_id=team_id, form=form)

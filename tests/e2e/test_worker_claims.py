@@ -5,16 +5,20 @@ locked (`FOR UPDATE SKIP LOCKED`) instead of waiting for them."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bot import db
+from bot.config import load_settings
 from bot.db import session_scope
-from bot.worker import claim_runs, pick_query
+from bot.worker import Worker, claim_runs, pick_query, worker_slots
 from models import AccessRequest, RequestStatus
 
 NOW = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
@@ -158,3 +162,40 @@ def test_on_postgresql_a_row_another_worker_holds_locked_is_passed_over_not_wait
     assert any("FOR UPDATE SKIP LOCKED" in statement for statement in statements)
     holder.dispose()
     engine.dispose()
+
+
+class HeldPool(Executor):
+    """Keeps what it is given without running it: the runs stay in flight for as long as the test looks."""
+
+    def __init__(self) -> None:
+        self.held: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        self.held.append((fn, args))
+        return Future()
+
+
+SETTINGS = {"slack_bot_token": "xoxb-1-2-x", "slack_signing_secret": "s", "koding_iam_admins": "U1AAA"}
+
+
+def test_inside_serve_the_worker_takes_fewer_runs_at_once_than_a_worker_process(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs inside `serve` share the interpreter with the acknowledgements: unless configured, it takes fewer at
+    once than a `koding-iam worker` process, and no more than that however many runs are waiting."""
+    monkeypatch.delenv("KODING_IAM_WORKER_THREADS", raising=False)
+    settings = load_settings(**SETTINGS)
+    inline, external = worker_slots(settings, inline=True), worker_slots(settings, inline=False)
+    assert inline < external
+    configured = load_settings(**SETTINGS, koding_iam_worker_threads=7)
+    assert worker_slots(configured, inline=True) == worker_slots(configured, inline=False) == 7
+
+    add_runs(engine, inline + 5)
+    services = SimpleNamespace(
+        settings=settings, session_factory=db.make_session_factory(engine), owner="serve", clock=lambda: NOW
+    )
+    pool = HeldPool()
+    worker = Worker(services, pool=pool, slots=inline)  # type: ignore[arg-type]
+    assert worker.pick() == inline
+    assert worker.pick() == 0  # every slot is taken until a run ends
+    assert len(pool.held) == inline == worker.running
