@@ -152,8 +152,7 @@ class Settings(BaseSettings):
     koding_iam_reveal_window_hours: int = Field(default=24, ge=1, le=24 * 30)
     koding_iam_request_expiry_hours: int = Field(default=72, ge=1, le=24 * 90)
     koding_iam_lease_seconds: int = Field(default=120, ge=1, le=3600)
-    # How long a reveal waits for AWS to accept a new key (sts:GetCallerIdentity with it) before showing it anyway;
-    # 0 shows it at once, unchecked. The user's lease is held (and renewed) meanwhile.
+    # Seconds a reveal waits for AWS to accept a new key (sts:GetCallerIdentity) before showing it anyway; 0: at once.
     koding_iam_key_verify_seconds: int = Field(default=20, ge=0, le=60)
     koding_iam_resume_interval_seconds: int = Field(default=60, ge=1, le=3600)
     # Key rotation policy (days), after the AWS Config rule access-keys-rotated and the CIS default of 90.
