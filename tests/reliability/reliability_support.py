@@ -12,7 +12,6 @@ import http.client
 import json
 import os
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 from sqlalchemy import Engine, MetaData, create_engine, select, text
 
 from bot.config import normalise_database_url
+from bot.devtools import waiting
 from bot.devtools.pg import throwaway_schema
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -31,15 +31,8 @@ PG_URL = os.environ.get("TEST_DATABASE_URL") or ("postgresql://postgres@127.0.0.
 
 # Waiting ---------------------------------------------------------------------------------------------------
 def wait_for(check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05, what: str = "condition") -> Any:
-    """Poll `check` until it returns something truthy; AssertionError naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        time.sleep(interval)
+    """Poll `check` until it returns something truthy (bot/devtools/waiting.py), with this suite's defaults."""
+    return waiting.wait_for(check, timeout=timeout, what=what, every=interval)
 
 
 # The steps of provisioning the default (EC2) profile, as recorded in provisioning_steps.
