@@ -156,10 +156,20 @@ class Context:
         ids = list(self.request_ids([user for user, _ in users]).values())
         if len(ids) != count:
             raise RuntimeError(f"{count} requests submitted but {len(ids)} stored")
+        # Slack takes one message a second per channel, so each admin's DM gets its cards at that pace: these wait
+        # behind every card the earlier phases queued (the outbox posts the oldest first).
+        backlog = self.announcements_behind()
         self.wait_for(
-            lambda: self.cards_posted(ids) >= len(ids) * len(ADMINS), timeout=60 + count, what="approval cards posted"
+            lambda: self.cards_posted(ids) >= len(ids) * len(ADMINS),
+            timeout=60 + 1.2 * backlog,
+            what=f"approval cards posted ({backlog} request(s) were waiting for their cards)",
         )
         return ids
+
+    def announcements_behind(self) -> int:
+        """Requests whose approval cards the outbox has not posted yet."""
+        rows = self.rows("SELECT count(*) FROM outbox WHERE kind = 'announce' AND delivered_version < version")
+        return int(rows[0][0]) if rows else 0
 
     def cards_posted(self, request_ids: Sequence[int]) -> int:
         if not request_ids:
