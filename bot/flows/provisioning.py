@@ -1,5 +1,6 @@
-"""Provisioning as the worker runs it: the steps (bot/core/provisioning.py) with the approval cards redrawn after
-each recorded step, then the requester told how it ended (the Reveal button goes out through the outbox)."""
+"""Provisioning as the worker runs it: the steps (bot/core/provisioning.py) with the approval cards redrawn as the
+steps are recorded (at most once a second), then the requester told how it ended (the Reveal button goes out
+through the outbox)."""
 
 from __future__ import annotations
 
