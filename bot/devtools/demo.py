@@ -37,7 +37,7 @@ TIMES = "\u00d7"  # the multiplication sign, as in "chat.update (times) 12"
 
 # An AWS secret access key: 40 characters of the base64 alphabet standing alone (same shape bot/logs.py masks).
 SECRET_SHAPE = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
-_LIBRARY_LOGGERS = ("slack_sdk", "slack_bolt", "botocore", "boto3", "urllib3", "waitress")
+_LIBRARY_LOGGERS = ("slack_sdk", "slack_bolt", "botocore", "boto3", "urllib3", "waitress", "waitress.queue")
 
 
 class DemoError(Exception):
@@ -282,6 +282,8 @@ def _quiet_logs() -> Iterator[None]:
         logger = logging.getLogger(name)
         if logger.level < logging.WARNING:
             logger.setLevel(logging.WARNING)
+    if not json_logs:  # the in-process server's "Task queue depth" on a busy machine is not part of the story
+        logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     try:
         yield
     finally:
