@@ -96,6 +96,7 @@ def _run(ctx: Context, database_url: str) -> list[Section]:
     from bot.flows import requesting as flows
     from bot.flows import revealing
     from bot.slack.outbox_sender import OutboxSender
+    from bot.worker import Worker
 
     services = _services(ctx, database_url)
     sender = OutboxSender(services)  # not started: drawn here, after each operation, and counted
@@ -129,9 +130,11 @@ def _run(ctx: Context, database_url: str) -> list[Section]:
             "after the submission: requester DM and approval cards",
             lambda: flows.announce_request(services, request_id),
         )
+        # The worker takes the approved run from the database and provisions it; inline here, so it is counted.
+        worker = Worker(services, pool=_Inline(), slots=1)
         measure(
             APPROVAL,
-            lambda: flows.approve(services, request_id=request_id, admin_id=ADMINS[0], channel=None),
+            lambda: (flows.approve(services, request_id=request_id, admin_id=ADMINS[0], channel=None), worker.pick()),
         )
         with engine.connect() as connection:
             grant = list(connection.execute(text("SELECT id FROM key_grants WHERE request_id = :r"), {"r": request_id}))
