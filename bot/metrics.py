@@ -249,15 +249,13 @@ class _OutboxCollector(Collector):
         return []
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from bot.core.outbox import depth
-
         behind = GaugeMetricFamily("koding_iam_outbox_behind", "Slack surfaces marked changed and not delivered yet.")
         age = GaugeMetricFamily(
             "koding_iam_outbox_oldest_seconds", "How long the oldest undelivered surface has been due (0: none)."
         )
         session = self.session_factory()
         try:
-            found = depth(session)
+            found = outbox.depth(session)
         except Exception as exc:  # a scrape must answer even when the database does not
             log.warning("could not read the outbox metrics: %s", type(exc).__name__)
             return
