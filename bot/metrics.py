@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -265,8 +265,6 @@ class _OutboxCollector(Collector):
         behind.add_metric([], found.behind)
         oldest = found.oldest_due
         if oldest is not None and oldest.tzinfo is None:  # min() bypasses the column type's UTC conversion
-            from datetime import UTC
-
             oldest = oldest.replace(tzinfo=UTC)
         age.add_metric([], max(0.0, (self.clock() - oldest).total_seconds()) if oldest else 0.0)
         yield from (behind, age)
@@ -336,7 +334,5 @@ class _KeyCollector(Collector):
             session.rollback()  # read-only: nothing to commit
             session.close()
         if oldest is not None and oldest.tzinfo is None:  # min() bypasses the column type's UTC conversion
-            from datetime import UTC
-
             oldest = oldest.replace(tzinfo=UTC)
         return {str(name): int(count) for name, count in rows}, oldest, now

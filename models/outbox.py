@@ -31,6 +31,9 @@ class OutboxEntry(Base):
     claimed_until: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(120))
+    # A surface marked to wait is not drawn before this (the requester's approval notice waits a few seconds for
+    # the keys, so a quick provisioning costs one DM); null: drawn as soon as it is marked.
+    not_before: Mapped[datetime | None]
     # Where a one-shot message was posted (Slack's answer), for the later updates of the same message.
     channel: Mapped[str | None] = mapped_column(String(32))
     ts: Mapped[str | None] = mapped_column(String(32))

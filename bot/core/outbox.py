@@ -49,20 +49,25 @@ class Claim:
     until: datetime | None = None  # when the claim lapses unless renewed (the claiming sender's clock)
 
 
-def touch(session: Session, kind: str, subject: str, *, now: datetime) -> None:
+def touch(session: Session, kind: str, subject: str, *, now: datetime, hold: timedelta | None = None) -> None:
     """Mark a surface changed, in the caller's transaction: it is drawn again after that transaction commits.
 
-    A surface that was caught up is due now; one waiting out a failed delivery keeps its back-off.
+    A surface that was caught up is due now, or, with `hold`, not before `now + hold` (a message that a later
+    one may make needless waits for it: the drawing then finds it superseded and drops it). One waiting out a
+    failed delivery keeps its back-off; one already held keeps its hold.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown outbox kind {kind!r}")
     entry = OutboxEntry.__table__.c
+    caught_up = entry.delivered_version >= entry.version
+    not_before = None if hold is None else now + hold
     bump = (
         update(OutboxEntry)
         .where(OutboxEntry.kind == kind, OutboxEntry.subject == subject)
         .values(
             version=entry.version + 1,
-            due_at=case((entry.delivered_version >= entry.version, now), else_=entry.due_at),
+            due_at=case((caught_up, now), else_=entry.due_at),
+            not_before=case((caught_up, not_before), else_=entry.not_before),
         )
         .execution_options(synchronize_session=False)
     )
@@ -70,7 +75,17 @@ def touch(session: Session, kind: str, subject: str, *, now: datetime) -> None:
         return
     try:
         with session.begin_nested():  # a savepoint: a concurrent first insert must not end the caller's transaction
-            session.add(OutboxEntry(kind=kind, subject=subject, version=1, delivered_version=0, due_at=now, attempts=0))
+            session.add(
+                OutboxEntry(
+                    kind=kind,
+                    subject=subject,
+                    version=1,
+                    delivered_version=0,
+                    due_at=now,
+                    attempts=0,
+                    not_before=not_before,
+                )
+            )
     except IntegrityError:
         session.execute(bump)
 
@@ -97,6 +112,8 @@ def claim_due(
                 # A surface waits only after a failed delivery: a fresh change is due whatever the clock of the
                 # process that marked it said (clocks of two processes may differ).
                 or_(OutboxEntry.attempts == 0, OutboxEntry.due_at <= now),
+                # A held surface waits out its hold, by the sender's clock.
+                or_(OutboxEntry.not_before.is_(None), OutboxEntry.not_before <= now),
                 _free(owner, now),
             )
             .order_by(OutboxEntry.due_at)
@@ -190,9 +207,11 @@ class Depth:
 
 
 def depth(session: Session) -> Depth:
-    """How many surfaces Slack has not caught up with, and since when the oldest has been due (for /metrics)."""
+    """How many surfaces Slack has not caught up with, and since when the oldest has been due (for /metrics; a
+    held surface is due once its hold ends)."""
+    due = func.coalesce(OutboxEntry.not_before, OutboxEntry.due_at)
     behind, oldest = session.execute(
-        select(func.count(), func.min(OutboxEntry.due_at)).where(OutboxEntry.version > OutboxEntry.delivered_version)
+        select(func.count(), func.min(due)).where(OutboxEntry.version > OutboxEntry.delivered_version)
     ).one()
     return Depth(int(behind or 0), oldest)
 

@@ -19,8 +19,9 @@ def provision(services: Services, request_id: int) -> provisioning.Outcome:
     """Run provisioning with the approval cards updated live, then tell the requester how it ended.
 
     The cards are drawn from the recorded steps, so marking them at most once a second during a run loses no
-    step: a run of quick steps costs one chat.update per card copy, not one per step; the end is always shown."""
-    last_marked = [-PROGRESS_EVERY_SECONDS]
+    step: a run of quick steps costs one chat.update per card copy, not one per step; the end is always shown.
+    The decision marked them as the run began, so a run shorter than that second shows only its end."""
+    last_marked = [time.monotonic()]
 
     def show_progress(_: list[provisioning.StepProgress]) -> None:
         if time.monotonic() - last_marked[0] >= PROGRESS_EVERY_SECONDS:

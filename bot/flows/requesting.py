@@ -8,6 +8,7 @@ run is the worker's (bot/worker.py, bot/flows/provisioning.py).
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from bot.core import approval, intake, outbox
 from bot.core.validation import suggest_user_name
@@ -21,6 +22,9 @@ from bot.slack import cards, home, views
 from models import AccessRequest, RequestStatus
 
 log = logging.getLogger(__name__)
+# How long the requester's "approved, creating your IAM user" notice waits for the keys: a provisioning that ends
+# sooner tells them once, with the Reveal button (or the failure), instead of two DMs a second apart.
+APPROVED_NOTICE_HOLD = timedelta(seconds=10)
 
 
 # Requesting ------------------------------------------------------------------------------------------------
@@ -81,7 +85,8 @@ def approve(services: Services, *, request_id: int, admin_id: str, channel: str 
         )
         cards.mark_cards(session, services, request_id)
         if request.status != RequestStatus.PENDING:  # final: the requester hears it once, after this commits
-            outbox.touch(session, outbox.DECISION, str(request_id), now=services.clock())
+            # Held: keys ready within the hold make this notice needless (the Reveal DM names the approver).
+            outbox.touch(session, outbox.DECISION, str(request_id), now=services.clock(), hold=APPROVED_NOTICE_HOLD)
     services.wake_outbox()
     if request.status == RequestStatus.PENDING:  # more approvals needed: every card counts this one
         services.notifier.ephemeral(

@@ -54,24 +54,13 @@ class Notifier:
             return None
         return str(response["channel"]), str(response["ts"])
 
-    def request_received(self, request: AccessRequest) -> None:
-        self.dm(request.requester_id, *views.request_received_dm(request))
-
-    def decision(self, request: AccessRequest) -> None:
-        builder = views.denied_dm if request.status == "denied" else views.approved_dm
-        self.dm(request.requester_id, *builder(request))
-
     def provisioning_failed(self, request: AccessRequest) -> None:
         self.dm(request.requester_id, *views.failed_dm(request))
 
-    def post_reveal_dm(self, grant: KeyGrant, *, now: datetime) -> tuple[str, str] | None:
-        """Post the Reveal button; the caller records where it went (after this returns, not during)."""
-        return self.dm(grant.requester_id, *views.reveal_dm(grant, now=now))
-
-    def update_reveal_dm(self, grant: KeyGrant, *, now: datetime) -> None:
+    def update_reveal_dm(self, grant: KeyGrant, *, now: datetime, approved_by: str | None = None) -> None:
         if not (grant.dm_channel and grant.dm_ts):
             return
-        text, blocks = views.reveal_dm(grant, now=now)
+        text, blocks = views.reveal_dm(grant, now=now, approved_by=approved_by)
         self._update(grant.dm_channel, grant.dm_ts, text, blocks)
 
     def ephemeral(self, channel: str | None, user_id: str, text: str, blocks: views.Blocks | None = None) -> None:

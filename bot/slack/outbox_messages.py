@@ -25,6 +25,7 @@ from bot.services import Services
 from bot.slack import digest_views, key_messages, views
 from bot.slack import key_usage_views as usage_views
 from bot.slack import timebound_views as tviews
+from bot.slack.reveal_dms import approver_of
 from models import AccessKey, AccessRequest, GrantStatus, KeyGrant, KeyMessageRole, RequestStatus
 
 Result = Literal["delivered", "retry", "gone"]
@@ -115,7 +116,7 @@ def reveal(services: Services, claim: outbox.Claim, post: Post, _: Update) -> Re
         if grant is None or grant.status != GrantStatus.AVAILABLE or grant.dm_ts:
             return "gone"  # ended (revoked, member left) or already posted
         requester = grant.requester_id
-        text, blocks = views.reveal_dm(grant, now=services.clock())
+        text, blocks = views.reveal_dm(grant, now=services.clock(), approved_by=approver_of(session, grant.request_id))
     channel, ts = post(requester, text, blocks)
     with session_scope(services.session_factory) as session:
         session.execute(

@@ -79,14 +79,20 @@ def received(services: Services, claim: outbox.Claim, post: Post, _: object) -> 
 
 
 def decision(services: Services, claim: outbox.Claim, post: Post, _: object) -> Result:
-    """Approved or denied, to the requester, drawn from the request as it is now."""
+    """Denied, or approved and still being created, to the requester, drawn from the request as it is now.
+
+    An approval's notice is held a few seconds (bot/flows/requesting.py): a request provisioned (or failed) by
+    the time it is drawn has told its requester already, by the Reveal DM that names the approver (or the failure
+    DM), so the notice is dropped."""
     try:
         with session_scope(services.session_factory) as session:
             request = approval.load_request(session, int(claim.subject))
     except NotFound:
         return "gone"
-    if request.status == RequestStatus.PENDING:
-        return "gone"  # never marked so; nothing to say
-    builder = views.denied_dm if request.status == RequestStatus.DENIED else views.approved_dm
-    post(request.requester_id, *builder(request))
+    if request.status == RequestStatus.DENIED:
+        post(request.requester_id, *views.denied_dm(request))
+        return "delivered"
+    if request.status != RequestStatus.PROVISIONING:
+        return "gone"  # pending: never marked so; past provisioning: a later message said it
+    post(request.requester_id, *views.approved_dm(request))
     return "delivered"

@@ -26,8 +26,11 @@ KODING_CREDENTIALS_HINT = (
 )
 
 
-def reveal_dm(grant: KeyGrant, *, now: datetime) -> tuple[str, Blocks]:
-    """The requester's key DM: a Reveal button while the window is open; what happened once it is not."""
+def reveal_dm(grant: KeyGrant, *, now: datetime, approved_by: str | None = None) -> tuple[str, Blocks]:
+    """The requester's key DM: a Reveal button while the window is open; what happened once it is not.
+
+    It names who approved the request: when the keys are ready within the approval notice's hold, this is the
+    only message that tells the requester their request was approved."""
     name = escape(grant.iam_user_name)
     if grant.status == "revealed":
         text = (
@@ -45,9 +48,10 @@ def reveal_dm(grant: KeyGrant, *, now: datetime) -> tuple[str, Blocks]:
         )
         actions = [button_element("Ask for a fresh window", ids.RENEW_REVEAL, str(grant.id))]
         return "Your reveal button expired.", [section_block(text), {"type": "actions", "elements": actions}]
+    approved = f"Your request #{grant.request_id} was approved by <@{approved_by}>. " if approved_by else ""
     text = (
-        f":key: IAM user `{name}` is ready. Press *Reveal my access keys* to create its access key and see "
-        f"it once, in a private window. The button works until {when(grant.expires_at)}."
+        f":key: {approved}IAM user `{name}` is ready. Press *Reveal my access keys* to create its access key and "
+        f"see it once, in a private window. The button works until {when(grant.expires_at)}."
     )
     actions = [button_element("Reveal my access keys", ids.REVEAL, str(grant.id), "primary")]
     return f"IAM user {name} is ready.", [section_block(text), {"type": "actions", "elements": actions}]

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -94,7 +95,7 @@ def stop(process: subprocess.Popen[str]) -> None:
 
 
 def request_and_approve(app: Served, slack: SlackStandIn, user: str, handle: str, number: int) -> None:
-    """The requester's form, then the admin's Approve; returns once the requester was told (the web process's
+    """The requester's form, then the admin's Approve; returns once the card shows the decision (the web process's
     last step before it hands the run over)."""
     response, trigger = app.driver.command(user, "request", user_name=handle)
     assert response.status == 200, response.text
@@ -102,7 +103,11 @@ def request_and_approve(app: Served, slack: SlackStandIn, user: str, handle: str
     assert (submitted.status, submitted.text) == (200, "")
     card = wait_for(lambda: messages_with(slack, "UADMIN1", f"IAM user request #{number}"), what="approval card")[-1]
     assert app.driver.click("UADMIN1", ids.APPROVE, message=card)[0].status == 200
-    wait_for(lambda: messages_with(slack, user, f"request #{number} was approved"), what="the approval DM")
+
+    def decided() -> list[dict[str, Any]]:
+        return [m for m in messages_with(slack, "UADMIN1", f"IAM user request #{number}") if ids.APPROVE not in str(m)]
+
+    wait_for(decided, what="the card to drop its Approve button")
 
 
 def envs(database_url: str, slack: SlackStandIn, aws: str, **extra: str) -> tuple[dict[str, str], dict[str, str]]:
