@@ -620,7 +620,7 @@ def dm_sweep(ctx: Context, section: Section, data: dict[str, Any]) -> None:
             services = create_services(settings, engine=engine, gateway=gateway)
             sender = start_outbox(services)  # as in `serve`: it delivers while the sweep marks
             aws_before = ctx.backends.stats()["aws"]["calls"]
-            started = time.perf_counter()
+            started, started_mono = time.perf_counter(), time.monotonic()
             report = rotation_flows.sweep(services, now=now)
             swept = time.perf_counter() - started
             # What the sweep left for the outbox, for at most twice the time the target allows the whole sweep: a
@@ -676,6 +676,9 @@ def dm_sweep(ctx: Context, section: Section, data: dict[str, Any]) -> None:
     get_last_used = aws_after.get("GetAccessKeyLastUsed", 0) - aws_before.get("GetAccessKeyLastUsed", 0)
     next_last_used = aws_next.get("GetAccessKeyLastUsed", 0) - aws_after.get("GetAccessKeyLastUsed", 0)
     peak_window = _peak_per_second(limiter.accepted)
+    posted_at = sorted(at for at, _ in limiter.accepted)
+    first_post = posted_at[0] - started_mono if posted_at else 0.0
+    sending_rate = (len(posted_at) - 1) / (posted_at[-1] - posted_at[0]) if len(posted_at) > 1 else 0.0
     paced = posted / rate
 
     data["dm_sweep"] = {
@@ -703,6 +706,8 @@ def dm_sweep(ctx: Context, section: Section, data: dict[str, Any]) -> None:
         "admin_messages_per_admin": per_admin,
         "overdue_keys_named_per_admin": named,
         "sweep_s": round(swept, 2),
+        "first_post_after_s": round(first_post, 2),
+        "rate_from_first_to_last_post_per_s": round(sending_rate, 1),
         "outbox_surfaces_drawn_after": drained,
         "outbox_surfaces_left": left,
         "configured_rate_per_s": round(rate, 3),
@@ -726,6 +731,7 @@ def dm_sweep(ctx: Context, section: Section, data: dict[str, Any]) -> None:
         [
             f"{label} (s)",
             f"{duration:.1f} (the sweep {swept:.1f}, then its outbox: {drained} surfaces drawn, {left} left; "
+            f"the first DM {first_post:.1f} s after the start, then {sending_rate:.1f}/s to the last; "
             f"{posted:,} chat.postMessage accepted, "
             f"{posted / duration:.1f}/s achieved; {posted / sending:.0f}/s between rate-limit pauses; {slept:.0f} s "
             "asleep in RateLimitErrorRetryHandler)",

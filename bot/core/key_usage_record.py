@@ -22,8 +22,9 @@ from models import AccessKey, GrantStatus, KeyGrant, KeyStatus
 
 READ_BATCH = 200
 # GetAccessKeyLastUsed calls in flight at once: a 2,000-key sweep reads in a few seconds instead of one round trip
-# after another; IAM's throttling, if met, is retried by botocore and the gateway (bot/aws_iam.py).
-READERS = 8
+# after another (its reminders wait for the readings); IAM's throttling, if met, is retried by botocore and the
+# gateway (bot/aws_iam.py).
+READERS = 16
 
 
 def keys_due_for_reading(session: Session, now: datetime, refresh: timedelta) -> list[tuple[int, str, datetime]]:

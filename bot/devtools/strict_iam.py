@@ -203,6 +203,19 @@ def _delete_virtual_mfa_device(self: IAMBackend, serial_number: str) -> None:
     _originals["delete_virtual_mfa_device"](self, serial_number)
 
 
+def _get_access_key_last_used(self: IAMBackend, access_key_id: str) -> dict[str, Any]:
+    """moto's answer, found in one pass over the users' keys. moto's own scan looks every user up again by name
+    (through the case-insensitive look-up above), so a stand-in holding thousands of keys answered each call in
+    tenths of a second of CPU, where IAM answers in constant time
+    (https://docs.aws.amazon.com/IAM/latest/APIReference/API_GetAccessKeyLastUsed.html)."""
+    for account in iam_backends.values():
+        for user in list(account[self.partition].users.values()):
+            for key in list(user.access_keys):
+                if key.access_key_id == access_key_id:
+                    return {"user_name": key.user_name, "last_used": key.last_used}
+    raise NotFoundException(f"The Access Key with id {access_key_id} cannot be found")
+
+
 _BACKEND_PATCHES = {
     "create_user": _create_user,
     "get_user": _get_user,
@@ -211,6 +224,7 @@ _BACKEND_PATCHES = {
     "delete_user": _delete_user,
     "delete_group": _delete_group,
     "delete_virtual_mfa_device": _delete_virtual_mfa_device,
+    "get_access_key_last_used": _get_access_key_last_used,
 }
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Rate:
     per_minute: float
-    burst: int
+    burst: float  # tokens a bucket holds: calls that may go at once after a quiet spell
     per_channel: bool = False
     workspace: Rate | None = None  # a per-channel method's limit for the whole workspace, spent beside it
 
@@ -36,6 +36,9 @@ DEFAULT_RATES: dict[str, Rate] = {
 }
 
 
+WORKSPACE_POST_SLACK = 1.5
+
+
 def rates_for(posts_per_minute: float) -> dict[str, Rate]:
     """The default rates with the workspace's chat.postMessage budget as configured."""
     rates = dict(DEFAULT_RATES)
@@ -44,8 +47,10 @@ def rates_for(posts_per_minute: float) -> dict[str, Rate]:
         post.per_minute,
         post.burst,
         per_channel=True,
-        # No burst: a workspace limit counted over any one second is then never passed (rate + 1 ≤ the limit).
-        workspace=Rate(per_minute=posts_per_minute, burst=1),
+        # Half a token of slack, no burst: a waiter woken a few milliseconds late loses no slot (the sender keeps
+        # its configured rate), and a workspace limit counted over any one second is never passed (a tenth under
+        # it, rate + 1.5 ≤ the limit).
+        workspace=Rate(per_minute=posts_per_minute, burst=WORKSPACE_POST_SLACK),
     )
     return rates
 
@@ -88,7 +93,7 @@ class Pacer:
                 now = self._clock()
                 tokens, last = self._buckets.get(key, (float(rate.burst), now))
                 tokens = min(float(rate.burst), tokens + (now - last) * rate.per_minute / 60.0)
-                if tokens >= 1.0:
+                if tokens >= 1.0 - 1e-9:  # a wait of exactly the computed delay is enough, float rounding aside
                     self._buckets[key] = (tokens - 1.0, now)
                     return
                 self._buckets[key] = (tokens, now)
