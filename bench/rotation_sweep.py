@@ -353,6 +353,8 @@ def _fresh_database(ctx: Context, backend: str, name: str) -> Iterator[str]:
 
 
 def selection(ctx: Context, section: Section, data: dict[str, Any]) -> None:
+    from bot.flows.rotation import KEPT_ACTIONS
+
     sizes = ctx.options.rotation_keys
     repeat = 1 if ctx.options.quick else 3
     backends = ["SQLite", "PostgreSQL"]
@@ -416,7 +418,8 @@ def selection(ctx: Context, section: Section, data: dict[str, Any]) -> None:
                 [
                     f"dry-run sweep, {backend}: peak memory, {small.keys:,} → {largest.keys:,} keys (MB)",
                     f"{small.sweep_peak_mb:.1f} → {largest.sweep_peak_mb:.1f} (rotation_flows.sweep(dry_run=True): "
-                    f"{sum(small.actions.values()):,} → {sum(largest.actions.values()):,} actions kept in its report)",
+                    f"{sum(small.actions.values()):,} → {sum(largest.actions.values()):,} actions, its report "
+                    f"listing the first {KEPT_ACTIONS:,})",
                     f"flat (≤ {FLAT:g}× the smaller)",
                     "PASS" if sweep_flat else "FAIL",
                 ]

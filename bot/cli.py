@@ -189,8 +189,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     report = sweep(services, now=now, dry_run=args.dry_run)
     print(f"rotation sweep as of {now.isoformat()}{' (dry run: nothing sent or changed)' if args.dry_run else ''}")
     print(format_sweep_table(report.actions, now))
+    if report.total > len(report.actions):
+        print(f"… and {report.total - len(report.actions)} more action(s) ({report.total} in all)")
     usage = report.usage
-    print(f"key usage: {len(usage.actions)} action(s), {usage.last_used_reads} GetAccessKeyLastUsed read(s)")
+    print(f"key usage: {usage.total} action(s), {usage.last_used_reads} GetAccessKeyLastUsed read(s)")
     if not args.dry_run:
         print(f"sent {report.sent}, skipped {report.skipped}, failed {report.failed}")
     ends_failed = _sweep_end_dates(services, now, dry_run=args.dry_run)

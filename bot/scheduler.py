@@ -44,20 +44,20 @@ def _sweep(services: Services) -> None:
     """The rotation sweep, then the end dates of time-bound users (reminders, expiry) as of the same time."""
     now = services.clock()
     report = rotation_flows.sweep(services, now=now)
-    if report.actions:
+    if report.total:
         log.info(
             "rotation sweep: %d actions, %d sent, %d skipped, %d failed",
-            len(report.actions),
+            report.total,
             report.sent,
             report.skipped,
             report.failed,
         )
     usage = report.usage
-    if usage.actions or usage.last_used_reads:
+    if usage.total or usage.last_used_reads:
         log.info(
             "key usage: %d last use(s) read, %d action(s), %d sent, %d skipped, %d failed",
             usage.last_used_reads,
-            len(usage.actions),
+            usage.total,
             usage.sent,
             usage.skipped,
             usage.failed,

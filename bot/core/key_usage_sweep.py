@@ -23,10 +23,14 @@ DEACTIVATING = (UsageKind.RETIRE, UsageKind.DEACTIVATE_UNUSED)
 TELLS_ADMINS = (UsageKind.FLAG_UNUSED, UsageKind.DEACTIVATE_UNUSED)
 
 
+KEPT_ACTIONS = 1000  # actions a report lists: memory stays flat however many keys
+
+
 @dataclass
 class UsageReport:
     last_used_reads: int = 0  # GetAccessKeyLastUsed calls this sweep made
-    actions: list[UsageAction] = field(default_factory=list)
+    actions: list[UsageAction] = field(default_factory=list)  # the first KEPT_ACTIONS
+    total: int = 0  # actions in all, listed or not
     sent: int = 0
     skipped: int = 0
     failed: int = 0
@@ -47,7 +51,9 @@ def sweep(
     if not dry_run:
         report.last_used_reads = key_usage_record.record_last_use(factory, gateway, now=now, refresh=policy.refresh)
     for action in key_usage.plan(factory, policy, now, dry_run=dry_run):
-        report.actions.append(action)
+        report.total += 1
+        if len(report.actions) < KEPT_ACTIONS:
+            report.actions.append(action)
         if dry_run:
             continue
         try:

@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Select, and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Settings
@@ -157,27 +158,33 @@ _KEY_STATE_COLUMNS = (
 )
 
 
+def candidates_query(policy: Policy, now: datetime, *, after_id: int) -> Select[Any]:
+    """One batch of keys that might need something: only the columns a decision needs, in id order after
+    `after_id`."""
+    old_enough = now - (policy.rotate_after - policy.remind_before)
+    # Batches are read along the primary key. `status || ''` keeps SQLite, on a table it holds no statistics
+    # for, from answering the OR through the (status, created_at) index and sorting every candidate again for
+    # each batch (2.5 s instead of 0.8 s at 100,000 keys); PostgreSQL reads along the primary key either way.
+    status = AccessKey.status + ""
+    condition = or_(
+        and_(status == KeyStatus.ACTIVE, AccessKey.created_at <= old_enough),
+        status == KeyStatus.INACTIVE,
+        and_(status == KeyStatus.DELETED, AccessKey.reminder_stage != Stage.DELETED),
+    )
+    after = AccessKey.id > after_id
+    return select(*_KEY_STATE_COLUMNS).where(condition, after).order_by(AccessKey.id).limit(BATCH_SIZE)
+
+
 def candidates(factory: sessionmaker[Session], policy: Policy, now: datetime) -> Iterator[list[KeyState]]:
     """Keys that might need something, a batch at a time in id order (memory stays flat however many).
 
     Only the columns a decision needs are read, straight into KeyState: building ORM objects was most of the
     selection time at 100,000 keys.
     """
-    old_enough = now - (policy.rotate_after - policy.remind_before)
-    condition = or_(
-        and_(AccessKey.status == KeyStatus.ACTIVE, AccessKey.created_at <= old_enough),
-        AccessKey.status == KeyStatus.INACTIVE,
-        and_(AccessKey.status == KeyStatus.DELETED, AccessKey.reminder_stage != Stage.DELETED),
-    )
     last_id = 0
     while True:
         with session_scope(factory) as session:
-            rows = session.execute(
-                select(*_KEY_STATE_COLUMNS)
-                .where(condition, AccessKey.id > last_id)
-                .order_by(AccessKey.id)
-                .limit(BATCH_SIZE)
-            ).all()
+            rows = session.execute(candidates_query(policy, now, after_id=last_id)).all()
             batch = [KeyState(*row) for row in rows]
         if not batch:
             return

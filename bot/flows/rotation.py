@@ -25,11 +25,16 @@ log = logging.getLogger(__name__)
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 
 
+KEPT_ACTIONS = 1000  # actions a report lists: a sweep over any number of keys keeps its memory flat
+
+
 @dataclass
 class SweepReport:
-    """What a sweep did (or, dry, would do): one line per action, and how many messages went out."""
+    """What a sweep did (or, dry, would do): its first `KEPT_ACTIONS` actions, how many there were in all, and how
+    many messages went out."""
 
     actions: list[SweepAction]
+    total: int = 0  # actions in all, listed or not
     sent: int = 0
     skipped: int = 0  # claimed by another scheduler, or the key moved on since it was read
     failed: int = 0  # left for the next sweep
@@ -46,7 +51,9 @@ def sweep(services: Services, *, now: datetime, dry_run: bool = False) -> SweepR
     services.wake_outbox()
     report = SweepReport(actions=[], usage=usage)
     for action in rotation_policy.plan(services.session_factory, policy, now):
-        report.actions.append(action)
+        report.total += 1
+        if len(report.actions) < KEPT_ACTIONS:
+            report.actions.append(action)
         if dry_run:
             continue
         try:
