@@ -54,9 +54,6 @@ class Notifier:
             return None
         return str(response["channel"]), str(response["ts"])
 
-    def provisioning_failed(self, request: AccessRequest) -> None:
-        self.dm(request.requester_id, *views.failed_dm(request))
-
     def update_reveal_dm(self, grant: KeyGrant, *, now: datetime, approved_by: str | None = None) -> None:
         if not (grant.dm_channel and grant.dm_ts):
             return
