@@ -13,12 +13,13 @@ from sqlalchemy import select
 from bot.core import outbox
 from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
+from bot.flows import offboarding as admin_flows
 from bot.flows import requesting
 from bot.slack import ids
 from bot.slack.outbox_sender import OutboxSender
 from bot.slack.pacing import Pacer
 from models import OutboxEntry
-from tests.e2e.flow_steps import card, click, only_request, submit_request
+from tests.e2e.flow_steps import card, click, only_request, reveal_first_key, submit_request
 
 FAILED_DM = "failed on koding-iam's side"
 
@@ -78,3 +79,54 @@ def test_failure_dm_is_dropped_when_a_retry_provisioned_the_request_before_its_t
     assert len(texts_to(sb, "UALICE", "Reveal my access keys")) == 1
     row = notice_row(sb, f"failed:{only_request(sb).id}")
     assert row.delivered_version == row.version
+
+
+def test_admin_notice_goes_to_each_admin_once_when_slack_refused_one_copy(sandbox: Sandbox) -> None:
+    sb = sandbox
+    reveal_first_key(sb)
+    sb.outbox.pause()
+    sb.driver.event({"type": "user_change", "user": {"id": "UALICE", "deleted": True}})
+    sb.wait_idle()
+    assert [texts_to(sb, a, "was deactivated in Slack") for a in ("UADMIN1", "UADMIN2")] == [[], []]  # marked only
+
+    sb.standin.fail_next("chat.postMessage", error="fatal_error")  # one admin's copy
+    OutboxSender(sb.services, pacer=Pacer({})).wait_idle()
+    told = sorted(len(texts_to(sb, a, "was deactivated in Slack")) for a in ("UADMIN1", "UADMIN2"))
+    assert told == [0, 1]  # the refused copy waits out its back-off; the other admin's is not posted again
+
+    later = sb.services.clock() + timedelta(minutes=3)
+    for _ in range(2):
+        OutboxSender(sb.make_services(sb.settings, clock=lambda: later), pacer=Pacer({})).wait_idle()
+    assert [len(texts_to(sb, a, "was deactivated in Slack")) for a in ("UADMIN1", "UADMIN2")] == [1, 1]
+
+
+def test_expiry_reminder_is_dropped_when_the_request_was_decided_before_its_turn(sandbox: Sandbox) -> None:
+    sb = sandbox
+    submit_request(sb, "UALICE")
+    approval = card(sb)
+    created = only_request(sb).created_at
+    half = sb.make_services(sb.settings, clock=lambda: created + timedelta(hours=36))
+    sb.outbox.pause()
+    admin_flows.expire_requests(half)  # marks the admins' reminder
+    click(sb, "UADMIN1", ids.APPROVE, approval)
+    OutboxSender(half, pacer=Pacer({})).wait_idle()
+    assert only_request(sb).status == "provisioned"
+    assert [texts_to(sb, a, "still waiting") for a in ("UADMIN1", "UADMIN2")] == [[], []]
+    row = notice_row(sb, f"expiring:{only_request(sb).id}")
+    assert row.delivered_version == row.version  # dropped, not left behind
+
+
+def test_expired_request_tells_its_requester_once_through_the_outbox(sandbox: Sandbox) -> None:
+    sb = sandbox
+    submit_request(sb, "UALICE")
+    created = only_request(sb).created_at
+    expired = sb.make_services(sb.settings, clock=lambda: created + timedelta(hours=73))
+    sb.outbox.pause()
+    admin_flows.expire_requests(expired)
+    assert only_request(sb).status == "expired" and texts_to(sb, "UALICE", "expired: no admin") == []
+    sb.standin.fail_next("chat.postMessage", error="fatal_error")
+    OutboxSender(expired, pacer=Pacer({})).wait_idle()
+    later = created + timedelta(hours=74)
+    for _ in range(2):
+        OutboxSender(sb.make_services(sb.settings, clock=lambda: later), pacer=Pacer({})).wait_idle()
+    assert len(texts_to(sb, "UALICE", "expired: no admin")) == 1
