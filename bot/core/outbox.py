@@ -268,12 +268,12 @@ def notice(session: Session, template: Notice, ident: int | str, variant: str = 
 
 
 def copies(session: Session, subject: str) -> list[str]:
-    """The per-target rows a notice fanned out to (`<subject>@<target>`), oldest target first."""
+    """The targets a notice fanned out to (its rows `<subject>@<target>`), sorted."""
     prefix = subject + TARGET
     rows = session.scalars(
         select(OutboxEntry.subject).where(OutboxEntry.kind == NOTICE, OutboxEntry.subject.startswith(prefix))
     )
-    return sorted(row for row in rows if TARGET not in row[len(prefix) :])
+    return sorted(target for target in (row[len(prefix) :] for row in rows) if target and TARGET not in target)
 
 
 def fan_out(session: Session, subject: str, targets: list[str], *, now: datetime) -> None:

@@ -18,7 +18,7 @@ from typing import Literal
 
 from sqlalchemy.orm import Session
 
-from bot.core import outbox, timebound
+from bot.core import extensions, outbox, timebound
 from bot.core.outbox import Notice
 from bot.db import session_scope
 from bot.services import Services
@@ -176,9 +176,7 @@ def extension_card(session: Session, _: Services, ref: Ref) -> Drawn | None:
 
 def record_extension_card(session: Session, ref: Ref, posted: tuple[str, str]) -> None:
     """The extension lists its cards' copies too, as when they were posted directly."""
-    extension = session.get(AccessExtension, int(ref.ident), with_for_update=True)
-    if extension is not None:
-        extension.cards = [*(extension.cards or []), list(posted)]
+    extensions.add_card(session, int(ref.ident), posted)
 
 
 def extension_asked(session: Session, _: Services, ref: Ref) -> Drawn | None:

@@ -15,11 +15,13 @@ from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
 from bot.flows import offboarding as admin_flows
 from bot.flows import requesting
+from bot.flows import timebound as timebound_flows
 from bot.slack import ids
 from bot.slack.outbox_sender import OutboxSender
 from bot.slack.pacing import Pacer
-from models import OutboxEntry
+from models import AccessExtension, OutboxEntry
 from tests.e2e.flow_steps import card, click, only_request, reveal_first_key, submit_request
+from tests.e2e.test_timebound import PROFILES, request_and_approve
 
 FAILED_DM = "failed on koding-iam's side"
 
@@ -130,3 +132,54 @@ def test_expired_request_tells_its_requester_once_through_the_outbox(sandbox: Sa
     for _ in range(2):
         OutboxSender(sb.make_services(sb.settings, clock=lambda: later), pacer=Pacer({})).wait_idle()
     assert len(texts_to(sb, "UALICE", "expired: no admin")) == 1
+
+
+def extension_asked(sb: Sandbox, days: int) -> int:
+    """A 10-day access whose owner asks for `days` more (the card and the receipt marked, not sent yet)."""
+    request_and_approve(sb, days="10")
+    request = only_request(sb)
+    assert request.ends_at is not None
+    sb.outbox.pause()
+    new_end = (request.ends_at + timedelta(days=days)).date()
+    extension_id = timebound_flows.submit_extension(
+        sb.services, request_id=request.id, user_id="UALICE", reason="Load test runs late", new_end=new_end
+    )
+    timebound_flows.announce_extension(sb.services, extension_id)
+    return extension_id
+
+
+def test_extension_decided_before_its_card_went_out_shows_the_outcome_on_one_card_each(database_url: str) -> None:
+    with Sandbox(database_url, koding_iam_profiles=json.dumps(PROFILES)) as sb:
+        extension_id = extension_asked(sb, 5)
+        timebound_flows.decide_extension(
+            sb.services, extension_id=extension_id, admin_id="UADMIN1", approve=True, channel=None
+        )
+        OutboxSender(sb.services, pacer=Pacer({})).wait_idle()
+        for admin in ("UADMIN1", "UADMIN2"):
+            (posted,) = texts_to(sb, admin, "asks to extend")
+            assert "Approved by <@UADMIN1>" in posted and ids.EXTENSION_APPROVE not in posted
+        assert texts_to(sb, "UALICE", "You asked to extend") == []  # decided first: the receipt was dropped
+        assert len(texts_to(sb, "UALICE", "extended your access")) == 1
+
+
+def test_access_ended_by_its_owner_closes_the_extension_cards_in_place_and_tells_the_admins(
+    database_url: str,
+) -> None:
+    with Sandbox(database_url, koding_iam_profiles=json.dumps(PROFILES)) as sb:
+        extension_id = extension_asked(sb, 5)
+        sb.outbox.resume()
+        sb.wait_idle()
+        posts = len(sb.standin.calls_to("chat.postMessage"))
+        timebound_flows.confirm_done(sb.services, request_id=only_request(sb).id, user_id="UALICE")
+        timebound_flows.finish(sb.services, only_request(sb).id, by_owner=True)
+        sb.wait_idle()
+        assert only_request(sb).status == "revoked"
+        for admin in ("UADMIN1", "UADMIN2"):
+            (closed,) = texts_to(sb, admin, "asks to extend")  # updated in place, not posted again
+            assert "The access ended before anyone decided" in closed
+            assert len(texts_to(sb, admin, "said they are done with it")) == 1
+        assert len(texts_to(sb, "UALICE", "Your access ended on")) == 1
+        # Each admin: the ending notice and the revoke's own message; the owner: "your access ended".
+        assert len(sb.standin.calls_to("chat.postMessage")) - posts == 5
+        with session_scope(sb.services.session_factory) as session:
+            assert len(session.get(AccessExtension, extension_id).cards) == 2
