@@ -56,6 +56,8 @@ class Notice(StrEnum):
     EXTENSION_CARD = "ext-card"  # extension id: the admins' card, redrawn in place when marked again
     EXTENSION_ASKED = "ext-asked"  # extension id: the requester's receipt
     EXTENSION_DECIDED = "ext-decided"  # extension id: the requester's "extended" or "denied"
+    ROTATED = "rotated"  # rotation grant id: the owner's guide to deactivating the old key
+    ROTATED_REMINDER = "rotated-old"  # rotation grant id: the old key's latest reminder loses its Rotate button
 
 
 MAX_BACKOFF_SECONDS = 300

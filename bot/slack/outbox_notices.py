@@ -16,15 +16,27 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.aws_iam import AwsError
 from bot.core import extensions, outbox, timebound
 from bot.core.outbox import Notice
 from bot.db import session_scope
 from bot.services import Services
+from bot.slack import key_messages, views
 from bot.slack import timebound_views as tviews
-from bot.slack import views
-from models import AccessExtension, AccessRequest, AuditEvent, ExtensionStatus, RequestStatus
+from models import (
+    AccessExtension,
+    AccessKey,
+    AccessRequest,
+    AuditEvent,
+    ExtensionStatus,
+    KeyGrant,
+    KeyMessageRole,
+    KeyStatus,
+    RequestStatus,
+)
 
 log = logging.getLogger(__name__)
 Result = Literal["delivered", "retry", "gone"]
@@ -55,6 +67,9 @@ class Drawn:
     to: str | None  # a member or channel id; None: every admin target
     text: str
     blocks: views.Blocks
+    at: tuple[str, str] | None = None  # a message the state recorded (channel, ts): updated instead of posting
+    # Finishes the text once the transaction is closed (it may ask AWS); replaces `text` and `blocks`.
+    later: Callable[[], tuple[str, views.Blocks]] | None = None
 
 
 Draw = Callable[[Session, Services, Ref], Drawn | None]  # None: the state moved on, nothing to send
@@ -77,11 +92,13 @@ def deliver(services: Services, claim: outbox.Claim, post: Post, update: Update)
         return "gone"
     with session_scope(services.session_factory) as session:
         drawn = template.draw(session, services, ref)
-        fan_out = drawn is not None and drawn.to is None and ref.target is None
+        fan_out = drawn is not None and drawn.to is None and drawn.at is None and ref.target is None
         known = outbox.copies(session, ref.base) if fan_out else []
         where = outbox.where_posted(session, claim.kind, claim.subject) if template.redraws else None
     if drawn is None:
         return "gone"
+    if drawn.later is not None:
+        drawn = Drawn(drawn.to, *drawn.later(), at=drawn.at)
     if fan_out:
         # Marked again: the copies already made are redrawn; the first time, the admins as Slack has them now.
         targets = known or services.notifier.admin_targets()
@@ -89,7 +106,7 @@ def deliver(services: Services, claim: outbox.Claim, post: Post, update: Update)
             outbox.fan_out(session, ref.base, targets, now=services.clock())
         services.wake_outbox()
         return "delivered"
-    if where is not None:
+    if (where := where or drawn.at) is not None:
         update(*where, drawn.text, drawn.blocks)
         return "delivered"
     target = ref.target or drawn.to
@@ -194,6 +211,53 @@ def extension_decided(session: Session, _: Services, ref: Ref) -> Drawn | None:
     return Drawn(found[0].requester_id, *tviews.extension_decided_dm(found[0]))
 
 
+# Rotation ------------------------------------------------------------------------------------------------------
+def _rotated(session: Session, ref: Ref) -> tuple[KeyGrant, AccessKey] | None:
+    grant = session.get(KeyGrant, int(ref.ident))
+    if grant is None or grant.replaces_access_key_id is None or grant.access_key_id is None:
+        return None
+    old = session.scalars(select(AccessKey).where(AccessKey.access_key_id == grant.replaces_access_key_id)).first()
+    return None if old is None else (grant, old)
+
+
+def rotated(session: Session, services: Services, ref: Ref) -> Drawn | None:
+    """The owner's guide with Deactivate old key; gone once the old key is no longer active (retired already)."""
+    found = _rotated(session, ref)
+    if found is None or found[1].status != KeyStatus.ACTIVE:
+        return None
+    grant, old = found
+    old_id, old_key_id, new_key_id = old.id, old.access_key_id, grant.access_key_id or ""
+
+    def with_last_use() -> tuple[str, views.Blocks]:  # read from AWS with no transaction open
+        try:
+            last_used = services.gateway.access_key_last_used(old_key_id)
+        except AwsError as exc:
+            log.info("GetAccessKeyLastUsed for %s failed: %s", old_key_id, exc.code)
+            last_used = None
+        return views.rotated_dm(
+            old_key_row_id=old_id, old_access_key_id=old_key_id, new_access_key_id=new_key_id, old_last_used=last_used
+        )
+
+    return Drawn(grant.requester_id, "", [], later=with_last_use)
+
+
+def record_rotated(session: Session, ref: Ref, posted: tuple[str, str]) -> None:
+    """Deactivate old key's click updates this message (and deactivating the key from elsewhere too)."""
+    found = _rotated(session, ref)
+    if found is not None:
+        key_messages.record(session, found[1].id, KeyMessageRole.OWNER, posted)
+
+
+def rotated_reminder(session: Session, _: Services, ref: Ref) -> Drawn | None:
+    """The old key's latest reminder, recorded when it was posted, now says it was replaced."""
+    found = _rotated(session, ref)
+    if found is None or not (found[1].notice_channel and found[1].notice_ts):
+        return None
+    grant, old = found
+    notice = views.notice_rotated(access_key_id=old.access_key_id, new_access_key_id=grant.access_key_id)
+    return Drawn(grant.requester_id, *notice, at=(old.notice_channel, old.notice_ts))
+
+
 TEMPLATES: dict[str, Template] = {
     Notice.FAILED: Template(failed),
     Notice.REVOKED: Template(revoked),
@@ -204,4 +268,6 @@ TEMPLATES: dict[str, Template] = {
     Notice.EXTENSION_CARD: Template(extension_card, redraws=True, record=record_extension_card),
     Notice.EXTENSION_ASKED: Template(extension_asked),
     Notice.EXTENSION_DECIDED: Template(extension_decided),
+    Notice.ROTATED: Template(rotated, record=record_rotated),
+    Notice.ROTATED_REMINDER: Template(rotated_reminder),
 }

@@ -15,11 +15,12 @@ from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
 from bot.flows import offboarding as admin_flows
 from bot.flows import requesting
+from bot.flows import rotation as rotation_flows
 from bot.flows import timebound as timebound_flows
 from bot.slack import ids
 from bot.slack.outbox_sender import OutboxSender
 from bot.slack.pacing import Pacer
-from models import AccessExtension, OutboxEntry
+from models import AccessExtension, AccessKey, OutboxEntry
 from tests.e2e.flow_steps import card, click, only_request, reveal_first_key, submit_request
 from tests.e2e.test_timebound import PROFILES, request_and_approve
 
@@ -183,3 +184,43 @@ def test_access_ended_by_its_owner_closes_the_extension_cards_in_place_and_tells
         assert len(sb.standin.calls_to("chat.postMessage")) - posts == 5
         with session_scope(sb.services.session_factory) as session:
             assert len(session.get(AccessExtension, extension_id).cards) == 2
+
+
+def rotate(sb: Sandbox) -> tuple[str, dict]:
+    """A key overdue for rotation; its owner's reminder (with Rotate) and the key id."""
+    old_key = reveal_first_key(sb)
+    with session_scope(sb.services.session_factory) as session:
+        born = session.scalars(select(AccessKey.created_at).where(AccessKey.access_key_id == old_key)).one()
+    rotation_flows.sweep(sb.services, now=born + timedelta(days=91))
+    sb.wait_idle()
+    (reminder,) = [m for m in sb.standin.messages(sb.standin.dm_channel("UALICE")) if "due for rotation" in str(m)]
+    return old_key, reminder
+
+
+def test_rotation_guide_that_slack_refused_is_delivered_later_once(sandbox: Sandbox) -> None:
+    sb = sandbox
+    old_key, reminder = rotate(sb)
+    sb.standin.fail_next("chat.postMessage", error="fatal_error")  # the guide to deactivating the old key
+    click(sb, "UALICE", ids.ROTATE, reminder)
+    assert len(sb.services.gateway.list_access_keys("koding-ualice")) == 2
+    assert texts_to(sb, "UALICE", "Deactivate old key") == []
+    (old,) = [m for m in sb.standin.messages(reminder["channel"]) if m["ts"] == reminder["ts"]]
+    assert ids.ROTATE not in json.dumps(old) and "rotated" in json.dumps(old).lower()  # updated all the same
+
+    later = sb.services.clock() + timedelta(minutes=3)
+    for _ in range(2):
+        OutboxSender(sb.make_services(sb.settings, clock=lambda: later), pacer=Pacer({})).wait_idle()
+    (guide,) = texts_to(sb, "UALICE", "Deactivate old key")
+    assert old_key in guide
+
+
+def test_rotation_guide_is_dropped_when_the_old_key_was_deactivated_before_its_turn(sandbox: Sandbox) -> None:
+    sb = sandbox
+    old_key, reminder = rotate(sb)
+    sb.outbox.pause()
+    click(sb, "UALICE", ids.ROTATE, reminder)
+    with session_scope(sb.services.session_factory) as session:
+        old_id = session.scalars(select(AccessKey.id).where(AccessKey.access_key_id == old_key)).one()
+    rotation_flows.deactivate_old(sb.services, key_row_id=old_id, user_id="UALICE", channel=None)
+    OutboxSender(sb.services, pacer=Pacer({})).wait_idle()
+    assert texts_to(sb, "UALICE", "Deactivate old key") == []
