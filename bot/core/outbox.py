@@ -58,6 +58,8 @@ class Notice(StrEnum):
     EXTENSION_DECIDED = "ext-decided"  # extension id: the requester's "extended" or "denied"
     ROTATED = "rotated"  # rotation grant id: the owner's guide to deactivating the old key
     ROTATED_REMINDER = "rotated-old"  # rotation grant id: the old key's latest reminder loses its Rotate button
+    RECOVERED = "recovered"  # audit event id: the owner's "the key you were shown is yours" after a crash
+    UNEXPLAINED_KEYS = "unexplained"  # audit event id: the admins' keys in IAM that no reveal recorded
 
 
 MAX_BACKOFF_SECONDS = 300

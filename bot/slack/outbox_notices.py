@@ -258,6 +258,30 @@ def rotated_reminder(session: Session, _: Services, ref: Ref) -> Drawn | None:
     return Drawn(grant.requester_id, *notice, at=(old.notice_channel, old.notice_ts))
 
 
+# Reveal recovery -----------------------------------------------------------------------------------------------
+def _recovery(session: Session, ref: Ref) -> tuple[AuditEvent, KeyGrant] | None:
+    """The audit event recovery recorded when it settled a reveal, and its grant."""
+    event = session.get(AuditEvent, int(ref.ident))
+    grant = session.get(KeyGrant, int(event.detail.get("grant_id") or 0)) if event is not None else None
+    return None if event is None or grant is None else (event, grant)
+
+
+def recovered(session: Session, _: Services, ref: Ref) -> Drawn | None:
+    found = _recovery(session, ref)
+    if found is None:
+        return None
+    event, grant = found
+    return Drawn(*views.reveal_recovered_dm(grant.requester_id, grant.iam_user_name, event.detail.get("access_key_id")))
+
+
+def unexplained_keys(session: Session, _: Services, ref: Ref) -> Drawn | None:
+    found = _recovery(session, ref)
+    if found is None or not found[0].detail.get("unexplained_keys"):
+        return None
+    event, grant = found
+    return Drawn(None, *views.unexplained_keys_notice(grant.iam_user_name, list(event.detail["unexplained_keys"])))
+
+
 TEMPLATES: dict[str, Template] = {
     Notice.FAILED: Template(failed),
     Notice.REVOKED: Template(revoked),
@@ -270,4 +294,6 @@ TEMPLATES: dict[str, Template] = {
     Notice.EXTENSION_DECIDED: Template(extension_decided),
     Notice.ROTATED: Template(rotated, record=record_rotated),
     Notice.ROTATED_REMINDER: Template(rotated_reminder),
+    Notice.RECOVERED: Template(recovered),
+    Notice.UNEXPLAINED_KEYS: Template(unexplained_keys),
 }

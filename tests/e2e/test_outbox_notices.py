@@ -14,17 +14,21 @@ from bot.core import outbox
 from bot.db import session_scope
 from bot.devtools.sandbox import Sandbox
 from bot.flows import offboarding as admin_flows
-from bot.flows import requesting
+from bot.flows import recovery, requesting
 from bot.flows import rotation as rotation_flows
 from bot.flows import timebound as timebound_flows
 from bot.slack import ids
 from bot.slack.outbox_sender import OutboxSender
 from bot.slack.pacing import Pacer
 from models import AccessExtension, AccessKey, OutboxEntry
-from tests.e2e.flow_steps import card, click, only_request, reveal_first_key, submit_request
+from tests.e2e.flow_steps import card, click, only_request, reveal_dm, reveal_first_key, submit_request
 from tests.e2e.test_timebound import PROFILES, request_and_approve
 
 FAILED_DM = "failed on koding-iam's side"
+
+
+class Crash(BaseException):
+    """Stands in for the process dying: not an Exception, so nothing in the app catches it."""
 
 
 def texts_to(sb: Sandbox, user: str, containing: str) -> list[str]:
@@ -224,3 +228,30 @@ def test_rotation_guide_is_dropped_when_the_old_key_was_deactivated_before_its_t
     rotation_flows.deactivate_old(sb.services, key_row_id=old_id, user_id="UALICE", channel=None)
     OutboxSender(sb.services, pacer=Pacer({})).wait_idle()
     assert texts_to(sb, "UALICE", "Deactivate old key") == []
+
+
+def test_recovered_reveal_dm_is_marked_with_the_settlement_and_delivered_once(sandbox: Sandbox) -> None:
+    sb = sandbox
+    submit_request(sb, "UALICE")
+    click(sb, "UADMIN1", ids.APPROVE, card(sb))
+    dm = reveal_dm(sb, "UALICE")
+    real = sb.services.notifier.update_modal
+
+    def lost(*_: object) -> None:
+        raise Crash("views.update")
+
+    sb.services.notifier.update_modal = lost  # type: ignore[method-assign]
+    sb.driver.click("UALICE", ids.REVEAL, message=dm)
+    sb.wait_idle()
+    sb.services.notifier.update_modal = real  # type: ignore[method-assign]
+
+    later = sb.services.clock() + timedelta(minutes=6)
+    sb.standin.fail_next("chat.postMessage", error="fatal_error")  # the owner's "your key was kept"
+    recovery.recover_reveals(sb.make_services(sb.settings, clock=lambda: later))
+    sb.wait_idle()
+    assert texts_to(sb, "UALICE", "was interrupted") == []
+    much_later = later + timedelta(minutes=3)
+    for _ in range(2):
+        OutboxSender(sb.make_services(sb.settings, clock=lambda: much_later), pacer=Pacer({})).wait_idle()
+    (told,) = texts_to(sb, "UALICE", "was interrupted")
+    assert sb.services.gateway.list_access_keys("koding-ualice")[0].access_key_id in told
