@@ -141,18 +141,6 @@ class Notifier:
             notes[arn] = f"{described} (services: {services})".strip() if services else described or None
         return approval_card_parts.grants_text(request, notes, self.settings.koding_iam_permissions_boundary)
 
-    def update_approval_cards(
-        self,
-        request: AccessRequest,
-        cards: Sequence[tuple[str, str]],
-        progress: Sequence[StepProgress] | None = None,
-        approvers: Sequence[str] = (),
-    ) -> None:
-        """Bring every recorded copy of the card up to date; `cards` were read (cards_of) before this call."""
-        text, blocks = self.approval_card(request, progress, approvers)
-        for channel, ts in cards:
-            self._update(channel, ts, text, blocks)
-
     def _update(self, channel: str, ts: str, text: str, blocks: views.Blocks) -> bool:
         try:
             self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
