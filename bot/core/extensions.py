@@ -169,12 +169,11 @@ def decide(
     return extension
 
 
-def record_cards(session: Session, extension_id: int, posted: list[tuple[str, str]]) -> None:
-    session.execute(
-        update(AccessExtension)
-        .where(AccessExtension.id == extension_id)
-        .values(cards=[[channel, ts] for channel, ts in posted])
-    )
+def add_card(session: Session, extension_id: int, posted: tuple[str, str]) -> None:
+    """Record one copy of the admins' card (channel, ts), as the outbox posts each on its own."""
+    extension = session.get(AccessExtension, extension_id, with_for_update=True)
+    if extension is not None:
+        extension.cards = [*(extension.cards or []), list(posted)]
 
 
 def closed_by_end(session: Session, request_id: int) -> list[AccessExtension]:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.aws_iam import AwsError, IamGateway, NoSuchEntity
 from bot.config import Settings
-from bot.core import audit, reveal_grants
+from bot.core import audit, outbox, reveal_grants
 from bot.core.leases import Leaser
 from bot.core.offboarding_steps import STEPS, MfaMemo, execute_step, what_is_left
 from bot.core.provisioning import Outcome, StepProgress, StepState, acquire_lease, under_user_lease
@@ -214,6 +214,7 @@ def _run_held(
         )
         if result.rowcount != 1:
             return Outcome("skipped")
+        outbox.notice(session, outbox.Notice.REVOKED, request_id, now=clock())  # the owner is told, after commit
         audit.record(session, action="revoke.succeeded", request_id=request_id, at=clock(), iam_user_name=user_name)
     return Outcome("revoked")
 

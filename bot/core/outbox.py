@@ -8,14 +8,18 @@ One-shot messages use the same rows and the same claim: `announce`/`<request id>
 cards, `received`/`<request id>` its requester's receipt, `rotation`/`<key id>:<stage>` for a key's rotation
 message, `usage`/`<key id>:<usage stage>` for its key-usage message, `ending`/`<request id>:<stage>` for an
 end-date reminder, `reveal`/`<grant id>` for the requester's Reveal button, `digest`/`<digest id>:<channel>` for
-a sweep's notice to one admin. The row names the message; its text is drawn from the database when it is sent, so
-nothing but ids and stages is stored (never a secret). Marking it again (a repeated reminder) sends it again.
+a sweep's notice to one admin, `notice`/`<template>:<id>[:<variant>]` for a notice a state change causes (the
+requester's failure DM, an extension card…: `Notice` names the templates), with one row per admin target
+(`…@<target>`) once the targets are known. The row names the message; its text is drawn from the database when it
+is sent, so nothing but ids and stages is stored (never a secret). Marking it again (a repeated reminder) sends it
+again.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -34,7 +38,30 @@ ENDING = "ending"
 REVEAL = "reveal"
 DIGEST = "digest"
 DECISION = "decision"
-KINDS = (HOME, CARDS, ANNOUNCE, RECEIVED, ROTATION, USAGE, ENDING, REVEAL, DIGEST, DECISION)
+NOTICE = "notice"
+KINDS = (HOME, CARDS, ANNOUNCE, RECEIVED, ROTATION, USAGE, ENDING, REVEAL, DIGEST, DECISION, NOTICE)
+SUBJECT_LENGTH = 64  # outbox.subject is String(64)
+TARGET = "@"  # `<notice>@<target>`: one admin target's copy of a notice
+
+
+class Notice(StrEnum):
+    """A notice's template, the first part of its subject (bot/slack/outbox_notices.py draws each)."""
+
+    FAILED = "failed"  # request id: the requester's "creating your IAM user failed"
+    REVOKED = "revoked"  # request id: the requester's "revoked" (or "your access ended")
+    EXPIRED = "expired"  # request id: the requester's "your request expired"
+    EXPIRING = "expiring"  # request id: the admins' half-time reminder of a pending request
+    MEMBER_LEFT = "left"  # audit event id: the admins' "a member with keys left Slack"
+    ENDED = "ended"  # request id, `owner` or `date`: the admins' "an access ended; revoking it"
+    EXTENSION_CARD = "ext-card"  # extension id: the admins' card, redrawn in place when marked again
+    EXTENSION_ASKED = "ext-asked"  # extension id: the requester's receipt
+    EXTENSION_DECIDED = "ext-decided"  # extension id: the requester's "extended" or "denied"
+    ROTATED = "rotated"  # rotation grant id: the owner's guide to deactivating the old key
+    ROTATED_REMINDER = "rotated-old"  # rotation grant id: the old key's latest reminder loses its Rotate button
+    RECOVERED = "recovered"  # audit event id: the owner's "the key you were shown is yours" after a crash
+    UNEXPLAINED_KEYS = "unexplained"  # audit event id: the admins' keys in IAM that no reveal recorded
+
+
 MAX_BACKOFF_SECONDS = 300
 
 
@@ -233,3 +260,28 @@ def where_posted(session: Session, kind: str, subject: str) -> tuple[str, str] |
         select(OutboxEntry.channel, OutboxEntry.ts).where(OutboxEntry.kind == kind, OutboxEntry.subject == subject)
     ).one_or_none()
     return (str(row[0]), str(row[1])) if row is not None and row[0] and row[1] else None
+
+
+def notice(session: Session, template: Notice, ident: int | str, variant: str = "", *, now: datetime) -> str:
+    """Mark a notice (`<template>:<id>[:<variant>]`) in the state change's transaction; returns its subject."""
+    subject = f"{template}:{ident}" + (f":{variant}" if variant else "")
+    if len(subject) + 1 + 32 > SUBJECT_LENGTH or TARGET in subject:  # room for `@<target>` (a Slack id)
+        raise ValueError(f"notice subject {subject!r} is too long or names a target")
+    touch(session, NOTICE, subject, now=now)
+    return subject
+
+
+def copies(session: Session, subject: str) -> list[str]:
+    """The targets a notice fanned out to (its rows `<subject>@<target>`), sorted."""
+    prefix = subject + TARGET
+    rows = session.scalars(
+        select(OutboxEntry.subject).where(OutboxEntry.kind == NOTICE, OutboxEntry.subject.startswith(prefix))
+    )
+    return sorted(target for target in (row[len(prefix) :] for row in rows) if target and TARGET not in target)
+
+
+def fan_out(session: Session, subject: str, targets: list[str], *, now: datetime) -> None:
+    """Mark one row per target (Slack ids, at most 32 characters); each is delivered, retried and recorded
+    (`posted`) on its own."""
+    for target in targets:
+        touch(session, NOTICE, f"{subject}{TARGET}{target}", now=now)

@@ -327,7 +327,7 @@ def _mark_failed(
     factory: sessionmaker[Session], *, request_id: int, owner: str, reason: str, step: Step, now: datetime
 ) -> None:
     with session_scope(factory) as session:
-        session.execute(
+        result = session.execute(
             update(AccessRequest)
             .where(
                 AccessRequest.id == request_id,
@@ -339,6 +339,8 @@ def _mark_failed(
             )
             .execution_options(synchronize_session=False)
         )
+        if result.rowcount == 1:  # the requester's failure DM, after commit
+            outbox.notice(session, outbox.Notice.FAILED, request_id, now=now)
         audit.record(session, action="provisioning.failed", request_id=request_id, at=now, step=step.key, reason=reason)
 
 

@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.aws_iam import AccessDenied, AwsError, IamGateway, NewAccessKey
-from bot.core import audit, leases
+from bot.core import audit, leases, outbox
 from bot.core.intake import OURS_TAG_REQUEST
 from bot.core.key_verification import KeyCheck
 from bot.core.leases import Lease
@@ -338,6 +338,9 @@ def _record_shown(
                     access_key_id=access_key_id,
                     key_check=verdict,
                 )
+                if grant.replaces_access_key_id is not None:  # a rotation: the owner is guided to retire the old key
+                    outbox.notice(session, outbox.Notice.ROTATED_REMINDER, claimed.grant_id, now=now)
+                    outbox.notice(session, outbox.Notice.ROTATED, claimed.grant_id, now=now)
             return Revealed(claimed.grant_id, access_key_id, now)
         except SQLAlchemyError as exc:
             log.warning("recording revealed key %s failed (try %s): %s", access_key_id, attempt + 1, type(exc).__name__)

@@ -20,7 +20,7 @@ from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.aws_iam import AwsError, IamGateway
-from bot.core import audit, leases
+from bot.core import audit, leases, outbox
 from bot.core.reveal_grants import rearmed_status
 from bot.db import session_scope
 from models import AccessKey, GrantStatus, KeyGrant, KeyStatus
@@ -125,7 +125,7 @@ def _recover_one(
                 )
                 .execution_options(synchronize_session=False)
             )
-        audit.record(
+        event = audit.record(
             session,
             action=f"reveal.recovered.{result.outcome}",
             grant_id=grant_id,
@@ -133,6 +133,12 @@ def _recover_one(
             access_key_id=key_id,
             unexplained_keys=result.unexplained_keys,
         )
+        session.flush()
+        # Who needs to hear of it, drawn from this event after commit.
+        if result.outcome == "kept_as_shown":
+            outbox.notice(session, outbox.Notice.RECOVERED, event.id, now=now)
+        if result.unexplained_keys:
+            outbox.notice(session, outbox.Notice.UNEXPLAINED_KEYS, event.id, now=now)
     return result
 
 

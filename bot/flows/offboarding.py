@@ -9,10 +9,10 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 from bot.aws_iam import AwsError
-from bot.core import approval, audit, offboarding, offboarding_steps, provisioning, reveal_grants, timebound
+from bot.core import approval, audit, offboarding, offboarding_steps, outbox, provisioning, reveal_grants
 from bot.db import session_scope
 from bot.services import Services
-from bot.slack import blockkit, home, notify, reveal_dms, timebound_views, views
+from bot.slack import blockkit, cards, home, reveal_dms, views
 from models import AccessRequest, AuditEvent, RequestStatus
 
 log = logging.getLogger(__name__)
@@ -120,10 +120,8 @@ def run_revoke(services: Services, request_id: int, *, admin_id: str | None = No
                 request, admin_id=admin_id, progress=last, outcome=outcome.status, reason=outcome.failure_reason
             ),
         )
-    if outcome.status == "revoked":  # an access that reached its end (or its owner ended) is told so
-        ended = timebound.has_ended(request, services.clock())
-        told = timebound_views.access_ended_dm(request) if ended else views.revoked_dm(request.iam_user_name)
-        services.notifier.dm(request.requester_id, *told)
+    if outcome.status == "revoked":
+        services.wake_outbox()  # the owner's "revoked" (or "your access ended") was marked with the revoked state
     home.refresh(services, request.requester_id, admins=True)
     return outcome
 
@@ -158,7 +156,7 @@ def member_left(services: Services, *, slack_user_id: str) -> None:
             return
         if told_before is not None and not deactivated:
             return  # a retried or repeated event: the admins were asked already
-        audit.record(
+        event = audit.record(
             session,
             action="member.left",
             actor=slack_user_id,
@@ -166,19 +164,16 @@ def member_left(services: Services, *, slack_user_id: str) -> None:
             request_id=request.id if request else None,
             deactivated=deactivated,
         )
-        notice = views.member_left_notice(
-            slack_user_id=slack_user_id,
-            iam_user_name=request.iam_user_name if request else None,
-            request_id=request.id if request else None,
-            deactivated=deactivated,
-        )
-    services.notifier.admin_notice(*notice)
+        session.flush()
+        outbox.notice(session, outbox.Notice.MEMBER_LEFT, event.id, now=now)  # drawn from this event
+    services.wake_outbox()
     home.refresh(services, admins=True)
 
 
 # Expiry of pending requests ---------------------------------------------------------------------------------
 def expire_requests(services: Services) -> None:
-    """Remind the admins at half-time, then expire: cards updated, requester told. Each step claimed once."""
+    """Remind the admins at half-time, then expire: cards updated, requester told. Each step claimed once, with
+    its messages marked in the outbox in the same transaction."""
     now = services.clock()
     lifetime = timedelta(hours=services.settings.koding_iam_request_expiry_hours)
     with session_scope(services.session_factory) as session:
@@ -210,11 +205,10 @@ def expire_requests(services: Services) -> None:
                 ).rowcount
                 == 1
             )
-            request = approval.load_request(session, request_id)
+            if claimed:  # the admins' reminder, unless the request is decided before its turn
+                outbox.notice(session, outbox.Notice.EXPIRING, request_id, now=now)
         if claimed:
-            services.notifier.admin_notice(
-                *views.expiry_reminder_notice(request, expires_at=request.created_at + lifetime)
-            )
+            services.wake_outbox()
     for request_id in stale:
         with session_scope(services.session_factory) as session:
             expired = (
@@ -229,12 +223,11 @@ def expire_requests(services: Services) -> None:
             if not expired:
                 continue
             audit.record(session, action="request.expired", request_id=request_id, at=now)
-            request = approval.load_request(session, request_id)
-            session.refresh(request)
-            cards = notify.cards_of(session, request_id)
-        services.notifier.update_approval_cards(request, cards)
-        services.notifier.dm(request.requester_id, *views.expired_dm(request))
-        home.refresh(services, request.requester_id, admins=True)
+            cards.mark_cards(session, services, request_id)  # every copy loses its buttons
+            outbox.notice(session, outbox.Notice.EXPIRED, request_id, now=now)  # the requester is told
+            requester = approval.load_request(session, request_id).requester_id
+        services.wake_outbox()
+        home.refresh(services, requester, admins=True)
 
 
 # Sync -------------------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Provisioning as the worker runs it: the steps (bot/core/provisioning.py) with the approval cards redrawn as the
-steps are recorded (at most once a second), then the requester told how it ended (the Reveal button goes out
-through the outbox)."""
+steps are recorded (at most once a second); the requester hears how it ended through the outbox (the Reveal button
+or the failure DM, each marked in the transaction that records the outcome)."""
 
 from __future__ import annotations
 
@@ -42,10 +42,7 @@ def provision(services: Services, request_id: int) -> provisioning.Outcome:
     if outcome.status == "skipped":
         return outcome
     log.info("provisioning of request %s ended: %s", request_id, outcome.status)
-    request = cards.refresh_cards(services, request_id)
-    if outcome.status == "failed":
-        services.notifier.provisioning_failed(request)
-    if outcome.status == "provisioned":
-        services.wake_outbox()  # the Reveal button was marked in the outbox with the provisioned state
+    # The Reveal button (provisioned) or the failure DM (failed) was marked in the outbox with the outcome.
+    request = cards.refresh_cards(services, request_id)  # wakes the sender
     home.refresh(services, request.requester_id, admins=True)
     return outcome

@@ -10,7 +10,7 @@ from bot.db import session_scope
 from bot.flows import offboarding
 from bot.flows import provisioning as provisioning_flow
 from bot.services import Services
-from bot.slack import reveal_dms, views
+from bot.slack import reveal_dms
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,8 @@ def resume_interrupted(services: Services, *, runs: bool = True) -> None:
 
 
 def recover_reveals(services: Services) -> None:
-    """Reveals whose process stopped beating: settle each by what its claim recorded, then tell who needs it."""
+    """Reveals whose process stopped beating: settle each by what its claim recorded (which marks what the owner
+    and the admins are told in the outbox)."""
     recovered = reveal_recovery.recover(
         services.session_factory,
         gateway=services.gateway,
@@ -41,8 +42,5 @@ def recover_reveals(services: Services) -> None:
     for item in recovered:
         log.info("settled interrupted reveal %s: %s", item.grant_id, item.outcome)
         reveal_dms.refresh_reveal_dm(services, item.grant_id)
-        if item.outcome == "kept_as_shown":
-            services.notifier.dm(*views.reveal_recovered_dm(item.owner_id, item.iam_user_name, item.access_key_id))
-        if item.unexplained_keys:
-            text, blocks = views.unexplained_keys_notice(item.iam_user_name, item.unexplained_keys)
-            services.notifier.admin_notice(text, blocks)
+    if recovered:
+        services.wake_outbox()  # the owner's and the admins' notices were marked as each reveal was settled

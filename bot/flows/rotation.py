@@ -9,9 +9,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import select
-
-from bot.aws_iam import AwsError, KeyLastUsed
+from bot.aws_iam import KeyLastUsed
 from bot.core import digest, key_usage_sweep, outbox, rotation, rotation_exemptions, rotation_policy
 from bot.core.key_usage import recorded_last_used
 from bot.core.rotation_policy import ActionKind, Policy, Stage, SweepAction
@@ -19,7 +17,7 @@ from bot.db import session_scope
 from bot.errors import DomainError, NotAuthorized
 from bot.services import Services
 from bot.slack import home, key_messages, views
-from models import AccessKey, KeyGrant, KeyMessageRole
+from models import KeyMessageRole
 
 log = logging.getLogger(__name__)
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
@@ -130,14 +128,6 @@ def _recorded_last_used(services: Services, key_row_id: int) -> KeyLastUsed | No
         return recorded_last_used(key.last_used_read_at, key.last_used_at, key.last_used_service, key.last_used_region)
 
 
-def _last_used(services: Services, access_key_id: str) -> KeyLastUsed | None:
-    try:
-        return services.gateway.access_key_last_used(access_key_id)
-    except AwsError as exc:
-        log.info("GetAccessKeyLastUsed for %s failed: %s", access_key_id, exc.code)
-        return None
-
-
 # The owner's flow ------------------------------------------------------------------------------------------
 def start_rotation(services: Services, *, key_row_id: int, user_id: str, channel: str | None) -> int | None:
     """Rotate now, first half: one rotation grant per key (its id), or None when the person was told why not.
@@ -164,28 +154,9 @@ def start_rotation(services: Services, *, key_row_id: int, user_id: str, channel
 
 
 def after_rotation(services: Services, grant_id: int) -> None:
-    """The new key was shown: retire the old key's reminders and guide the owner to deactivate it."""
-    with session_scope(services.session_factory) as session:
-        grant = session.get(KeyGrant, grant_id)
-        assert grant is not None and grant.replaces_access_key_id is not None
-        old = session.scalars(select(AccessKey).where(AccessKey.access_key_id == grant.replaces_access_key_id)).one()
-        old_id, old_key_id, new_key_id = old.id, old.access_key_id, grant.access_key_id or ""
-        notice = (old.notice_channel, old.notice_ts)
-    if notice[0] and notice[1]:
-        services.notifier.update_message(
-            notice[0], notice[1], *views.notice_rotated(access_key_id=old_key_id, new_access_key_id=new_key_id)
-        )
-    guide = services.notifier.dm(
-        grant.requester_id,
-        *views.rotated_dm(
-            old_key_row_id=old_id,
-            old_access_key_id=old_key_id,
-            new_access_key_id=new_key_id,
-            old_last_used=_last_used(services, old_key_id),
-        ),
-    )
-    with session_scope(services.session_factory) as session:
-        key_messages.record(session, old_id, KeyMessageRole.OWNER, guide)
+    """The new key was shown: recording it marked the old key's reminder (it loses its Rotate button) and the
+    owner's guide to deactivating the old key in the outbox; the sender draws both now."""
+    services.wake_outbox()
 
 
 NO_KEY_TO_ROTATE = "You have no active access key issued by koding-iam. `/koding-iam request` asks for one."

@@ -1,6 +1,6 @@
 """Time-bound access with Slack: the sweep's end reminders and expiry, the owner's "I'm done" and extension
 requests, and the admins' decisions on them. The rules are in bot/core/timebound.py and bot/core/extensions.py; this
-module sends, never inside a transaction.
+module marks their messages in the outbox inside the change's transaction; the sender sends them after commit.
 """
 
 from __future__ import annotations
@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime
+
+from sqlalchemy.orm import Session
 
 from bot.core import approval, extensions, outbox, timebound
 from bot.core.timebound import EndAction
@@ -17,7 +19,6 @@ from bot.errors import DomainError, InvalidState, NotAuthorized
 from bot.services import Services
 from bot.slack import home, reveal_dms
 from bot.slack import timebound_views as tviews
-from models import AccessRequest
 
 log = logging.getLogger(__name__)
 
@@ -61,24 +62,25 @@ def _expire(services: Services, action: EndAction, now: datetime) -> str:
     with session_scope(services.session_factory) as session:
         if not timebound.expire(session, action, now):
             return "skipped"
+        mark_ended(session, action.state.request_id, by_owner=False, now=now)
     finish(services, action.state.request_id, by_owner=False)
     return "ended"
 
 
+def mark_ended(session: Session, request_id: int, *, by_owner: bool, now: datetime) -> None:
+    """In the transaction that ended the access: the admins hear why, and the cards of an extension it closed
+    undecided lose their buttons (both drawn by the outbox after commit)."""
+    outbox.notice(session, outbox.Notice.ENDED, request_id, "owner" if by_owner else "date", now=now)
+    for extension in extensions.closed_by_end(session, request_id):
+        outbox.notice(session, outbox.Notice.EXTENSION_CARD, extension.id, now=now)
+
+
 def finish(services: Services, request_id: int, *, by_owner: bool) -> None:
-    """After the compare-and-set that ended the access: the Reveal buttons and undecided extension cards lose
-    their buttons, the admins are told why, and the same resumable revoke an admin runs offboards the user (it
-    tells the owner, and resumes after a crash like any revoke)."""
+    """After the compare-and-set that ended the access (its notices marked with it): the Reveal buttons lose their
+    buttons and the same resumable revoke an admin runs offboards the user (it tells the owner, and resumes after a
+    crash like any revoke)."""
+    services.wake_outbox()
     reveal_dms.refresh_grant_dms(services, request_id)
-    with session_scope(services.session_factory) as session:
-        request = session.get(AccessRequest, request_id)
-        assert request is not None
-        closed = [(ext, list(ext.cards or [])) for ext in extensions.closed_by_end(session, request_id)]
-    for extension, cards in closed:
-        text, blocks = tviews.extension_card(extension, request)
-        for channel, ts in cards:
-            services.notifier.update_message(channel, ts, text, blocks)
-    services.notifier.admin_notice(*tviews.access_ending_notice(request, by_owner=by_owner))
     services.hand_off(request_id)  # the worker runs the offboarding, as for an admin's revoke (bot/worker.py)
 
 
@@ -96,8 +98,10 @@ def open_done(services: Services, *, request_id: int, user_id: str, trigger_id: 
 
 def confirm_done(services: Services, *, request_id: int, user_id: str) -> None:
     """The compare-and-set that ends the access now; raises DomainError for the modal to show."""
+    now = services.clock()
     with session_scope(services.session_factory) as session:
-        timebound.finish_now(session, request_id=request_id, owner_id=user_id, now=services.clock())
+        timebound.finish_now(session, request_id=request_id, owner_id=user_id, now=now)
+        mark_ended(session, request_id, by_owner=True, now=now)
 
 
 def _for_done(exc: DomainError) -> DomainError:
@@ -122,7 +126,9 @@ def open_extension(services: Services, *, request_id: int, user_id: str, trigger
 
 
 def submit_extension(services: Services, *, request_id: int, user_id: str, reason: str, new_end: date | None) -> int:
-    """Store the ask (raises ValidationFailed with field errors, or DomainError; nothing stored then)."""
+    """Store the ask (raises ValidationFailed with field errors, or DomainError; nothing stored then), with the
+    admins' card (Approve / Deny) and the owner's receipt marked in the outbox in the same transaction."""
+    now = services.clock()
     with session_scope(services.session_factory) as session:
         extension = extensions.ask(
             session,
@@ -131,21 +137,16 @@ def submit_extension(services: Services, *, request_id: int, user_id: str, reaso
             owner_id=user_id,
             reason=reason,
             new_end=new_end,
-            now=services.clock(),
+            now=now,
         )
+        outbox.notice(session, outbox.Notice.EXTENSION_CARD, extension.id, now=now)
+        outbox.notice(session, outbox.Notice.EXTENSION_ASKED, extension.id, now=now)
         return extension.id
 
 
 def announce_extension(services: Services, extension_id: int) -> None:
-    """After the modal closed: the admins get a card with Approve / Deny, the owner a receipt."""
-    with session_scope(services.session_factory) as session:
-        extension = extensions.load(session, extension_id)
-        request = session.get(AccessRequest, extension.request_id)
-        assert request is not None
-    posted, _ = services.notifier.post_to_admins(*tviews.extension_card(extension, request))
-    with session_scope(services.session_factory) as session:
-        extensions.record_cards(session, extension_id, posted)
-    services.notifier.dm(extension.requester_id, *tviews.extension_asked_dm(extension))
+    """After the modal closed: the sender posts the card and the receipt the ask marked."""
+    services.wake_outbox()
 
 
 def decide_extension(
@@ -157,6 +158,7 @@ def decide_extension(
     approval.authorize_decision(
         services.session_factory, services.settings, services.directory, request_id=request_id, user_id=admin_id
     )
+    now = services.clock()
     with session_scope(services.session_factory) as session:
         extension = extensions.decide(
             session,
@@ -164,13 +166,11 @@ def decide_extension(
             extension_id=extension_id,
             admin_id=admin_id,
             approve=approve,
-            now=services.clock(),
+            now=now,
         )
-        request = session.get(AccessRequest, extension.request_id)
-        assert request is not None
-        cards = list(extension.cards or [])
-    text, blocks = tviews.extension_card(extension, request)
-    for card_channel, ts in cards:
-        services.notifier.update_message(card_channel, ts, text, blocks)
-    services.notifier.dm(extension.requester_id, *tviews.extension_decided_dm(extension))
-    home.refresh(services, extension.requester_id)
+        # Every copy of the card shows the outcome and the owner hears it, drawn after commit.
+        outbox.notice(session, outbox.Notice.EXTENSION_CARD, extension_id, now=now)
+        outbox.notice(session, outbox.Notice.EXTENSION_DECIDED, extension_id, now=now)
+        requester = extension.requester_id
+    services.wake_outbox()
+    home.refresh(services, requester)

@@ -54,9 +54,6 @@ class Notifier:
             return None
         return str(response["channel"]), str(response["ts"])
 
-    def provisioning_failed(self, request: AccessRequest) -> None:
-        self.dm(request.requester_id, *views.failed_dm(request))
-
     def update_reveal_dm(self, grant: KeyGrant, *, now: datetime, approved_by: str | None = None) -> None:
         if not (grant.dm_channel and grant.dm_ts):
             return
@@ -143,18 +140,6 @@ class Notifier:
             described = summary.description or ""
             notes[arn] = f"{described} (services: {services})".strip() if services else described or None
         return approval_card_parts.grants_text(request, notes, self.settings.koding_iam_permissions_boundary)
-
-    def update_approval_cards(
-        self,
-        request: AccessRequest,
-        cards: Sequence[tuple[str, str]],
-        progress: Sequence[StepProgress] | None = None,
-        approvers: Sequence[str] = (),
-    ) -> None:
-        """Bring every recorded copy of the card up to date; `cards` were read (cards_of) before this call."""
-        text, blocks = self.approval_card(request, progress, approvers)
-        for channel, ts in cards:
-            self._update(channel, ts, text, blocks)
 
     def _update(self, channel: str, ts: str, text: str, blocks: views.Blocks) -> bool:
         try:

@@ -22,7 +22,7 @@ from bot.core import approval, outbox, provisioning
 from bot.db import session_scope
 from bot.errors import NotFound
 from bot.services import Services
-from bot.slack import home, notify, outbox_messages, outbox_requests
+from bot.slack import home, notify, outbox_messages, outbox_notices, outbox_requests
 from bot.slack.pacing import Pacer, rates_for
 from models import RequestStatus
 
@@ -88,6 +88,7 @@ class OutboxSender:
             outbox.REVEAL: self._one_shot(outbox_messages.reveal),
             outbox.DIGEST: self._one_shot(outbox_messages.admin_digest),
             outbox.DECISION: self._one_shot(outbox_requests.decision),
+            outbox.NOTICE: self._one_shot(outbox_notices.deliver),
         }
 
     # Life ----------------------------------------------------------------------------------------------------

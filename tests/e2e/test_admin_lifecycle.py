@@ -225,15 +225,18 @@ def test_pending_request_expires_with_a_half_time_reminder(sandbox: Sandbox, hou
     assert not [m for m in sb.standin.messages() if "still waiting" in dumps(m)]
     for _ in range(2):
         admin_flows.expire_requests(at(timedelta(hours=hours / 2)))
+    sb.wait_idle()  # the reminder goes out through the outbox
     assert len([m for m in sb.standin.messages(sb.standin.dm_channel("UADMIN1")) if "still waiting" in dumps(m)]) == 1
 
     admin_flows.expire_requests(at(timedelta(hours=hours) - timedelta(seconds=1)))
     assert only_request(sb).status == "pending"
     admin_flows.expire_requests(at(timedelta(hours=hours)))
+    sb.wait_idle()
     assert only_request(sb).status == "expired"
     assert actions_in(refreshed(sb, approval)) == [] and "Expired" in dumps(refreshed(sb, approval))
     assert len([m for m in sb.standin.messages(sb.standin.dm_channel("UALICE")) if "expired" in dumps(m)]) == 1
     admin_flows.expire_requests(at(timedelta(hours=hours + 1)))
+    sb.wait_idle()
     assert len([m for m in sb.standin.messages(sb.standin.dm_channel("UALICE")) if "expired" in dumps(m)]) == 1
     # A late Approve on the old card changes nothing.
     sb.driver.click("UADMIN1", ids.APPROVE, message=approval)

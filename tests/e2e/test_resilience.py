@@ -196,6 +196,7 @@ def test_reveal_cut_off_while_sending_the_key_keeps_it_as_the_owners(sandbox: Sa
 
     later = sb.services.clock() + timedelta(minutes=6)
     recovery.resume_interrupted(sb.make_services(sb.settings, clock=lambda: later))
+    sb.wait_idle()  # what recovery marked, delivered by the outbox sender
     assert [k.access_key_id for k in sb.services.gateway.list_access_keys("koding-ualice")] == [keys[0].access_key_id]
     with session_scope(sb.services.session_factory) as session:
         grant = session.scalars(select(KeyGrant)).one()

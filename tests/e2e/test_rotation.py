@@ -303,6 +303,7 @@ def test_restart_in_the_middle_of_a_rotation(sandbox: Sandbox) -> None:
 
     later = sb.services.clock() + timedelta(minutes=6)
     recovery.resume_interrupted(sb.make_services(sb.settings, clock=lambda: later))
+    sb.wait_idle()  # what recovery marked, delivered by the outbox sender
     assert {k.access_key_id for k in sb.services.gateway.list_access_keys("koding-ualice")} == {first, new}
     with session_scope(sb.services.session_factory) as session:
         recorded = {k.access_key_id: (k.owner_id, k.status) for k in session.scalars(select(AccessKey))}
