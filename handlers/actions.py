@@ -105,13 +105,11 @@ def register(app: App, services: Services, answer: Answer) -> None:
 
     @on(ids.Action.DENY)
     def open_deny_form(click: Click) -> None:
-        flows.open_deny_modal(
-            services, request_id=click.target, admin_id=click.member, trigger_id=click.trigger_id, channel=click.channel
-        )
+        flows.open_deny_modal(services, request_id=click.target, admin_id=click.member, trigger_id=click.trigger_id)
 
     @on(ids.Action.RETRY)
     def retry_provisioning(click: Click) -> None:
-        flows.retry(services, request_id=click.target, admin_id=click.member, channel=click.channel)
+        flows.retry(services, request_id=click.target, admin_id=click.member)
 
     @on(ids.Action.REVEAL)
     def reveal_keys(click: Click) -> None:
@@ -121,7 +119,7 @@ def register(app: App, services: Services, answer: Answer) -> None:
 
     @on(ids.Action.RENEW_REVEAL)
     def renew_reveal_window(click: Click) -> None:
-        revealing.renew_reveal_window(services, grant_id=click.target, user_id=click.member, channel=click.channel)
+        revealing.renew_reveal_window(services, grant_id=click.target, user_id=click.member)
 
     @on(ids.Action.ROTATE)
     def rotate_key(click: Click) -> None:
@@ -133,23 +131,17 @@ def register(app: App, services: Services, answer: Answer) -> None:
     @on(ids.Action.DEACTIVATE_OLD, parse=toggle_of)
     def deactivate_old_key(click: Click) -> None:
         toggle: Toggle = click.target
-        rotation_flows.deactivate_old(
-            services, key_row_id=toggle.key_row_id, user_id=click.member, channel=click.channel
-        )
+        rotation_flows.deactivate_old(services, key_row_id=toggle.key_row_id, user_id=click.member)
 
     @on(ids.Action.ADMIN_DEACTIVATE, parse=toggle_of)
     def deactivate_key_as_admin(click: Click) -> None:
         toggle: Toggle = click.target
-        rotation_flows.deactivate_old(
-            services, key_row_id=toggle.key_row_id, user_id=click.member, channel=click.channel, by_admin=True
-        )
+        rotation_flows.deactivate_old(services, key_row_id=toggle.key_row_id, user_id=click.member, by_admin=True)
 
     @on(ids.Action.REACTIVATE, parse=toggle_of)
     def reactivate_key(click: Click) -> None:
         toggle: Toggle = click.target
-        rotation_flows.reactivate(
-            services, key_row_id=toggle.key_row_id, user_id=click.member, channel=click.channel, since=toggle.since
-        )
+        rotation_flows.reactivate(services, key_row_id=toggle.key_row_id, user_id=click.member, since=toggle.since)
 
     @on(ids.Action.DELETE_INACTIVE)
     def delete_inactive_key(click: Click) -> None:
@@ -157,7 +149,7 @@ def register(app: App, services: Services, answer: Answer) -> None:
 
     @on(ids.Action.KEEP_KEY)
     def keep_unused_key(click: Click) -> None:
-        key_usage_flows.keep(services, key_row_id=click.target, user_id=click.member, channel=click.channel)
+        key_usage_flows.keep(services, key_row_id=click.target, user_id=click.member)
 
     @on(ids.Action.REVOKE_START, admin_only=True)
     def open_revoke_confirmation(click: Click) -> None:

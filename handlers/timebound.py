@@ -23,26 +23,20 @@ def register(app: App, services: Services, answer: Answer) -> None:
     @on(ids.Action.EXTEND)
     def open_extension_form(click: Click) -> None:
         timebound_flows.open_extension(
-            services, request_id=click.target, user_id=click.member, trigger_id=click.trigger_id, channel=click.channel
+            services, request_id=click.target, user_id=click.member, trigger_id=click.trigger_id
         )
 
     @on(ids.Action.DONE)
     def open_done_confirmation(click: Click) -> None:
-        timebound_flows.open_done(
-            services, request_id=click.target, user_id=click.member, trigger_id=click.trigger_id, channel=click.channel
-        )
+        timebound_flows.open_done(services, request_id=click.target, user_id=click.member, trigger_id=click.trigger_id)
 
     @on(ids.Action.EXTENSION_APPROVE)
     def approve_extension(click: Click) -> None:
-        timebound_flows.decide_extension(
-            services, extension_id=click.target, admin_id=click.member, approve=True, channel=click.channel
-        )
+        timebound_flows.decide_extension(services, extension_id=click.target, admin_id=click.member, approve=True)
 
     @on(ids.Action.EXTENSION_DENY)
     def deny_extension(click: Click) -> None:
-        timebound_flows.decide_extension(
-            services, extension_id=click.target, admin_id=click.member, approve=False, channel=click.channel
-        )
+        timebound_flows.decide_extension(services, extension_id=click.target, admin_id=click.member, approve=False)
 
     @app.view(ids.View.DONE)
     def end_access_now(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:

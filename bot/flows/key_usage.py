@@ -18,7 +18,7 @@ TELLS_ADMINS = (UsageKind.FLAG_UNUSED, UsageKind.DEACTIVATE_UNUSED)
 
 
 # The Keep button -------------------------------------------------------------------------------------------------
-def keep(services: Services, *, key_row_id: int, user_id: str, channel: str | None) -> None:
+def keep(services: Services, *, key_row_id: int, user_id: str) -> None:
     """Keep an unused key: the owner or an admin (checked here, whoever's message was clicked); recorded."""
     now = services.clock()
     admins = services.admin_ids()  # groups expanded, Slack asked before the transaction opens

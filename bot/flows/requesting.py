@@ -100,9 +100,7 @@ def approve(services: Services, *, request_id: int, admin_id: str, channel: str 
     services.hand_off(request_id)  # the worker provisions it (bot/worker.py)
 
 
-def open_deny_modal(
-    services: Services, *, request_id: int, admin_id: str, trigger_id: str, channel: str | None
-) -> None:
+def open_deny_modal(services: Services, *, request_id: int, admin_id: str, trigger_id: str) -> None:
     """Check the clicker may decide before showing the reason form; the decision itself happens on submit."""
     request = authorize_decision(services, request_id, admin_id)
     if request.status != RequestStatus.PENDING:
@@ -136,7 +134,7 @@ def announce_denial(services: Services, request_id: int) -> None:
     home.refresh(services, requester_id, admins=True)
 
 
-def retry(services: Services, *, request_id: int, admin_id: str, channel: str | None) -> None:
+def retry(services: Services, *, request_id: int, admin_id: str) -> None:
     admins = services.admin_ids()
     with session_scope(services.session_factory) as session:
         approval.retry(session, admins=admins, request_id=request_id, admin_id=admin_id, now=services.clock())

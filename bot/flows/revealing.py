@@ -193,7 +193,7 @@ def reveal_keys(
     return revealed
 
 
-def renew_reveal_window(services: Services, *, grant_id: int, user_id: str, channel: str | None) -> None:
+def renew_reveal_window(services: Services, *, grant_id: int, user_id: str) -> None:
     with session_scope(services.session_factory) as session:
         reveal_grants.renew_window(
             session,

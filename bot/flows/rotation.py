@@ -174,7 +174,6 @@ def deactivate_old(
     *,
     key_row_id: int,
     user_id: str,
-    channel: str | None,
     by_admin: bool = False,
 ) -> None:
     """Deactivate a key from a button (the owner after rotating, or an admin on an overdue card). The messages
@@ -234,9 +233,7 @@ def deactivate_old(
     home.refresh(services, key.owner_id, user_id)
 
 
-def reactivate(
-    services: Services, *, key_row_id: int, user_id: str, channel: str | None, since: str | None = None
-) -> None:
+def reactivate(services: Services, *, key_row_id: int, user_id: str, since: str | None = None) -> None:
     """Reactivate from a button; `since` is the deactivation the button was posted for (ids.stamp)."""
     now = services.clock()
     deactivation = datetime.strptime(since, "%Y%m%dT%H%M%S%f").replace(tzinfo=UTC) if since else None

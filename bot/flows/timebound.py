@@ -85,7 +85,7 @@ def finish(services: Services, request_id: int, *, by_owner: bool) -> None:
 
 
 # I'm done ------------------------------------------------------------------------------------------------------
-def open_done(services: Services, *, request_id: int, user_id: str, trigger_id: str, channel: str | None) -> None:
+def open_done(services: Services, *, request_id: int, user_id: str, trigger_id: str) -> None:
     """Check the clicker owns a live access before asking them to confirm; ending happens on submit."""
     try:
         with session_scope(services.session_factory) as session:
@@ -113,7 +113,7 @@ def _for_done(exc: DomainError) -> DomainError:
 
 
 # Extensions ----------------------------------------------------------------------------------------------------
-def open_extension(services: Services, *, request_id: int, user_id: str, trigger_id: str, channel: str | None) -> None:
+def open_extension(services: Services, *, request_id: int, user_id: str, trigger_id: str) -> None:
     now = services.clock()
     with session_scope(services.session_factory) as session:
         request = extensions.extendable(session, request_id=request_id, owner_id=user_id)
@@ -149,9 +149,7 @@ def announce_extension(services: Services, extension_id: int) -> None:
     services.wake_outbox()
 
 
-def decide_extension(
-    services: Services, *, extension_id: int, admin_id: str, approve: bool, channel: str | None
-) -> None:
+def decide_extension(services: Services, *, extension_id: int, admin_id: str, approve: bool) -> None:
     with session_scope(services.session_factory) as session:
         request_id = extensions.load(session, extension_id).request_id
     # Whoever may decide the request may decide its extension (Slack asked afresh, outside the transaction).

@@ -218,7 +218,7 @@ def test_unused_key_deactivated_after_the_grace_period_and_recoverable(sandbox: 
     assert len(sb.standin.calls_to("chat.postMessage")) == posted
 
     late = sb.make_services(sb.settings, clock=lambda: born + 56 * DAY)
-    rotation_flows.reactivate(late, key_row_id=row.id, user_id="UALICE", channel=None)
+    rotation_flows.reactivate(late, key_row_id=row.id, user_id="UALICE")
     assert iam_status(sb) == {key: "Active"} and key_row(sb, key).status == "active"
 
 

@@ -76,7 +76,7 @@ def test_failure_dm_is_dropped_when_a_retry_provisioned_the_request_before_its_t
     click(sb, "UADMIN1", ids.APPROVE, approval)
     assert only_request(sb).status == "failed"
     boto3.client("iam", region_name="us-east-1").delete_group(GroupName="Developers")
-    requesting.retry(sb.services, request_id=only_request(sb).id, admin_id="UADMIN2", channel=None)  # Retry
+    requesting.retry(sb.services, request_id=only_request(sb).id, admin_id="UADMIN2")  # Retry
     sb.wait_idle()
     assert only_request(sb).status == "provisioned"
     assert texts_to(sb, "UALICE", FAILED_DM) == []  # marked, not sent inline
@@ -156,9 +156,7 @@ def extension_asked(sb: Sandbox, days: int) -> int:
 def test_extension_decided_before_its_card_went_out_shows_the_outcome_on_one_card_each(database_url: str) -> None:
     with Sandbox(database_url, koding_iam_profiles=json.dumps(PROFILES)) as sb:
         extension_id = extension_asked(sb, 5)
-        timebound_flows.decide_extension(
-            sb.services, extension_id=extension_id, admin_id="UADMIN1", approve=True, channel=None
-        )
+        timebound_flows.decide_extension(sb.services, extension_id=extension_id, admin_id="UADMIN1", approve=True)
         OutboxSender(sb.services, pacer=Pacer({})).wait_idle()
         for admin in ("UADMIN1", "UADMIN2"):
             (posted,) = texts_to(sb, admin, "asks to extend")
@@ -225,7 +223,7 @@ def test_rotation_guide_is_dropped_when_the_old_key_was_deactivated_before_its_t
     click(sb, "UALICE", ids.ROTATE, reminder)
     with session_scope(sb.services.session_factory) as session:
         old_id = session.scalars(select(AccessKey.id).where(AccessKey.access_key_id == old_key)).one()
-    rotation_flows.deactivate_old(sb.services, key_row_id=old_id, user_id="UALICE", channel=None)
+    rotation_flows.deactivate_old(sb.services, key_row_id=old_id, user_id="UALICE")
     OutboxSender(sb.services, pacer=Pacer({})).wait_idle()
     assert texts_to(sb, "UALICE", "Deactivate old key") == []
 

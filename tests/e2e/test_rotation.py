@@ -230,7 +230,7 @@ def test_reactivate_inside_the_window_only(sandbox: Sandbox) -> None:
     sb.wait_idle()
     late = sb.make_services(sb.settings, clock=lambda: sb.services.clock() + 8 * DAY)
     with pytest.raises(DomainError, match="can no longer be reactivated"):  # bot/app.py's error handler says it
-        rotation_flows.reactivate(late, key_row_id=key_row(sb, first).id, user_id="UALICE", channel="DUALICE")
+        rotation_flows.reactivate(late, key_row_id=key_row(sb, first).id, user_id="UALICE")
     assert key_row(sb, first).status == "inactive"
     statuses = {k.access_key_id: k.status for k in sb.services.gateway.list_access_keys("koding-ualice")}
     assert statuses[first] == "Inactive"

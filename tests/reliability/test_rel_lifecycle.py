@@ -334,7 +334,7 @@ def test_row7_reactivate_racing_deactivate_leaves_the_row_and_iam_agreeing(sandb
     reveal_first_key(sb)
     with session_scope(sb.services.session_factory) as session:
         key_row_id = session.scalars(select(AccessKey.id)).one()
-    rotation_flows.deactivate_old(sb.services, key_row_id=key_row_id, user_id="UADMIN1", channel=None, by_admin=True)
+    rotation_flows.deactivate_old(sb.services, key_row_id=key_row_id, user_id="UADMIN1", by_admin=True)
     a, b = second_process(sb), second_process(sb)
     held = HeldCall()
 
@@ -344,7 +344,7 @@ def test_row7_reactivate_racing_deactivate_leaves_the_row_and_iam_agreeing(sandb
     a.gateway._client.meta.events.register("before-call.iam.UpdateAccessKey", hold)
     owner = threading.Thread(
         target=rotation_flows.reactivate,
-        kwargs={"services": a, "key_row_id": key_row_id, "user_id": "UALICE", "channel": None},
+        kwargs={"services": a, "key_row_id": key_row_id, "user_id": "UALICE"},
     )
     owner.start()
     assert held.entered.wait(20), "Reactivate never reached IAM"
@@ -354,7 +354,6 @@ def test_row7_reactivate_racing_deactivate_leaves_the_row_and_iam_agreeing(sandb
             "services": b,
             "key_row_id": key_row_id,
             "user_id": "UADMIN2",
-            "channel": None,
             "by_admin": True,
         },
     )

@@ -126,13 +126,13 @@ class World:
         key = newest_key(services, self.member, "active")
         if key is not None:
             with contextlib.suppress(DomainError):  # refused (moved on meanwhile): the error handler would say so
-                rotation_flows.deactivate_old(services, key_row_id=key, user_id=admin, channel=None, by_admin=True)
+                rotation_flows.deactivate_old(services, key_row_id=key, user_id=admin, by_admin=True)
 
     def admin_reactivate(self, admin: str, services: Services) -> None:
         key = newest_key(services, self.member, "inactive")
         if key is not None:
             with contextlib.suppress(DomainError):
-                rotation_flows.reactivate(services, key_row_id=key, user_id=admin, channel=None)
+                rotation_flows.reactivate(services, key_row_id=key, user_id=admin)
 
     def admin_revoke(self, admin: str, services: Services) -> None:
         with session_scope(services.session_factory) as session:
