@@ -7,7 +7,7 @@ AWS operations are idempotent anyway, so a lease taken over after a stall does n
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -155,8 +155,10 @@ def run(
     clock: Callable[[], datetime],
     progress: Progress | None = None,
     leaser: Leaser,
+    homes: Collection[str] = (),
 ) -> Outcome:
-    """Run (or resume) provisioning of one approved request, under its IAM user's lease."""
+    """Run (or resume) provisioning of one approved request, under its IAM user's lease. The outcome marks the
+    request's cards, its requester's App Home and `homes` (the admins') in the transaction that records it."""
     return under_user_lease(
         factory,
         request_id=request_id,
@@ -171,6 +173,7 @@ def run(
             owner=owner,
             clock=clock,
             progress=progress,
+            homes=homes,
         ),
     )
 
@@ -210,6 +213,7 @@ def _run_held(
     owner: str,
     clock: Callable[[], datetime],
     progress: Progress | None,
+    homes: Collection[str],
 ) -> Outcome:
     lease = settings.koding_iam_lease_seconds
     with session_scope(factory) as session:
@@ -237,7 +241,9 @@ def _run_held(
         except (PermanentFailure, AwsError) as exc:
             states[step.key] = StepState.FAILED
             reason = plain_reason(exc)
-            _mark_failed(factory, request_id=request_id, owner=owner, reason=reason, step=step, now=clock())
+            _mark_failed(
+                factory, request_id=request_id, owner=owner, reason=reason, step=step, now=clock(), homes=homes
+            )
             report()
             return Outcome("failed", failure_reason=reason)
         with session_scope(factory) as session:
@@ -249,7 +255,7 @@ def _run_held(
         states[step.key] = StepState.DONE
         report()
 
-    return _mark_provisioned(factory, request_id=request_id, owner=owner, settings=settings, now=clock())
+    return _mark_provisioned(factory, request_id=request_id, owner=owner, settings=settings, now=clock(), homes=homes)
 
 
 @dataclass(frozen=True)
@@ -324,7 +330,14 @@ def plain_reason(exc: Exception) -> str:
 
 
 def _mark_failed(
-    factory: sessionmaker[Session], *, request_id: int, owner: str, reason: str, step: Step, now: datetime
+    factory: sessionmaker[Session],
+    *,
+    request_id: int,
+    owner: str,
+    reason: str,
+    step: Step,
+    now: datetime,
+    homes: Collection[str],
 ) -> None:
     with session_scope(factory) as session:
         result = session.execute(
@@ -339,13 +352,29 @@ def _mark_failed(
             )
             .execution_options(synchronize_session=False)
         )
-        if result.rowcount == 1:  # the requester's failure DM, after commit
+        if result.rowcount == 1:  # the requester's failure DM and the surfaces showing the outcome, after commit
             outbox.notice(session, outbox.Notice.FAILED, request_id, now=now)
+            _mark_surfaces(session, request_id, homes, now)
         audit.record(session, action="provisioning.failed", request_id=request_id, at=now, step=step.key, reason=reason)
 
 
+def _mark_surfaces(session: Session, request_id: int, homes: Collection[str], now: datetime) -> None:
+    """The approval cards and the App Homes showing a run's outcome, in the outcome's transaction: they are redrawn
+    if, and only if, it commits."""
+    outbox.touch(session, outbox.CARDS, str(request_id), now=now)
+    requester = session.scalar(select(AccessRequest.requester_id).where(AccessRequest.id == request_id))
+    for user_id in sorted({*homes, requester} - {None}):  # one order everywhere: no two transactions wait in a circle
+        outbox.touch(session, outbox.HOME, str(user_id), now=now)
+
+
 def _mark_provisioned(
-    factory: sessionmaker[Session], *, request_id: int, owner: str, settings: Settings, now: datetime
+    factory: sessionmaker[Session],
+    *,
+    request_id: int,
+    owner: str,
+    settings: Settings,
+    now: datetime,
+    homes: Collection[str],
 ) -> Outcome:
     with session_scope(factory) as session:
         days = session.scalar(select(AccessRequest.access_days).where(AccessRequest.id == request_id))
@@ -376,5 +405,6 @@ def _mark_provisioned(
         session.add(grant)
         session.flush()
         outbox.touch(session, outbox.REVEAL, str(grant.id), now=now)  # the requester's Reveal button, after commit
+        _mark_surfaces(session, request_id, homes, now)
         audit.record(session, action="provisioning.succeeded", request_id=request_id, at=now, grant_id=grant.id)
         return Outcome("provisioned", grant_id=grant.id)

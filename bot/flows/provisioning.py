@@ -1,6 +1,6 @@
 """Provisioning as the worker runs it: the steps (bot/core/provisioning.py) with the approval cards redrawn as the
 steps are recorded (at most once a second); the requester hears how it ended through the outbox (the Reveal button
-or the failure DM, each marked in the transaction that records the outcome)."""
+or the failure DM), the cards and the App Homes, all marked in the transaction that records the outcome."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 
 from bot.core import provisioning
 from bot.services import Services
-from bot.slack import cards, home
+from bot.slack import cards
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_SECONDS = 1.0  # how often a run's progress is marked on the approval cards
@@ -37,12 +37,12 @@ def provision(services: Services, request_id: int) -> provisioning.Outcome:
         clock=services.clock,
         progress=show_progress,
         leaser=services.leaser,
+        homes=services.admin_ids(),  # the outcome marks their App Homes, the requester's and the cards
     )
     services.metrics.provisioning_ended(outcome.status)
     if outcome.status == "skipped":
         return outcome
     log.info("provisioning of request %s ended: %s", request_id, outcome.status)
-    # The Reveal button (provisioned) or the failure DM (failed) was marked in the outbox with the outcome.
-    request = cards.refresh_cards(services, request_id)  # wakes the sender
-    home.refresh(services, request.requester_id, admins=True)
+    # The outcome marked the Reveal button (provisioned) or the failure DM (failed), the cards and the App Homes.
+    services.wake_outbox()
     return outcome
