@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -10,7 +11,10 @@ from sqlalchemy import select
 from bot.db import session_scope
 from bot.devtools.driver import Response
 from bot.devtools.sandbox import Sandbox
+from bot.flows.requesting import APPROVED_NOTICE_HOLD
 from bot.slack import ids
+from bot.slack.outbox_sender import OutboxSender
+from bot.slack.pacing import Pacer
 from models import AccessRequest
 
 
@@ -107,3 +111,10 @@ def reveal_first_key(sb: Sandbox, user: str = "UALICE") -> str:
     keys = sb.services.gateway.list_access_keys(f"koding-{user.lower()}")
     assert len(keys) == 1
     return keys[0].access_key_id
+
+
+def settle_holds(sb: Sandbox) -> None:
+    """Draw now what the outbox holds back (the "approved" notice), with a sender whose clock is past every hold:
+    a fixture whose state tests compare before and after must not change by itself when a hold ends."""
+    later = sb.services.clock() + APPROVED_NOTICE_HOLD + timedelta(seconds=1)
+    OutboxSender(sb.make_services(sb.settings, clock=lambda: later), pacer=Pacer({})).wait_idle()

@@ -30,7 +30,7 @@ from slack_sdk.signature import SignatureVerifier
 from bot.devtools.driver import Response
 from bot.devtools.sandbox import Sandbox
 from bot.slack import ids
-from tests.e2e.flow_steps import card, provision_for, submit_request
+from tests.e2e.flow_steps import card, provision_for, settle_holds, submit_request
 
 TEAM, APP = "T0KODING", "AKODING"
 BROKEN = "does not point to anything koding-iam knows"
@@ -60,6 +60,7 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         alice_card, alice_dm = provision_for(sb, "UALICE")
         assert submit_request(sb, "UBOB").text == ""
         sb.services.gateway.create_user("koding-legacy", path="/", tags={}, permissions_boundary=None)
+        settle_holds(sb)
         yield World(sb, card(sb, "UADMIN1", 2), alice_card, alice_dm)
 
 
