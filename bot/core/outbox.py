@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import case, func, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -124,13 +124,14 @@ def _free(owner: str, now: datetime) -> object:
 def claim_due(
     factory: sessionmaker[Session], *, owner: str, now: datetime, seconds: int, limit: int = 20
 ) -> list[Claim]:
-    """Claim up to `limit` surfaces that are behind and due, oldest first, each by its own compare-and-set, all in
-    one transaction.
+    """Claim up to `limit` surfaces that are behind and due, oldest first, in one transaction: one read picks them,
+    one compare-and-set claims every one still free and behind (each row's conditions checked on its own) and
+    returns the version each claim is about to draw.
 
     The holder renews the claim before a Slack call once half its time is gone (`renew`), so it lapses after
     `seconds` only when the holder stopped; the holder releases it when the delivery ends, and at a graceful stop.
     """
-    claims = []
+    until = now + timedelta(seconds=seconds)
     with session_scope(factory) as session:  # one transaction for the whole batch
         due = session.execute(
             select(OutboxEntry.kind, OutboxEntry.subject)
@@ -149,22 +150,20 @@ def claim_due(
             # be part of a deadlock with the changes that mark surfaces (SQLite ignores it: one writer at a time).
             .with_for_update(skip_locked=True)
         ).all()
-        for kind, subject in due:
-            taken = session.execute(
-                update(OutboxEntry)
-                .where(OutboxEntry.kind == kind, OutboxEntry.subject == subject, _free(owner, now))
-                # Still behind: another sender may have drawn it between the read above and this claim.
-                .where(OutboxEntry.version > OutboxEntry.delivered_version)
-                .values(claimed_by=owner, claimed_until=now + timedelta(seconds=seconds))
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            if not taken:
-                continue  # another sender took it between the read and the claim
-            version = session.scalar(
-                select(OutboxEntry.version).where(OutboxEntry.kind == kind, OutboxEntry.subject == subject)
-            )
-            claims.append(Claim(kind, subject, int(version or 0), owner, now + timedelta(seconds=seconds)))
-    return claims
+        if not due:
+            return []
+        taken = session.execute(
+            update(OutboxEntry)
+            .where(tuple_(OutboxEntry.kind, OutboxEntry.subject).in_([tuple(row) for row in due]), _free(owner, now))
+            # Still behind: another sender may have drawn it between the read above and this claim.
+            .where(OutboxEntry.version > OutboxEntry.delivered_version)
+            .values(claimed_by=owner, claimed_until=until)
+            .returning(OutboxEntry.kind, OutboxEntry.subject, OutboxEntry.version)
+            .execution_options(synchronize_session=False)
+        ).all()
+    versions = {(kind, subject): int(version) for kind, subject, version in taken}
+    # Oldest first, as picked; a surface another sender took between the read and the claim is not among them.
+    return [Claim(k, s, versions[(k, s)], owner, until) for k, s in due if (k, s) in versions]
 
 
 def renew(factory: sessionmaker[Session], claim: Claim, *, now: datetime, seconds: int) -> bool:
