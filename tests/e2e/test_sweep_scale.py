@@ -3,26 +3,18 @@ counts the rest), and on SQLite the candidates are read along the primary key ev
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine
 
 from bot import db
-from bot.core.rotation_policy import Policy, candidates_query
+from bot.core.rotation_policy import candidates_query
 from bot.devtools.sandbox import Sandbox
 from bot.flows import rotation as rotation_flows
 from tests.e2e.test_outbox_messages import owners_with_keys
-
-POLICY = Policy(
-    rotate_after=timedelta(days=90),
-    remind_before=timedelta(days=7),
-    remind_every=timedelta(days=3),
-    grace=timedelta(days=3),
-    auto_deactivate_after=None,
-    delete_after=timedelta(days=7),
-)
+from tests.unit.test_rotation_policy import POLICY
 
 
 def test_a_sweep_report_lists_its_first_actions_and_counts_them_all(
