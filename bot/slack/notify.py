@@ -92,28 +92,10 @@ class Notifier:
             return [self.settings.koding_iam_approval_channel]
         return access.admin_members(self.settings, self.directory)
 
-    def post_approval_cards(self, request: AccessRequest) -> list[tuple[str, str]]:
-        """One card in each channel of the request's policy, or one in the DM of each active person who may
-        decide; returns where each went, for the caller to record (no transaction is open while Slack is called)."""
-        text, blocks = self.approval_card(request)
-        posted = []
-        for target in access.card_recipients(self.settings, request.profile_keys, self.directory):
-            try:
-                response = self.client.chat_postMessage(channel=target, text=text, blocks=blocks, **NO_UNFURL)
-            except SlackApiError as exc:
-                log.warning("could not post approval card to %s: %s", target, exc.response.get("error"))
-                continue
-            posted.append((str(response["channel"]), str(response["ts"])))
-        return posted
-
     def admin_notice(self, text: str, blocks: views.Blocks) -> bool:
         """Tell the admins something; True only if every copy was posted."""
-        return self.post_to_admins(text, blocks)[1]
-
-    def post_to_admins(self, text: str, blocks: views.Blocks) -> tuple[list[tuple[str, str]], bool]:
-        """Every copy posted (channel, ts), to be recorded for later updates, and whether all of them were."""
         posted = [self.dm(target, text, blocks) for target in self.admin_targets()]
-        return [at for at in posted if at is not None], all(at is not None for at in posted)
+        return all(at is not None for at in posted)
 
     def approval_card(
         self,
