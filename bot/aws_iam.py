@@ -70,8 +70,15 @@ def key_check() -> Config:
 
 
 def fast_check() -> Config:
-    """For the quick existence check inside a Slack acknowledgement: one attempt, short timeouts."""
-    return Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=0.5, read_timeout=1.0)
+    """For the quick existence check inside a Slack acknowledgement: one attempt, short timeouts, and a pooled
+    connection for each listener thread that may check at once (botocore keeps 10: an eleventh concurrent check
+    opened a connection and dropped it again)."""
+    return Config(
+        retries={"mode": "standard", "total_max_attempts": 1},
+        connect_timeout=0.5,
+        read_timeout=1.0,
+        max_pool_connections=64,
+    )
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,14 @@ again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import case, func, or_, select, tuple_, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.db import session_scope
@@ -85,36 +87,37 @@ def touch(session: Session, kind: str, subject: str, *, now: datetime, hold: tim
     """
     if kind not in KINDS:
         raise ValueError(f"unknown outbox kind {kind!r}")
+    not_before = None if hold is None else now + hold
+    insert = _dialect_insert(session)(OutboxEntry).values(
+        kind=kind,
+        subject=subject,
+        version=1,
+        delivered_version=0,
+        due_at=now,
+        attempts=0,
+        not_before=not_before,
+    )
     entry = OutboxEntry.__table__.c
     caught_up = entry.delivered_version >= entry.version
-    not_before = None if hold is None else now + hold
-    bump = (
-        update(OutboxEntry)
-        .where(OutboxEntry.kind == kind, OutboxEntry.subject == subject)
-        .values(
-            version=entry.version + 1,
-            due_at=case((caught_up, now), else_=entry.due_at),
-            not_before=case((caught_up, not_before), else_=entry.not_before),
+    # One statement either way (was an update, then a savepoint and an insert): a first mark inserts the row, a
+    # later one bumps it, and two first marks at once cannot both insert, whatever the isolation level.
+    session.execute(
+        insert.on_conflict_do_update(
+            index_elements=[entry.kind, entry.subject],
+            set_={
+                "version": entry.version + 1,
+                "due_at": case((caught_up, now), else_=entry.due_at),
+                "not_before": case((caught_up, not_before), else_=entry.not_before),
+            },
         )
-        .execution_options(synchronize_session=False)
     )
-    if session.execute(bump).rowcount:
-        return
-    try:
-        with session.begin_nested():  # a savepoint: a concurrent first insert must not end the caller's transaction
-            session.add(
-                OutboxEntry(
-                    kind=kind,
-                    subject=subject,
-                    version=1,
-                    delivered_version=0,
-                    due_at=now,
-                    attempts=0,
-                    not_before=not_before,
-                )
-            )
-    except IntegrityError:
-        session.execute(bump)
+
+
+def _dialect_insert(session: Session) -> Callable[..., Any]:
+    """The INSERT with ON CONFLICT of the session's backend (both SQLite ≥ 3.24 and PostgreSQL have it)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert
+    return sqlite.insert
 
 
 def _free(owner: str, now: datetime) -> object:
