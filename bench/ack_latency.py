@@ -55,9 +55,9 @@ def run(ctx: Context) -> list[Section]:
     ctx.data[NAME] = {"requests_per_surface": n, "levels": levels}
 
     # Requests the first level's admins click on; later levels click on the previous level's submissions.
-    pool = _pending_pool(ctx, ctx.create_pending(max(1, n // 2), concurrency=10))
+    pool = _pending_pool(ctx, ctx.create_pending(max(1, n // 2), concurrency=10, wait_cards=False))
     for concurrency in options.levels:
-        ctx.wait_idle()
+        ctx.wait_idle(slack=False)
         bare_samples, bare_wall, bare_cut = loadgen.run(
             ctx.bare.url,
             _bare_items(ctx, n, rng),
@@ -120,7 +120,7 @@ def run(ctx: Context) -> list[Section]:
             background.settle(ctx)
             loaded["app"] = {s: loadgen.summarise(app_samples, s).as_dict() for s in SURFACES}
             loaded["app"][ALL] = _all_acks(app_samples)
-        backlog_s = ctx.wait_idle(timeout=300)
+        backlog_s = ctx.wait_idle(timeout=300, slack=False)
         provisioned_total = _count(ctx, "provisioned") - provisioned_before
         levels.append(
             {

@@ -42,7 +42,9 @@ class ProvisioningLoad:
         self._threads: list[threading.Thread] = []
 
     def __enter__(self) -> ProvisioningLoad:
-        self.pool.extend(self.ctx.create_pending(2 * self.target, concurrency=min(10, 2 * self.target)))
+        self.pool.extend(
+            self.ctx.create_pending(2 * self.target, concurrency=min(10, 2 * self.target), wait_cards=False)
+        )
         for name, loop in (("approver", self._approve_loop), ("feeder", self._feed_loop)):
             thread = threading.Thread(target=loop, name=f"bench-load-{name}", daemon=True)
             thread.start()

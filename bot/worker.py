@@ -76,40 +76,34 @@ def pick_query(*, now: datetime, limit: int, skip: Collection[int], postgres: bo
     return query
 
 
-def _claim(session: Session, run: Run, *, owner: str, now: datetime, seconds: int) -> bool:
-    """The compare-and-set: the run is still in its status and still free (no lease, or a lapsed one)."""
-    result = session.execute(
-        update(AccessRequest)
-        .where(
-            AccessRequest.id == run.request_id,
-            AccessRequest.status == run.status,
-            or_(AccessRequest.lease_until.is_(None), AccessRequest.lease_until < now),
-        )
-        .values(lease_owner=owner, lease_until=now + timedelta(seconds=seconds))
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1
-
-
 def claim_runs(
     factory: sessionmaker[Session], *, owner: str, now: datetime, seconds: int, limit: int, skip: Collection[int] = ()
 ) -> list[Run]:
-    """Claim up to `limit` free runs for `owner`. PostgreSQL: one transaction, the pick locks what it returns and
-    skips what others locked. SQLite (one writer): a read, then one short write per claim, each a compare-and-set."""
+    """Claim up to `limit` free runs for `owner` with one compare-and-set in one transaction: the pick (on
+    PostgreSQL locking what it returns and skipping what others locked) feeds an UPDATE that checks each row is
+    still in its status and still free (no lease, or a lapsed one), and returns what it claimed."""
     with session_scope(factory) as session:
         postgres = session.get_bind().dialect.name == "postgresql"
-        found = [
-            Run(int(i), str(s))
-            for i, s in session.execute(pick_query(now=now, limit=limit, skip=skip, postgres=postgres))
-        ]
-        if postgres:
-            return [run for run in found if _claim(session, run, owner=owner, now=now, seconds=seconds)]
-    claimed = []
-    for run in found:
-        with session_scope(factory) as session:
-            if _claim(session, run, owner=owner, now=now, seconds=seconds):
-                claimed.append(run)
-    return claimed
+        # A materialized CTE: the pick runs once. As a plain IN (subquery), PostgreSQL may run the LIMIT … SKIP
+        # LOCKED subquery again while updating and claim more runs than `limit`.
+        picked = (
+            pick_query(now=now, limit=limit, skip=skip, postgres=postgres)
+            .with_only_columns(AccessRequest.id)
+            .cte("picked")
+            .prefix_with("MATERIALIZED")
+        )
+        claimed = session.execute(
+            update(AccessRequest)
+            .where(
+                AccessRequest.id.in_(select(picked.c.id)),
+                AccessRequest.status.in_(RUNS),
+                or_(AccessRequest.lease_until.is_(None), AccessRequest.lease_until < now),
+            )
+            .values(lease_owner=owner, lease_until=now + timedelta(seconds=seconds))
+            .returning(AccessRequest.id, AccessRequest.status)
+            .execution_options(synchronize_session=False)
+        ).all()
+    return [Run(int(i), str(s)) for i, s in sorted(claimed)]
 
 
 def give_back(factory: sessionmaker[Session], run: Run, *, owner: str) -> None:

@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.db import session_scope
@@ -56,6 +57,7 @@ class Lease:
         self.seconds = seconds
         self.clock = clock
         self.held = True
+        self.released = False
         self.beats = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat_loop, name=f"lease:{name_key}", daemon=True)
@@ -71,6 +73,8 @@ class Lease:
                 log.warning("could not renew the lease on %s: %s", self.name_key, type(exc).__name__)
                 continue
             if not renewed:
+                if self._stop.is_set():
+                    return  # let go meanwhile (`release_in`): not a takeover
                 self.held = False
                 log.warning("the lease on %s was taken over; this holder stops", self.name_key)
                 return
@@ -89,15 +93,30 @@ class Lease:
             raise LeaseLost(self.name_key)
 
     def release(self) -> None:
+        """Let go in a transaction of its own (a no-op when `release_in`'s transaction already committed)."""
         self._stop.set()
         self._thread.join(timeout=5)
+        if self.released:
+            return
         with contextlib.suppress(SQLAlchemyError), session_scope(self.factory) as session:
-            session.execute(
-                update(UserLease)
-                .where(UserLease.name_key == self.name_key, UserLease.owner == self.owner)
-                .values(owner=None, purpose=None, until=None)
-                .execution_options(synchronize_session=False)
-            )
+            self.release_in(session)
+        self.released = True
+        self.held = False
+
+    def release_in(self, session: Session) -> None:
+        """Let go in the caller's transaction (a run's outcome): the holder calls `released_with_commit()` once
+        that transaction committed, and `release()` does nothing more; if it rolled back, `release()` lets go."""
+        self._stop.set()  # no beat after this: the holder is done
+        session.execute(
+            update(UserLease)
+            .where(UserLease.name_key == self.name_key, UserLease.owner == self.owner)
+            .values(owner=None, purpose=None, until=None)
+            .execution_options(synchronize_session=False)
+        )
+
+    def released_with_commit(self) -> None:
+        self._stop.set()
+        self.released = True
         self.held = False
 
 
@@ -115,6 +134,27 @@ def new_owner(process_owner: str) -> str:
     return f"{process_prefix(process_owner)}{uuid.uuid4().hex[:12]}"
 
 
+def claim(session: Session, *, iam_user_name: str, owner: str, purpose: str, now: datetime, seconds: int) -> bool:
+    """Claim the user's lease in the caller's transaction, with one statement: the row is inserted if the name
+    has none yet, taken if it is free (no holder, or a lapsed one); False when a live holder has it. A caller
+    that claims with its run's first write holds both or neither."""
+    key = name_key(iam_user_name)
+    values = {"owner": owner, "purpose": purpose[:40], "until": now + timedelta(seconds=seconds), "acquired_at": now}
+    lease = UserLease.__table__.c
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    result = session.execute(
+        insert(UserLease)
+        .values(name_key=key, **values)
+        .on_conflict_do_update(
+            index_elements=[lease.name_key],
+            set_=values,
+            where=or_(lease.owner.is_(None), lease.until.is_(None), lease.until < now),
+        )
+        .returning(lease.name_key)  # a row back: inserted or taken (the driver's rowcount is not reliable here)
+    )
+    return result.first() is not None
+
+
 def try_acquire(
     factory: sessionmaker[Session],
     *,
@@ -124,28 +164,13 @@ def try_acquire(
     clock: Callable[[], datetime],
     seconds: int,
 ) -> Lease | None:
-    """Claim the user's lease once; None when a live holder has it."""
-    key = name_key(iam_user_name)
+    """Claim the user's lease once, in a transaction of its own; None when a live holder has it."""
     now = clock()
-    values = {"owner": owner, "purpose": purpose[:40], "until": now + timedelta(seconds=seconds), "acquired_at": now}
     with session_scope(factory) as session:
-        result = session.execute(
-            update(UserLease)
-            .where(
-                UserLease.name_key == key,
-                or_(UserLease.owner.is_(None), UserLease.until.is_(None), UserLease.until < now),
-            )
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        taken = result.rowcount == 1
+        taken = claim(session, iam_user_name=iam_user_name, owner=owner, purpose=purpose, now=now, seconds=seconds)
     if not taken:
-        try:
-            with session_scope(factory) as session:
-                session.add(UserLease(name_key=key, **values))
-        except IntegrityError:
-            return None  # the row exists and a live holder has it (or another caller inserted it just now)
-    return Lease(factory, name_key=key, owner=owner, seconds=seconds, clock=clock)
+        return None
+    return Lease(factory, name_key=name_key(iam_user_name), owner=owner, seconds=seconds, clock=clock)
 
 
 def acquire(
@@ -252,4 +277,18 @@ class Leaser:
             purpose=purpose,
             clock=self.clock,
             seconds=self.seconds,
+        )
+
+    def claim(self, session: Session, iam_user_name: str, *, purpose: str) -> str | None:
+        """Claim the user's lease in the caller's transaction: the new holder's name, None when a live holder has
+        it. Once that transaction commits, `held()` starts the holding's heartbeat."""
+        owner = new_owner(self.process_owner)
+        taken = claim(
+            session, iam_user_name=iam_user_name, owner=owner, purpose=purpose, now=self.clock(), seconds=self.seconds
+        )
+        return owner if taken else None
+
+    def held(self, iam_user_name: str, owner: str) -> Lease:
+        return Lease(
+            self.factory, name_key=name_key(iam_user_name), owner=owner, seconds=self.seconds, clock=self.clock
         )

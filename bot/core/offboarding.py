@@ -21,7 +21,7 @@ from bot.config import Settings
 from bot.core import audit, outbox, reveal_grants
 from bot.core.leases import Leaser
 from bot.core.offboarding_steps import STEPS, MfaMemo, execute_step, what_is_left
-from bot.core.provisioning import Outcome, StepProgress, StepState, acquire_lease, under_user_lease
+from bot.core.runs import Outcome, StepProgress, StepState, acquire_lease, under_user_lease
 from bot.db import session_scope
 from bot.errors import DomainError, InvalidState, NotAuthorized, NotFound
 from models import (
@@ -102,20 +102,37 @@ def run(
     """Run (or resume) the offboarding of one user under its user lease; each finished step is recorded before
     the next. A resumed run does every step again (each lists what is left, then removes it): whatever appeared
     since a step last ran, say a key made by hand, is removed before DeleteUser."""
+    lease = settings.koding_iam_lease_seconds
+
+    def begin(session: Session, request: AccessRequest) -> tuple[str, set[str]] | None:
+        if not acquire_lease(
+            session, request_id=request_id, owner=owner, now=clock(), seconds=lease, status=RequestStatus.REVOKING
+        ):
+            return None
+        done = session.scalars(
+            select(ProvisioningStep.step).where(
+                ProvisioningStep.request_id == request_id, ProvisioningStep.step.like("revoke:%")
+            )
+        )
+        return request.iam_user_name, set(done)
+
     return under_user_lease(
         factory,
         request_id=request_id,
         status=RequestStatus.REVOKING,
         leaser=leaser,
         purpose="a revoke",
-        work=lambda: _run_held(
+        begin=begin,
+        work=lambda started, _lease: _run_held(
             factory,
             gateway=gateway,
-            settings=settings,
             request_id=request_id,
             owner=owner,
             clock=clock,
             progress=progress,
+            lease=lease,
+            user_name=started[0],
+            done=started[1],
         ),
     )
 
@@ -124,28 +141,14 @@ def _run_held(
     factory: sessionmaker[Session],
     *,
     gateway: IamGateway,
-    settings: Settings,
     request_id: int,
     owner: str,
     clock: Callable[[], datetime],
     progress: Callable[[list[StepProgress]], None] | None,
+    lease: int,
+    user_name: str,
+    done: set[str],
 ) -> Outcome:
-    lease = settings.koding_iam_lease_seconds
-    with session_scope(factory) as session:
-        if not acquire_lease(
-            session, request_id=request_id, owner=owner, now=clock(), seconds=lease, status=RequestStatus.REVOKING
-        ):
-            return Outcome("skipped")
-        request = session.get(AccessRequest, request_id)
-        assert request is not None
-        user_name = request.iam_user_name
-        done = set(
-            session.scalars(
-                select(ProvisioningStep.step).where(
-                    ProvisioningStep.request_id == request_id, ProvisioningStep.step.like("revoke:%")
-                )
-            )
-        )
     states = {key: StepState.DONE if key in done else StepState.PENDING for key, _ in STEPS}
 
     def report() -> None:

@@ -1,8 +1,9 @@
 """Provisioning: turn an approved request into IAM entities, step by step, idempotent and resumable.
 
-Each completed step is recorded before the next starts, so a run interrupted by a crash resumes from the first
-unfinished step. A lease on the request row keeps two processes from running the same request at once; the
-AWS operations are idempotent anyway, so a lease taken over after a stall does no harm.
+Each completed step is recorded before the next starts (the last one with the outcome), so a run interrupted by a
+crash resumes from the first unfinished step. A lease on the request row keeps two processes from running the
+same request at once; the AWS operations are idempotent anyway, so a lease taken over after a stall does no harm.
+A run costs a transaction to start, one per step but the last, and one for the outcome (bot/core/runs.py).
 """
 
 from __future__ import annotations
@@ -10,24 +11,25 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.aws_iam import AccessDenied, AwsError, EntityAlreadyExists, IamGateway, LimitExceeded, NoSuchEntity
 from bot.config import Settings
 from bot.core import audit, outbox
 from bot.core.intake import OURS_TAG_REQUEST, OURS_TAG_SLACK_USER
-from bot.core.leases import Leaser
+from bot.core.leases import Lease, Leaser
+from bot.core.runs import (
+    Outcome,
+    Progress,
+    StepProgress,
+    StepState,
+    acquire_lease,
+    under_user_lease,
+)
 from bot.db import session_scope
 from models import AccessRequest, KeyGrant, ProvisioningStep, RequestStatus
-
-
-class StepState(StrEnum):
-    PENDING = "pending"
-    DONE = "done"
-    FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -39,24 +41,8 @@ class Step:
     policy_arn: str | None = None
 
 
-@dataclass(frozen=True)
-class StepProgress:
-    label: str
-    state: StepState
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: str  # "provisioned", "failed", or "skipped" (another process holds the run, or nothing to do)
-    failure_reason: str | None = None
-    grant_id: int | None = None
-
-
 class PermanentFailure(Exception):
     """A step cannot succeed by retrying now; the reason is written for the admin and the requester."""
-
-
-Progress = Callable[[list[StepProgress]], None]
 
 
 def plan_steps(request: AccessRequest, settings: Settings) -> list[Step]:
@@ -103,48 +89,6 @@ def progress_of(session: Session, request: AccessRequest, settings: Settings) ->
     return states
 
 
-def acquire_lease(
-    session: Session,
-    *,
-    request_id: int,
-    owner: str,
-    now: datetime,
-    seconds: int,
-    status: str = RequestStatus.PROVISIONING,
-) -> bool:
-    """Take or renew a run's lease (provisioning, or offboarding with status=revoking); False when another live
-    process holds it or the request moved on."""
-    result = session.execute(
-        update(AccessRequest)
-        .where(
-            AccessRequest.id == request_id,
-            AccessRequest.status == status,
-            or_(
-                AccessRequest.lease_owner.is_(None),
-                AccessRequest.lease_owner == owner,
-                AccessRequest.lease_until < now,
-            ),
-        )
-        .values(lease_owner=owner, lease_until=now + timedelta(seconds=seconds))
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1
-
-
-def resumable_request_ids(session: Session, *, now: datetime, status: str = RequestStatus.PROVISIONING) -> list[int]:
-    """Runs (provisioning, or offboarding) not held by a live lease: interrupted by a crash, or never started."""
-    return list(
-        session.scalars(
-            select(AccessRequest.id)
-            .where(
-                AccessRequest.status == status,
-                or_(AccessRequest.lease_until.is_(None), AccessRequest.lease_until < now),
-            )
-            .order_by(AccessRequest.id)
-        ).all()
-    )
-
-
 def run(
     factory: sessionmaker[Session],
     *,
@@ -158,104 +102,29 @@ def run(
     homes: Collection[str] = (),
 ) -> Outcome:
     """Run (or resume) provisioning of one approved request, under its IAM user's lease. The outcome marks the
-    request's cards, its requester's App Home and `homes` (the admins') in the transaction that records it."""
+    request's cards, its requester's App Home and `homes` (the admins') in the transaction that records it,
+    with the run's last step and the user lease's release."""
+
+    def begin(session: Session, request: AccessRequest) -> _Started | None:
+        lease = settings.koding_iam_lease_seconds
+        if not acquire_lease(session, request_id=request_id, owner=owner, now=clock(), seconds=lease):
+            return None
+        done = set(session.scalars(select(ProvisioningStep.step).where(ProvisioningStep.request_id == request_id)))
+        audit.record(session, action="provisioning.started", request_id=request_id, at=clock(), resumed_after=len(done))
+        snapshot = _RequestSnapshot(request.id, request.iam_user_name, request.requester_id)
+        return _Started(snapshot, plan_steps(request, settings), done)
+
     return under_user_lease(
         factory,
         request_id=request_id,
         status=RequestStatus.PROVISIONING,
         leaser=leaser,
         purpose="provisioning",
-        work=lambda: _run_held(
-            factory,
-            gateway=gateway,
-            settings=settings,
-            request_id=request_id,
-            owner=owner,
-            clock=clock,
-            progress=progress,
-            homes=homes,
+        begin=begin,
+        work=lambda started, user_lease: _run_held(
+            factory, started, _Run(gateway, settings, owner, clock, progress, homes, user_lease)
         ),
     )
-
-
-def under_user_lease(
-    factory: sessionmaker[Session],
-    *,
-    request_id: int,
-    status: str,
-    leaser: Leaser,
-    purpose: str,
-    work: Callable[[], Outcome],
-) -> Outcome:
-    """Run a request's run (provisioning, offboarding) under its IAM user's lease, while the request is in
-    `status`; skipped when it moved on or another operation on the name is finishing (the resume tick carries
-    on once that holder lets go)."""
-    with session_scope(factory) as session:
-        request = session.get(AccessRequest, request_id)
-        if request is None or request.status != status:
-            return Outcome("skipped")
-        name = request.iam_user_name
-    user_lease = leaser.try_acquire(name, purpose=purpose)
-    if user_lease is None:
-        return Outcome("skipped")
-    try:
-        return work()
-    finally:
-        user_lease.release()
-
-
-def _run_held(
-    factory: sessionmaker[Session],
-    *,
-    gateway: IamGateway,
-    settings: Settings,
-    request_id: int,
-    owner: str,
-    clock: Callable[[], datetime],
-    progress: Progress | None,
-    homes: Collection[str],
-) -> Outcome:
-    lease = settings.koding_iam_lease_seconds
-    with session_scope(factory) as session:
-        if not acquire_lease(session, request_id=request_id, owner=owner, now=clock(), seconds=lease):
-            return Outcome("skipped")
-        request = session.get(AccessRequest, request_id)
-        assert request is not None
-        steps = plan_steps(request, settings)
-        done = set(session.scalars(select(ProvisioningStep.step).where(ProvisioningStep.request_id == request_id)))
-        snapshot = _RequestSnapshot(request.id, request.iam_user_name, request.requester_id)
-        audit.record(session, action="provisioning.started", request_id=request_id, at=clock(), resumed_after=len(done))
-
-    states = {step.key: StepState.DONE if step.key in done else StepState.PENDING for step in steps}
-
-    def report() -> None:
-        if progress is not None:
-            progress([StepProgress(step.label, states[step.key]) for step in steps])
-
-    report()
-    for step in steps:
-        if states[step.key] == StepState.DONE:
-            continue
-        try:
-            _execute(step, snapshot, gateway, settings)
-        except (PermanentFailure, AwsError) as exc:
-            states[step.key] = StepState.FAILED
-            reason = plain_reason(exc)
-            _mark_failed(
-                factory, request_id=request_id, owner=owner, reason=reason, step=step, now=clock(), homes=homes
-            )
-            report()
-            return Outcome("failed", failure_reason=reason)
-        with session_scope(factory) as session:
-            session.add(ProvisioningStep(request_id=request_id, step=step.key, completed_at=clock()))
-            if not acquire_lease(session, request_id=request_id, owner=owner, now=clock(), seconds=lease):
-                # Someone took the run over (we stalled past the lease); they will finish it.
-                session.rollback()
-                return Outcome("skipped")
-        states[step.key] = StepState.DONE
-        report()
-
-    return _mark_provisioned(factory, request_id=request_id, owner=owner, settings=settings, now=clock(), homes=homes)
 
 
 @dataclass(frozen=True)
@@ -263,6 +132,58 @@ class _RequestSnapshot:
     id: int
     iam_user_name: str
     requester_id: str
+
+
+@dataclass(frozen=True)
+class _Started:
+    request: _RequestSnapshot
+    steps: list[Step]
+    done: set[str]
+
+
+@dataclass(frozen=True)
+class _Run:
+    gateway: IamGateway
+    settings: Settings
+    owner: str
+    clock: Callable[[], datetime]
+    progress: Progress | None
+    homes: Collection[str]
+    user_lease: Lease
+
+
+def _run_held(factory: sessionmaker[Session], started: _Started, run: _Run) -> Outcome:
+    request_id, steps, clock = started.request.id, started.steps, run.clock
+    states = {step.key: StepState.DONE if step.key in started.done else StepState.PENDING for step in steps}
+    left = [step for step in steps if states[step.key] != StepState.DONE]
+
+    def report() -> None:
+        if run.progress is not None:
+            run.progress([StepProgress(step.label, states[step.key]) for step in steps])
+
+    report()
+    for step in left:
+        try:
+            _execute(step, started.request, run.gateway, run.settings)
+        except (PermanentFailure, AwsError) as exc:
+            states[step.key] = StepState.FAILED
+            reason = plain_reason(exc)
+            _mark_failed(factory, run, request_id=request_id, reason=reason, step=step)
+            report()
+            return Outcome("failed", failure_reason=reason)
+        if step is left[-1]:
+            break  # the last step is recorded with the outcome
+        with session_scope(factory) as session:
+            session.add(ProvisioningStep(request_id=request_id, step=step.key, completed_at=clock()))
+            lease = run.settings.koding_iam_lease_seconds
+            if not acquire_lease(session, request_id=request_id, owner=run.owner, now=clock(), seconds=lease):
+                # Someone took the run over (we stalled past the lease); they will finish it.
+                session.rollback()
+                return Outcome("skipped")
+        states[step.key] = StepState.DONE
+        report()
+
+    return _mark_provisioned(factory, run, request_id=request_id, last_step=left[-1].key if left else None)
 
 
 def _execute(step: Step, request: _RequestSnapshot, gateway: IamGateway, settings: Settings) -> None:
@@ -329,23 +250,15 @@ def plain_reason(exc: Exception) -> str:
     return f"AWS refused {exc.operation}: {exc.code}: {exc.message}"
 
 
-def _mark_failed(
-    factory: sessionmaker[Session],
-    *,
-    request_id: int,
-    owner: str,
-    reason: str,
-    step: Step,
-    now: datetime,
-    homes: Collection[str],
-) -> None:
+def _mark_failed(factory: sessionmaker[Session], run: _Run, *, request_id: int, reason: str, step: Step) -> None:
+    now = run.clock()
     with session_scope(factory) as session:
         result = session.execute(
             update(AccessRequest)
             .where(
                 AccessRequest.id == request_id,
                 AccessRequest.status == RequestStatus.PROVISIONING,
-                AccessRequest.lease_owner == owner,
+                AccessRequest.lease_owner == run.owner,
             )
             .values(
                 status=RequestStatus.FAILED, failure_reason=reason, lease_owner=None, lease_until=None, updated_at=now
@@ -354,8 +267,11 @@ def _mark_failed(
         )
         if result.rowcount == 1:  # the requester's failure DM and the surfaces showing the outcome, after commit
             outbox.notice(session, outbox.Notice.FAILED, request_id, now=now)
-            _mark_surfaces(session, request_id, homes, now)
+            _mark_surfaces(session, request_id, run.homes, now)
+            run.user_lease.release_in(session)
         audit.record(session, action="provisioning.failed", request_id=request_id, at=now, step=step.key, reason=reason)
+    if result.rowcount == 1:
+        run.user_lease.released_with_commit()
 
 
 def _mark_surfaces(session: Session, request_id: int, homes: Collection[str], now: datetime) -> None:
@@ -367,15 +283,10 @@ def _mark_surfaces(session: Session, request_id: int, homes: Collection[str], no
         outbox.touch(session, outbox.HOME, str(user_id), now=now)
 
 
-def _mark_provisioned(
-    factory: sessionmaker[Session],
-    *,
-    request_id: int,
-    owner: str,
-    settings: Settings,
-    now: datetime,
-    homes: Collection[str],
-) -> Outcome:
+def _mark_provisioned(factory: sessionmaker[Session], run: _Run, *, request_id: int, last_step: str | None) -> Outcome:
+    """The outcome's one transaction: the last step, the request provisioned, its Reveal grant, the surfaces
+    showing it, and the IAM user's lease let go."""
+    now = run.clock()
     with session_scope(factory) as session:
         days = session.scalar(select(AccessRequest.access_days).where(AccessRequest.id == request_id))
         ends_at = None if days is None else now + timedelta(days=days)  # time-bound: counted from creation
@@ -384,7 +295,7 @@ def _mark_provisioned(
             .where(
                 AccessRequest.id == request_id,
                 AccessRequest.status == RequestStatus.PROVISIONING,
-                AccessRequest.lease_owner == owner,
+                AccessRequest.lease_owner == run.owner,
             )
             .values(
                 status=RequestStatus.PROVISIONED, lease_owner=None, lease_until=None, updated_at=now, ends_at=ends_at
@@ -393,18 +304,22 @@ def _mark_provisioned(
         )
         if result.rowcount != 1:
             return Outcome("skipped")
+        if last_step is not None:
+            session.add(ProvisioningStep(request_id=request_id, step=last_step, completed_at=now))
         request = session.get(AccessRequest, request_id)
         assert request is not None
         grant = KeyGrant(
             request_id=request_id,
             requester_id=request.requester_id,
             iam_user_name=request.iam_user_name,
-            expires_at=now + timedelta(hours=settings.koding_iam_reveal_window_hours),
+            expires_at=now + timedelta(hours=run.settings.koding_iam_reveal_window_hours),
             created_at=now,
         )
         session.add(grant)
         session.flush()
         outbox.touch(session, outbox.REVEAL, str(grant.id), now=now)  # the requester's Reveal button, after commit
-        _mark_surfaces(session, request_id, homes, now)
+        _mark_surfaces(session, request_id, run.homes, now)
         audit.record(session, action="provisioning.succeeded", request_id=request_id, at=now, grant_id=grant.id)
-        return Outcome("provisioned", grant_id=grant.id)
+        run.user_lease.release_in(session)
+    run.user_lease.released_with_commit()
+    return Outcome("provisioned", grant_id=grant.id)

@@ -9,7 +9,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 from bot.aws_iam import AwsError
-from bot.core import approval, audit, offboarding, offboarding_steps, outbox, provisioning, reveal_grants
+from bot.core import approval, audit, offboarding, offboarding_steps, outbox, reveal_grants, runs
 from bot.db import session_scope
 from bot.services import Services
 from bot.slack import blockkit, cards, home, reveal_dms, views
@@ -77,7 +77,7 @@ def confirm_revoke(services: Services, *, request_id: int, admin_id: str) -> Non
     services.hand_off(request_id, admin_id=admin_id)  # the worker runs the offboarding (bot/worker.py)
 
 
-def run_revoke(services: Services, request_id: int, *, admin_id: str | None = None) -> provisioning.Outcome:
+def run_revoke(services: Services, request_id: int, *, admin_id: str | None = None) -> runs.Outcome:
     """Run (or resume) offboarding with a live progress message to the admins, then tell the user."""
     with session_scope(services.session_factory) as session:
         request = approval.load_request(session, request_id)
@@ -88,9 +88,9 @@ def run_revoke(services: Services, request_id: int, *, admin_id: str | None = No
         )
         if at:
             posted.append(at)
-    last: list[provisioning.StepProgress] = []
+    last: list[runs.StepProgress] = []
 
-    def show(progress: list[provisioning.StepProgress]) -> None:
+    def show(progress: list[runs.StepProgress]) -> None:
         last[:] = progress
         for channel, ts in posted:
             services.notifier.update_message(
@@ -128,7 +128,7 @@ def run_revoke(services: Services, request_id: int, *, admin_id: str | None = No
 
 def resume_revokes(services: Services) -> None:
     with session_scope(services.session_factory) as session:
-        request_ids = provisioning.resumable_request_ids(session, now=services.clock(), status=RequestStatus.REVOKING)
+        request_ids = runs.resumable_request_ids(session, now=services.clock(), status=RequestStatus.REVOKING)
     for request_id in request_ids:
         log.info("resuming the offboarding of request %s", request_id)
         run_revoke(services, request_id)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 
-from bot.core import provisioning
+from bot.core import provisioning, runs
 from bot.services import Services
 from bot.slack import cards
 
@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 PROGRESS_EVERY_SECONDS = 1.0  # how often a run's progress is marked on the approval cards
 
 
-def provision(services: Services, request_id: int) -> provisioning.Outcome:
+def provision(services: Services, request_id: int) -> runs.Outcome:
     """Run provisioning with the approval cards updated live, then tell the requester how it ended.
 
     The cards are drawn from the recorded steps, so marking them at most once a second during a run loses no
@@ -23,7 +23,7 @@ def provision(services: Services, request_id: int) -> provisioning.Outcome:
     The decision marked them as the run began, so a run shorter than that second shows only its end."""
     last_marked = [time.monotonic()]
 
-    def show_progress(_: list[provisioning.StepProgress]) -> None:
+    def show_progress(_: list[runs.StepProgress]) -> None:
         if time.monotonic() - last_marked[0] >= PROGRESS_EVERY_SECONDS:
             last_marked[0] = time.monotonic()
             cards.refresh_cards(services, request_id)  # each step is recorded before this

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 
-from bot.core import provisioning, reveal_recovery
+from bot.core import reveal_recovery
+from bot.core.runs import resumable_request_ids
 from bot.db import session_scope
 from bot.flows import offboarding
 from bot.flows import provisioning as provisioning_flow
@@ -20,7 +21,7 @@ def resume_interrupted(services: Services, *, runs: bool = True) -> None:
     mid-way. (Messages marked in the outbox are the sender's: its lease recovers them.) `runs=False`: leave
     provisioning and offboarding runs to the worker, which takes them from the database itself (bot/worker.py)."""
     with session_scope(services.session_factory) as session:
-        request_ids = provisioning.resumable_request_ids(session, now=services.clock()) if runs else []
+        request_ids = resumable_request_ids(session, now=services.clock()) if runs else []
     for request_id in request_ids:
         log.info("resuming provisioning of request %s", request_id)
         provisioning_flow.provision(services, request_id)

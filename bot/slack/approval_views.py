@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from bot.core.provisioning import StepProgress, StepState
+from bot.core.runs import StepProgress, StepState
 from bot.slack import approval_card_parts, ids
 from bot.slack.blockkit import (
     Blocks,

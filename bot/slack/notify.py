@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 from bot.aws_iam_policies import PolicySummary
 from bot.config import Settings
 from bot.core import access
-from bot.core.provisioning import StepProgress, plan_steps
+from bot.core.provisioning import plan_steps
+from bot.core.runs import StepProgress
 from bot.slack import approval_card_parts, blockkit, views
 from models import AccessRequest, ApprovalCard, KeyGrant
 

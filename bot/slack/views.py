@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from bot.core.provisioning import StepProgress
+from bot.core.runs import StepProgress
 from bot.slack import ids
 from bot.slack.approval_views import (
     STATE_MARK,

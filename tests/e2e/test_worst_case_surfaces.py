@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from bot.aws_iam import KeyLastUsed, NewAccessKey
-from bot.core.provisioning import StepProgress, StepState
+from bot.core.runs import StepProgress, StepState
 from bot.db import session_scope
 from bot.devtools import blockkit_rules
 from bot.devtools.sandbox import Sandbox

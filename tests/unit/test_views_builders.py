@@ -12,7 +12,7 @@ import pytest
 from bot.aws_iam import NewAccessKey
 from bot.config import Profile
 from bot.core.intake import RequestForm
-from bot.core.provisioning import StepProgress, StepState
+from bot.core.runs import StepProgress, StepState
 from bot.slack import ids, views
 from models import AccessRequest, KeyGrant, RequestStatus
 
