@@ -9,8 +9,11 @@ those to None, recorded as "never used").
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
+from itertools import islice
 
 from sqlalchemy import case, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
@@ -25,6 +28,8 @@ READ_BATCH = 200
 # after another (its reminders wait for the readings); IAM's throttling, if met, is retried by botocore and the
 # gateway (bot/aws_iam.py).
 READERS = 16
+Item = tuple[int, str, datetime]  # a key due for reading: row id, access key id, created at
+Answer = tuple[int, datetime, KeyLastUsed]  # row id, created at, AWS's answer
 
 
 def keys_due_for_reading(session: Session, now: datetime, refresh: timedelta) -> list[tuple[int, str, datetime]]:
@@ -67,22 +72,43 @@ def record_last_use(factory: sessionmaker[Session], gateway: IamGateway, *, now:
         due = keys_due_for_reading(session, now, refresh)
     calls = 0
 
-    def read(key: tuple[int, str, datetime]) -> tuple[int, datetime, KeyLastUsed] | None:
+    def read(key: Item) -> Answer | None:
         try:
             return key[0], key[2], gateway.access_key_last_used(key[1])
         except AwsError:
             return None
 
     with ThreadPoolExecutor(READERS, thread_name_prefix="last-used") as readers:
-        for start in range(0, len(due), READ_BATCH):
-            batch = due[start : start + READ_BATCH]
-            calls += len(batch)
-            answers = [answer for answer in readers.map(read, batch) if answer is not None]
-            _write(factory, answers, now)
+        answers: list[Answer] = []
+        for answer in _streamed(readers, read, due):
+            calls += 1
+            if answer is not None:
+                answers.append(answer)
+            if len(answers) >= READ_BATCH:
+                _write(factory, answers, now)  # the readers go on meanwhile
+                answers = []
+        _write(factory, answers, now)
     return calls
 
 
-def _write(factory: sessionmaker[Session], answers: list[tuple[int, datetime, KeyLastUsed]], now: datetime) -> None:
+def _streamed(
+    readers: ThreadPoolExecutor, read: Callable[[Item], Answer | None], due: list[Item]
+) -> Iterator[Answer | None]:
+    """Each key's answer, in order, with four calls per reader submitted ahead: the readers never wait for a batch's
+    slowest call or for a batch's write (memory stays bounded however many keys are due)."""
+    ahead: deque[Future[Answer | None]] = deque()
+    keys = iter(due)
+    for key in islice(keys, READERS * 4):
+        ahead.append(readers.submit(read, key))
+    while ahead:
+        answer = ahead.popleft().result()
+        key = next(keys, None)
+        if key is not None:
+            ahead.append(readers.submit(read, key))
+        yield answer
+
+
+def _write(factory: sessionmaker[Session], answers: list[Answer], now: datetime) -> None:
     """One batch of answers in one short transaction."""
     if answers:
         with session_scope(factory) as session:

@@ -46,6 +46,7 @@ class NotSupportedService(IAMException):
 _lock = threading.Lock()
 _originals: dict[str, Any] = {}
 _sts_originals: dict[str, Any] = {}
+_response_originals: dict[str, Any] = {}
 _ADDED_ACTIONS = (
     "create_service_specific_credential",
     "list_service_specific_credentials",
@@ -75,6 +76,9 @@ def install() -> None:
             setattr(STSBackend, name, strict)
         for name in _ADDED_ACTIONS:
             setattr(IamResponse, name, globals()[f"_response_{name}"])
+        for name, strict in _RESPONSE_PATCHES.items():
+            _response_originals[name] = IamResponse.__dict__[name]
+            setattr(IamResponse, name, strict)
 
 
 def uninstall() -> None:
@@ -89,6 +93,9 @@ def uninstall() -> None:
         for name in _ADDED_ACTIONS:
             if name in IamResponse.__dict__:
                 delattr(IamResponse, name)
+        for name, original in _response_originals.items():
+            setattr(IamResponse, name, original)
+        _response_originals.clear()
 
 
 def _find(entities: dict[str, Any], name: str) -> str | None:
@@ -246,6 +253,20 @@ def _random(alphabet: str, length: int) -> str:
     return "".join(random.choice(alphabet) for _ in range(length))  # noqa: S311 - a test stand-in's ids
 
 
+def _response_get_group(self: IamResponse) -> ActionResult:
+    # https://docs.aws.amazon.com/IAM/latest/APIReference/API_GetGroup.html: the group and a page of its users,
+    # at most MaxItems of them ("If you do not include this parameter, the number of items defaults to 100"),
+    # with IsTruncated and a Marker for the next page. moto answers every member at once, whatever MaxItems says.
+    group = self.backend.get_group(self._get_param("GroupName"))
+    size = int(self._get_param("MaxItems") or 100)
+    start = int(self._get_param("Marker") or 0)
+    page = group.users[start : start + size]
+    result: dict[str, Any] = {"Group": group, "Users": page, "IsTruncated": start + size < len(group.users)}
+    if result["IsTruncated"]:
+        result["Marker"] = str(start + size)
+    return ActionResult(result)
+
+
 def _response_create_service_specific_credential(self: IamResponse) -> ActionResult:
     # https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateServiceSpecificCredential.html
     user = self.backend.get_user(self._get_param("UserName"))
@@ -362,3 +383,4 @@ def _get_caller_identity(self: STSBackend, access_key_id: str, region: str) -> t
 
 
 _STS_PATCHES = {"get_caller_identity": _get_caller_identity}
+_RESPONSE_PATCHES = {"get_group": _response_get_group}

@@ -131,6 +131,18 @@ def test_service_specific_credentials_are_created_listed_and_deleted(iam: Any) -
     )
 
 
+def test_get_group_answers_a_page_of_its_users_at_most_max_items(iam: Any) -> None:
+    iam.create_group(GroupName="Developers")
+    for n in range(5):
+        iam.create_user(UserName=f"koding-{n}")
+        iam.add_user_to_group(UserName=f"koding-{n}", GroupName="Developers")
+    first = iam.get_group(GroupName="Developers", MaxItems=2)
+    assert [u["UserName"] for u in first["Users"]] == ["koding-0", "koding-1"] and first["IsTruncated"]
+    pages = iam.get_paginator("get_group").paginate(GroupName="Developers", PaginationConfig={"PageSize": 2})
+    assert [u["UserName"] for page in pages for u in page["Users"]] == [f"koding-{n}" for n in range(5)]
+    assert not iam.get_group(GroupName="developers")["IsTruncated"]  # 100 by default
+
+
 def test_canary_moto_alone_accepts_what_iam_refuses(iam: Any) -> None:
     """If moto learns these rules, the layer's patches for them can go."""
     strict_iam.uninstall()
