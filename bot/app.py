@@ -20,7 +20,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 from sqlalchemy import Engine
 
-from bot import logs, request_context
+from bot import ack_signal, logs, request_context
 from bot.aws_iam import IamGateway
 from bot.config import Settings
 from bot.db import make_engine, make_session_factory
@@ -105,7 +105,7 @@ class _App(App):
         if request_context.current().get("request_id"):  # the Socket Mode envelope's id, bound by the transport
             del fields["request_id"]
         try:
-            with request_context.bind(**fields) as fields:
+            with request_context.bind(**fields) as fields, ack_signal.waiting_for(req.context):
                 log.info("slack %s %s", fields.get("kind", "request"), fields.get("callback", "-"))
                 return super().dispatch(req)
         finally:
@@ -124,6 +124,7 @@ def create_app(services: Services, *, listener_executor: Executor | None = None)
             max_workers=services.settings.koding_iam_listener_threads, thread_name_prefix="listener"
         )
     listener_executor = request_context.carrying_context(listener_executor)
+    ack_signal.install()
     logs.pin_chatty_loggers()
     logs.install_redaction()
     bolt_logger = logging.getLogger("slack_bolt.App")
