@@ -17,7 +17,7 @@ again.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -186,24 +186,37 @@ def renew(factory: sessionmaker[Session], claim: Claim, *, now: datetime, second
 def delivered(factory: sessionmaker[Session], claim: Claim) -> bool:
     """Record that Slack shows `claim.version` (or the surface is gone for good) and release the claim."""
     with session_scope(factory) as session:
-        entry = OutboxEntry.__table__.c
-        return bool(
-            session.execute(
-                update(OutboxEntry)
-                .where(OutboxEntry.kind == claim.kind, OutboxEntry.subject == claim.subject)
-                .where(OutboxEntry.claimed_by == claim.owner)
-                .values(
-                    delivered_version=case(
-                        (entry.delivered_version < claim.version, claim.version), else_=entry.delivered_version
-                    ),
-                    claimed_by=None,
-                    claimed_until=None,
-                    attempts=0,
-                    last_error=None,
-                )
-                .execution_options(synchronize_session=False)
-            ).rowcount
-        )
+        return _delivered(session, claim)
+
+
+def delivered_all(factory: sessionmaker[Session], claims: Sequence[Claim]) -> int:
+    """`delivered` for several surfaces in one transaction (redrawn surfaces a batch delivered: drawing one again
+    after a crash shows the same state, so its record may wait for the batch); returns how many were ours."""
+    if not claims:
+        return 0
+    with session_scope(factory) as session:
+        return sum(_delivered(session, claim) for claim in claims)
+
+
+def _delivered(session: Session, claim: Claim) -> bool:
+    entry = OutboxEntry.__table__.c
+    return bool(
+        session.execute(
+            update(OutboxEntry)
+            .where(OutboxEntry.kind == claim.kind, OutboxEntry.subject == claim.subject)
+            .where(OutboxEntry.claimed_by == claim.owner)
+            .values(
+                delivered_version=case(
+                    (entry.delivered_version < claim.version, claim.version), else_=entry.delivered_version
+                ),
+                claimed_by=None,
+                claimed_until=None,
+                attempts=0,
+                last_error=None,
+            )
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    )
 
 
 def failed(factory: sessionmaker[Session], claim: Claim, *, error: str, now: datetime) -> None:

@@ -43,6 +43,8 @@ GONE = frozenset(
         "is_archived",
     }
 )
+# Surfaces drawn whole from the database each time: delivering one twice shows the same state.
+REDRAWN = frozenset({outbox.HOME, outbox.CARDS})
 CLAIM_BATCH_PER_WORKER = 25  # each delivered in well under half a claim's life at the paced rate
 # A request in these states shows its provisioning steps on the card.
 SHOWS_PROGRESS = frozenset({RequestStatus.PROVISIONING, RequestStatus.PROVISIONED, RequestStatus.FAILED})
@@ -145,13 +147,16 @@ class OutboxSender:
                 limit=self.batch,
             )
             if self._pool is not None and len(claims) > 1:
-                list(self._pool.map(self._deliver, claims))
+                settled = list(self._pool.map(self._deliver, claims))
             else:
-                for claim in claims:
-                    self._deliver(claim)
+                settled = [self._deliver(claim) for claim in claims]
+            # Redrawn surfaces (App Homes, cards) are recorded together: one transaction for the batch.
+            outbox.delivered_all(services.session_factory, [claim for claim in settled if claim is not None])
             return len(claims)
 
-    def _deliver(self, claim: outbox.Claim) -> None:
+    def _deliver(self, claim: outbox.Claim) -> outbox.Claim | None:
+        """Draw and deliver one surface. A message posted is recorded at once (posting it again after a crash
+        would send it twice); a redrawn surface delivered is returned, for the batch to record."""
         factory = self.services.session_factory
         self._local.claim = claim
         self._local.until = claim.until
@@ -161,7 +166,7 @@ class OutboxSender:
             log.warning(
                 "outbox: lost the claim on %s %s mid-drawing; its new owner draws it", claim.kind, claim.subject
             )
-            return
+            return None
         except SlackApiError as exc:
             error = str(exc.response.get("error") or "slack_error")
             result = "gone" if error in GONE else "retry"
@@ -178,10 +183,13 @@ class OutboxSender:
             with self._counts:
                 self.failures += 1
             outbox.failed(factory, claim, error=error, now=self.services.clock())
-        else:
-            with self._counts:
-                self.delivered += 1
-            outbox.delivered(factory, claim)
+            return None
+        with self._counts:
+            self.delivered += 1
+        if claim.kind in REDRAWN:
+            return claim
+        outbox.delivered(factory, claim)
+        return None
 
     def _publish_home(self, user_id: str) -> Result:
         view = home.home_view(self.services, user_id)  # drawn now, from the database: the latest state wins
