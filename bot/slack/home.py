@@ -258,18 +258,13 @@ def audit_row(event: AuditEvent) -> str:
 
 
 def home_view(services: Services, user_id: str) -> dict[str, Any]:
-    is_admin = services.is_admin(user_id)  # may ask Slack: before the transaction
-    with session_scope(services.session_factory) as session:
-        return home_view_in(session, services, user_id, is_admin=is_admin)
-
-
-def home_view_in(session: Session, services: Services, user_id: str, *, is_admin: bool) -> dict[str, Any]:
-    """One person's App Home drawn in the caller's transaction (the outbox draws a batch of them in one)."""
     now = services.clock()
-    blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": "koding-iam"}}]
-    blocks += user_blocks(services, session, user_id, now=now)
-    if is_admin:
-        blocks += admin_blocks(services, session, now=now)
+    is_admin = services.is_admin(user_id)
+    with session_scope(services.session_factory) as session:
+        blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": "koding-iam"}}]
+        blocks += user_blocks(services, session, user_id, now=now)
+        if is_admin:
+            blocks += admin_blocks(services, session, now=now)
     return {"type": "home", "blocks": blocks}
 
 

@@ -12,13 +12,11 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from bot.core import approval, outbox, provisioning
 from bot.db import session_scope
@@ -52,14 +50,6 @@ CLAIM_BATCH_PER_WORKER = 25  # each delivered in well under half a claim's life 
 SHOWS_PROGRESS = frozenset({RequestStatus.PROVISIONING, RequestStatus.PROVISIONED, RequestStatus.FAILED})
 
 
-@dataclass(frozen=True)
-class _Cards:
-    request_id: int
-    copies: list[tuple[str, str]]  # (channel, ts) of each copy
-    text: str
-    blocks: list[Any]
-
-
 class ClaimLost(Exception):
     """The claim lapsed mid-drawing (this sender stalled past it): another sender owns the surface now."""
 
@@ -90,6 +80,8 @@ class OutboxSender:
         self._busy = threading.Lock()
         self._thread: threading.Thread | None = None
         self._draw: dict[str, Callable[[str], Result]] = {
+            outbox.HOME: self._publish_home,
+            outbox.CARDS: self._update_cards,
             outbox.ANNOUNCE: self._one_shot(outbox_requests.announce),
             outbox.RECEIVED: self._one_shot(outbox_requests.received),
             outbox.ROTATION: self._one_shot(outbox_messages.rotation),
@@ -154,45 +146,22 @@ class OutboxSender:
                 seconds=self.claim_seconds,
                 limit=self.batch,
             )
-            drawn = self._redraw([claim for claim in claims if claim.kind in REDRAWN])
             if self._pool is not None and len(claims) > 1:
-                settled = list(self._pool.map(lambda claim: self._deliver(claim, drawn), claims))
+                settled = list(self._pool.map(self._deliver, claims))
             else:
-                settled = [self._deliver(claim, drawn) for claim in claims]
+                settled = [self._deliver(claim) for claim in claims]
             # Redrawn surfaces (App Homes, cards) are recorded together: one transaction for the batch.
             outbox.delivered_all(services.session_factory, [claim for claim in settled if claim is not None])
             return len(claims)
 
-    def _redraw(self, claims: list[outbox.Claim]) -> dict[tuple[str, str], Any]:
-        """The App Homes and cards of a batch, drawn from the database in one read transaction (each person's
-        admin status first: it may ask Slack). A card whose request is gone is missing from the answer."""
-        if not claims:
-            return {}
-        services = self.services
-        admins = {c.subject: services.is_admin(c.subject) for c in claims if c.kind == outbox.HOME}
-        drawn: dict[tuple[str, str], Any] = {}
-        with session_scope(services.session_factory) as session:
-            for claim in claims:
-                if claim.kind == outbox.HOME:
-                    drawn[claim.kind, claim.subject] = home.home_view_in(
-                        session, services, claim.subject, is_admin=admins[claim.subject]
-                    )
-                elif (cards := self._cards_in(session, claim.subject)) is not None:
-                    drawn[claim.kind, claim.subject] = cards
-        return drawn
-
-    def _deliver(self, claim: outbox.Claim, drawn: dict[tuple[str, str], Any]) -> outbox.Claim | None:
-        """Deliver one surface (a redrawn one as `drawn` holds it). A message posted is recorded at once (posting
-        it again after a crash would send it twice); a redrawn surface delivered is returned, for the batch to
-        record."""
+    def _deliver(self, claim: outbox.Claim) -> outbox.Claim | None:
+        """Draw and deliver one surface. A message posted is recorded at once (posting it again after a crash
+        would send it twice); a redrawn surface delivered is returned, for the batch to record."""
         factory = self.services.session_factory
         self._local.claim = claim
         self._local.until = claim.until
         try:
-            if claim.kind in REDRAWN:
-                result = self._send_redrawn(claim, drawn.get((claim.kind, claim.subject)))
-            else:
-                result = self._draw[claim.kind](claim.subject)
+            result = self._draw[claim.kind](claim.subject)
         except ClaimLost:
             log.warning(
                 "outbox: lost the claim on %s %s mid-drawing; its new owner draws it", claim.kind, claim.subject
@@ -222,38 +191,36 @@ class OutboxSender:
         outbox.delivered(factory, claim)
         return None
 
-    def _send_redrawn(self, claim: outbox.Claim, drawn: Any) -> Result:
-        if claim.kind == outbox.HOME:
-            self._turn("views.publish")
-            self.services.notifier.client.views_publish(user_id=claim.subject, view=drawn)
-            return "delivered"
-        return "gone" if drawn is None else self._update_cards(drawn)
+    def _publish_home(self, user_id: str) -> Result:
+        view = home.home_view(self.services, user_id)  # drawn now, from the database: the latest state wins
+        self._turn("views.publish")
+        self.services.notifier.client.views_publish(user_id=user_id, view=view)
+        return "delivered"
 
-    def _cards_in(self, session: Session, subject: str) -> _Cards | None:
-        """Every recorded copy of a request's approval card and what they show now (progress included)."""
+    def _update_cards(self, subject: str) -> Result:
+        """Every recorded copy of a request's approval card, drawn once from the database (progress included)."""
+        services = self.services
         try:
-            request = approval.load_request(session, int(subject))
+            with session_scope(services.session_factory) as session:
+                request = approval.load_request(session, int(subject))
+                cards = notify.cards_of(session, request.id)
+                approvers = approval.approvers_of(session, request.id)
+                progress = (
+                    provisioning.progress_of(session, request, services.settings)
+                    if request.status in SHOWS_PROGRESS
+                    else None
+                )
         except NotFound:
-            return None
-        progress = (
-            provisioning.progress_of(session, request, self.services.settings)
-            if request.status in SHOWS_PROGRESS
-            else None
-        )
-        text, blocks = self.services.notifier.approval_card(
-            request, progress, approval.approvers_of(session, request.id)
-        )
-        return _Cards(request.id, notify.cards_of(session, request.id), text, blocks)
-
-    def _update_cards(self, cards: _Cards) -> Result:
+            return "gone"
+        text, blocks = services.notifier.approval_card(request, progress, approvers)
         result: Result = "delivered"
-        for channel, ts in cards.copies:
+        for channel, ts in cards:
             self._turn("chat.update")
             try:
-                self.services.notifier.client.chat_update(channel=channel, ts=ts, text=cards.text, blocks=cards.blocks)
+                services.notifier.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
             except SlackApiError as exc:
                 error = str(exc.response.get("error") or "slack_error")
-                log.info("outbox: card %s/%s of request %s not updated: %s", channel, ts, cards.request_id, error)
+                log.info("outbox: card %s/%s of request %s not updated: %s", channel, ts, request.id, error)
                 if error not in GONE:  # this copy again later (the others are redrawn too: an update is idempotent)
                     result = "retry"
         return result
