@@ -20,11 +20,10 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.db import session_scope
+from bot.db import session_scope, upsert_insert
 from bot.errors import DomainError
 from models import UserLease
 
@@ -141,9 +140,8 @@ def claim(session: Session, *, iam_user_name: str, owner: str, purpose: str, now
     key = name_key(iam_user_name)
     values = {"owner": owner, "purpose": purpose[:40], "until": now + timedelta(seconds=seconds), "acquired_at": now}
     lease = UserLease.__table__.c
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     result = session.execute(
-        insert(UserLease)
+        upsert_insert(session)(UserLease)
         .values(name_key=key, **values)
         .on_conflict_do_update(
             index_elements=[lease.name_key],

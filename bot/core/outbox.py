@@ -17,17 +17,15 @@ again.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 from sqlalchemy import case, func, or_, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.db import session_scope
+from bot.db import session_scope, upsert_insert
 from models.outbox import OutboxEntry
 
 HOME = "home"
@@ -88,7 +86,7 @@ def touch(session: Session, kind: str, subject: str, *, now: datetime, hold: tim
     if kind not in KINDS:
         raise ValueError(f"unknown outbox kind {kind!r}")
     not_before = None if hold is None else now + hold
-    insert = _dialect_insert(session)(OutboxEntry).values(
+    insert = upsert_insert(session)(OutboxEntry).values(
         kind=kind,
         subject=subject,
         version=1,
@@ -111,13 +109,6 @@ def touch(session: Session, kind: str, subject: str, *, now: datetime, hold: tim
             },
         )
     )
-
-
-def _dialect_insert(session: Session) -> Callable[..., Any]:
-    """The INSERT with ON CONFLICT of the session's backend (both SQLite ≥ 3.24 and PostgreSQL have it)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert
-    return sqlite.insert
 
 
 def _free(owner: str, now: datetime) -> object:
