@@ -3,7 +3,9 @@ request's own lease: both or neither."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select
 
@@ -40,26 +42,26 @@ def test_a_run_that_cannot_start_leaves_the_user_lease_free(sandbox: Sandbox) ->
     submit_request(sb, "UALICE")
     request = only_request(sb)
     worked: list[str] = []
-    outcome = under_user_lease(
-        sb.services.session_factory,
-        request_id=request.id,
-        status=request.status,
-        leaser=sb.services.leaser,
-        purpose="test",
-        begin=lambda session, req: None,  # the request's own lease is held elsewhere, say
-        work=lambda started, lease: Outcome(worked.append("ran") or "ran"),
-    )
+
+    def start(begin: Callable[..., Any], work: Callable[..., Outcome]) -> Outcome:
+        return under_user_lease(
+            sb.services.session_factory,
+            request_id=request.id,
+            status=request.status,
+            leaser=sb.services.leaser,
+            purpose="test",
+            begin=begin,
+            work=work,
+        )
+
+    # The request's own lease is held elsewhere, say: begin says no.
+    outcome = start(lambda session, req: None, lambda started, lease: Outcome(worked.append("ran") or "ran"))
     assert outcome.status == "skipped" and worked == []
     assert holder(sb, request.iam_user_name) is None  # the claim was rolled back with the start
 
-    outcome = under_user_lease(
-        sb.services.session_factory,
-        request_id=request.id,
-        status=request.status,
-        leaser=sb.services.leaser,
-        purpose="test",
-        begin=lambda session, req: req.iam_user_name,
-        work=lambda started, lease: Outcome(f"held {lease.owner == holder(sb, started)}"),
+    outcome = start(
+        lambda session, req: req.iam_user_name,
+        lambda started, lease: Outcome(f"held {lease.owner == holder(sb, started)}"),
     )
     assert outcome.status == "held True"
     assert holder(sb, request.iam_user_name) is None  # let go when the work returned
