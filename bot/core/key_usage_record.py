@@ -32,7 +32,7 @@ Item = tuple[int, str, datetime]  # a key due for reading: row id, access key id
 Answer = tuple[int, datetime, KeyLastUsed]  # row id, created at, AWS's answer
 
 
-def keys_due_for_reading(session: Session, now: datetime, refresh: timedelta) -> list[tuple[int, str, datetime]]:
+def keys_due_for_reading(session: Session, now: datetime, refresh: timedelta) -> list[Item]:
     """Keys whose last use should be read now: never read, read longer than `refresh` ago, or either key of a
     rotation whose old key is active and undecided (read at every sweep, so the new key's first use is seen
     early)."""

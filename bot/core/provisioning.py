@@ -154,6 +154,7 @@ class _Run:
 
 def _run_held(factory: sessionmaker[Session], started: _Started, run: _Run) -> Outcome:
     request_id, steps, clock = started.request.id, started.steps, run.clock
+    lease = run.settings.koding_iam_lease_seconds
     states = {step.key: StepState.DONE if step.key in started.done else StepState.PENDING for step in steps}
     left = [step for step in steps if states[step.key] != StepState.DONE]
 
@@ -175,7 +176,6 @@ def _run_held(factory: sessionmaker[Session], started: _Started, run: _Run) -> O
             break  # the last step is recorded with the outcome
         with session_scope(factory) as session:
             session.add(ProvisioningStep(request_id=request_id, step=step.key, completed_at=clock()))
-            lease = run.settings.koding_iam_lease_seconds
             if not acquire_lease(session, request_id=request_id, owner=run.owner, now=clock(), seconds=lease):
                 # Someone took the run over (we stalled past the lease); they will finish it.
                 session.rollback()
