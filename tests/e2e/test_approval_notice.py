@@ -43,9 +43,15 @@ def test_keys_ready_within_the_hold_are_announced_once_by_the_reveal_dm(sandbox:
     told = requester_posts(sb, "UALICE", posts_before)
     assert len(told) == 1 and "Reveal my access keys" in told[0]
     assert "was approved by <@UADMIN1>" in told[0]
-    # Two card copies updated twice (decided, then done), the Reveal DM, three App Homes.
-    calls = Counter(call.method for call in sb.standin.calls[before:])
-    assert calls == {"chat.update": 4, "chat.postMessage": 1, "views.publish": 3}, calls
+    # The Reveal DM, three App Homes, and each card copy updated twice (decided, then done) or, when provisioning
+    # ended before the sender drew the decided card, once: the superseded update is coalesced away.
+    new_calls = sb.standin.calls[before:]
+    calls = Counter(call.method for call in new_calls)
+    assert calls["chat.update"] in (2, 4), calls
+    assert calls - Counter({"chat.update": calls["chat.update"]}) == {"chat.postMessage": 1, "views.publish": 3}
+    assert sum(calls.values()) <= 8, calls
+    last_update_per_copy = {c.body["channel"]: c.raw for c in new_calls if c.method == "chat.update"}
+    assert len(last_update_per_copy) == 2 and all("rovisioned" in raw for raw in last_update_per_copy.values())
 
     assert past_the_hold(sb).wait_idle() == 1  # the held notice is drawn once its hold ends, and dropped
     assert requester_posts(sb, "UALICE", posts_before) == told
