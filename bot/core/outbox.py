@@ -17,7 +17,7 @@ again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -116,34 +116,49 @@ def _free(owner: str, now: datetime) -> object:
 
 
 def claim_due(
-    factory: sessionmaker[Session], *, owner: str, now: datetime, seconds: int, limit: int = 20
+    factory: sessionmaker[Session],
+    *,
+    owner: str,
+    now: datetime,
+    seconds: int,
+    limit: int = 20,
+    caps: Mapping[str, int] | None = None,
 ) -> list[Claim]:
     """Claim up to `limit` surfaces that are behind and due, oldest first, in one transaction: one read picks them,
     one compare-and-set claims every one still free and behind (each row's conditions checked on its own) and
-    returns the version each claim is about to draw.
+    returns the version each claim is about to draw. `caps` bounds how many of a kind one batch takes (a kind whose
+    Slack method is slowly paced would otherwise make the messages claimed beside it, and those marked meanwhile,
+    wait for a whole batch of it).
 
     The holder renews the claim before a Slack call once half its time is gone (`renew`), so it lapses after
     `seconds` only when the holder stopped; the holder releases it when the delivery ends, and at a graceful stop.
     """
     until = now + timedelta(seconds=seconds)
+    caps = dict(caps or {})
+    due_now = select(OutboxEntry.kind, OutboxEntry.subject, OutboxEntry.due_at).where(
+        OutboxEntry.version > OutboxEntry.delivered_version,
+        # A surface waits only after a failed delivery: a fresh change is due whatever the clock of the process
+        # that marked it said (clocks of two processes may differ).
+        or_(OutboxEntry.attempts == 0, OutboxEntry.due_at <= now),
+        # A held surface waits out its hold, by the sender's clock.
+        or_(OutboxEntry.not_before.is_(None), OutboxEntry.not_before <= now),
+        _free(owner, now),
+    )
+    picks = [(due_now.where(OutboxEntry.kind.notin_(caps)) if caps else due_now, limit)]
+    picks += [(due_now.where(OutboxEntry.kind == kind), min(cap, limit)) for kind, cap in caps.items()]
     with session_scope(factory) as session:  # one transaction for the whole batch
-        due = session.execute(
-            select(OutboxEntry.kind, OutboxEntry.subject)
-            .where(
-                OutboxEntry.version > OutboxEntry.delivered_version,
-                # A surface waits only after a failed delivery: a fresh change is due whatever the clock of the
-                # process that marked it said (clocks of two processes may differ).
-                or_(OutboxEntry.attempts == 0, OutboxEntry.due_at <= now),
-                # A held surface waits out its hold, by the sender's clock.
-                or_(OutboxEntry.not_before.is_(None), OutboxEntry.not_before <= now),
-                _free(owner, now),
+        rows = [
+            row
+            for query, most in picks
+            for row in session.execute(
+                query.order_by(OutboxEntry.due_at)
+                .limit(most)
+                # PostgreSQL: rows another transaction holds are passed over, never waited for, so this batch can
+                # never be part of a deadlock with the changes that mark surfaces (SQLite ignores it: one writer).
+                .with_for_update(skip_locked=True)
             )
-            .order_by(OutboxEntry.due_at)
-            .limit(limit)
-            # PostgreSQL: rows another transaction holds are passed over, never waited for, so this batch can never
-            # be part of a deadlock with the changes that mark surfaces (SQLite ignores it: one writer at a time).
-            .with_for_update(skip_locked=True)
-        ).all()
+        ]
+        due = [(kind, subject) for kind, subject, _ in sorted(rows, key=lambda row: row[2])[:limit]]
         if not due:
             return []
         taken = session.execute(

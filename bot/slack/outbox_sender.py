@@ -46,6 +46,10 @@ GONE = frozenset(
 # Surfaces drawn whole from the database each time: delivering one twice shows the same state.
 REDRAWN = frozenset({outbox.HOME, outbox.CARDS})
 CLAIM_BATCH_PER_WORKER = 25  # each delivered in well under half a claim's life at the paced rate
+# At most this many of a slowly paced kind per worker in one batch, so a batch lasts seconds, not minutes: a
+# request's cards cost a chat.update per copy (Tier 3, ~0.75 a second), an App Home a views.publish (Tier 4, ~1.5 a
+# second). A DM marked meanwhile (a Reveal button) waits for the batch in hand, never behind fifty cards' updates.
+PACED_PER_WORKER = {outbox.CARDS: 1, outbox.HOME: 4}
 # A request in these states shows its provisioning steps on the card.
 SHOWS_PROGRESS = frozenset({RequestStatus.PROVISIONING, RequestStatus.PROVISIONED, RequestStatus.FAILED})
 
@@ -67,6 +71,7 @@ class OutboxSender:
         # Surfaces claimed at once: with a pool, enough that the claim between batches (one transaction) costs a
         # sweep's paced DMs a few percent of their rate, not the fifth that batches of 20 did.
         self.batch = CLAIM_BATCH_PER_WORKER * workers if workers > 1 else 20
+        self.caps = {kind: per_worker * workers for kind, per_worker in PACED_PER_WORKER.items()}
         self._counts = threading.Lock()
         # A claim lives as long as a user lease and is renewed before each Slack call: a stopped sender's surfaces
         # go to another process after that, a live one keeps them however long pacing makes it wait.
@@ -145,6 +150,7 @@ class OutboxSender:
                 now=services.clock(),
                 seconds=self.claim_seconds,
                 limit=self.batch,
+                caps=self.caps,
             )
             if self._pool is not None and len(claims) > 1:
                 settled = list(self._pool.map(self._deliver, claims))

@@ -168,3 +168,27 @@ def test_metrics_show_how_far_slack_is_behind_and_what_was_delivered(sandbox: Sa
     assert value(caught_up, "koding_iam_outbox_behind") == 0
     assert value(caught_up, "koding_iam_outbox_oldest_seconds") == 0
     assert value(caught_up, "koding_iam_outbox_deliveries_total", kind="home", result="delivered") == 3
+
+
+def test_a_batch_takes_few_slowly_paced_surfaces_so_a_message_marked_after_them_is_not_kept_waiting(
+    sandbox: Sandbox,
+) -> None:
+    """Six requests' cards are due before a Reveal DM: uncapped, a batch of five is all cards (the DM waits for
+    their paced updates); capped at two cards a batch, the DM goes in the first batch, oldest first."""
+    sandbox.outbox.pause()
+    factory = sandbox.services.session_factory
+    now = sandbox.services.clock()
+    with session_scope(factory) as session:
+        for request_id in range(1, 7):
+            outbox.touch(session, outbox.CARDS, str(request_id), now=now)
+        outbox.touch(session, outbox.REVEAL, "42", now=now + timedelta(seconds=1))
+    later = now + timedelta(seconds=2)
+
+    def claimed(owner: str, **caps: int) -> list[tuple[str, str]]:
+        claims = outbox.claim_due(factory, owner=owner, now=later, seconds=60, limit=5, caps=caps)
+        return [(claim.kind, claim.subject) for claim in claims]
+
+    assert claimed("a", cards=2) == [(outbox.CARDS, "1"), (outbox.CARDS, "2"), (outbox.REVEAL, "42")]
+    assert claimed("b", cards=2) == [(outbox.CARDS, "3"), (outbox.CARDS, "4")]
+    assert claimed("c") == [(outbox.CARDS, "5"), (outbox.CARDS, "6")]
+    assert claimed("d") == []
