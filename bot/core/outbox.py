@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Literal
 
 from sqlalchemy import case, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -63,6 +64,9 @@ class Notice(StrEnum):
 
 
 MAX_BACKOFF_SECONDS = 300
+# How drawing one surface ended: "recorded" is delivered with its record already made (a message's ts and the
+# outbox row in the drawing's own transaction); "gone" drops it for good; "retry" backs off.
+Result = Literal["delivered", "recorded", "retry", "gone"]
 
 
 @dataclass(frozen=True)
@@ -192,7 +196,7 @@ def renew(factory: sessionmaker[Session], claim: Claim, *, now: datetime, second
 def delivered(factory: sessionmaker[Session], claim: Claim) -> bool:
     """Record that Slack shows `claim.version` (or the surface is gone for good) and release the claim."""
     with session_scope(factory) as session:
-        return _delivered(session, claim)
+        return delivered_in(session, claim)
 
 
 def delivered_all(factory: sessionmaker[Session], claims: Sequence[Claim]) -> int:
@@ -201,10 +205,12 @@ def delivered_all(factory: sessionmaker[Session], claims: Sequence[Claim]) -> in
     if not claims:
         return 0
     with session_scope(factory) as session:
-        return sum(_delivered(session, claim) for claim in claims)
+        return sum(delivered_in(session, claim) for claim in claims)
 
 
-def _delivered(session: Session, claim: Claim) -> bool:
+def delivered_in(session: Session, claim: Claim) -> bool:
+    """`delivered` in the caller's transaction: a posted message's record (its ts) and its outbox row commit
+    together, one transaction instead of two."""
     entry = OutboxEntry.__table__.c
     return bool(
         session.execute(
@@ -264,16 +270,16 @@ def depth(session: Session) -> Depth:
     return Depth(int(behind or 0), oldest)
 
 
-def posted(factory: sessionmaker[Session], claim: Claim, *, channel: str, ts: str) -> None:
-    """Record where Slack put a one-shot message, so its later deliveries update it instead of posting again."""
-    with session_scope(factory) as session:
-        session.execute(
-            update(OutboxEntry)
-            .where(OutboxEntry.kind == claim.kind, OutboxEntry.subject == claim.subject)
-            .where(OutboxEntry.claimed_by == claim.owner)
-            .values(channel=channel, ts=ts)
-            .execution_options(synchronize_session=False)
-        )
+def posted(session: Session, claim: Claim, *, channel: str, ts: str) -> None:
+    """Record where Slack put a one-shot message, so its later deliveries update it instead of posting again (in
+    the caller's transaction, with `delivered_in`)."""
+    session.execute(
+        update(OutboxEntry)
+        .where(OutboxEntry.kind == claim.kind, OutboxEntry.subject == claim.subject)
+        .where(OutboxEntry.claimed_by == claim.owner)
+        .values(channel=channel, ts=ts)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def where_posted(session: Session, kind: str, subject: str) -> tuple[str, str] | None:

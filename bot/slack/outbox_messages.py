@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Literal
 
 from sqlalchemy import update as sql_update
 
@@ -28,7 +27,7 @@ from bot.slack import timebound_views as tviews
 from bot.slack.reveal_dms import approver_of
 from models import AccessKey, AccessRequest, GrantStatus, KeyGrant, KeyMessageRole, RequestStatus
 
-Result = Literal["delivered", "retry", "gone"]
+Result = outbox.Result
 KIND_OF_STAGE = {stage: kind for kind, stage in STAGE_OF_KIND.items()}
 PAIRED = (UsageKind.OFFER_RETIRE, UsageKind.RETIRE, UsageKind.WARN_OLD_USED)  # about the key a Rotate replaced
 Post = Callable[[str, str, views.Blocks], tuple[str, str]]  # (channel, text, blocks) → where Slack put it
@@ -58,7 +57,8 @@ def rotation(services: Services, claim: outbox.Claim, post: Post, _: Update) -> 
         )
         if stage == Stage.DEACTIVATED:  # it carries Reactivate: later clicks update it
             key_messages.record(session, state.id, KeyMessageRole.OWNER, (channel, ts))
-    return "delivered"
+        outbox.delivered_in(session, claim)
+    return "recorded"
 
 
 def usage(services: Services, claim: outbox.Claim, post: Post, _: Update) -> Result:
@@ -85,7 +85,8 @@ def usage(services: Services, claim: outbox.Claim, post: Post, _: Update) -> Res
         key_messages.record(session, action.key.id, KeyMessageRole.OWNER, posted)
         if kind == UsageKind.FLAG_UNUSED:  # Keep and Deactivate close it
             key_messages.record(session, action.key.id, KeyMessageRole.UNUSED, posted)
-    return "delivered"
+        outbox.delivered_in(session, claim)
+    return "recorded"
 
 
 def ending(services: Services, claim: outbox.Claim, post: Post, _: Update) -> Result:
@@ -124,7 +125,8 @@ def reveal(services: Services, claim: outbox.Claim, post: Post, _: Update) -> Re
             .where(KeyGrant.id == int(claim.subject), KeyGrant.dm_ts.is_(None))
             .values(dm_channel=channel, dm_ts=ts)
         )
-    return "delivered"
+        outbox.delivered_in(session, claim)
+    return "recorded"
 
 
 def admin_digest(services: Services, claim: outbox.Claim, post: Post, update: Update) -> Result:
@@ -140,8 +142,10 @@ def admin_digest(services: Services, claim: outbox.Claim, post: Post, update: Up
         update(*where, text, blocks)
         return "delivered"
     channel, ts = post(target, text, blocks)
-    outbox.posted(services.session_factory, claim, channel=channel, ts=ts)
-    return "delivered"
+    with session_scope(services.session_factory) as session:
+        outbox.posted(session, claim, channel=channel, ts=ts)
+        outbox.delivered_in(session, claim)
+    return "recorded"
 
 
 def owner_message(

@@ -14,7 +14,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -39,7 +38,7 @@ from models import (
 )
 
 log = logging.getLogger(__name__)
-Result = Literal["delivered", "retry", "gone"]
+Result = outbox.Result
 Post = Callable[[str, str, views.Blocks], tuple[str, str]]  # (channel, text, blocks) → where Slack put it
 Update = Callable[[str, str, str, views.Blocks], None]  # (channel, ts, text, blocks)
 
@@ -112,12 +111,13 @@ def deliver(services: Services, claim: outbox.Claim, post: Post, update: Update)
     target = ref.target or drawn.to
     assert target is not None
     posted = post(target, drawn.text, drawn.blocks)
-    if template.redraws:
-        outbox.posted(services.session_factory, claim, channel=posted[0], ts=posted[1])
-    if template.record is not None:
-        with session_scope(services.session_factory) as session:
+    with session_scope(services.session_factory) as session:  # where it went and that it went: one transaction
+        if template.redraws:
+            outbox.posted(session, claim, channel=posted[0], ts=posted[1])
+        if template.record is not None:
             template.record(session, ref, posted)
-    return "delivered"
+        outbox.delivered_in(session, claim)
+    return "recorded"
 
 
 # Requests ------------------------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Literal
 
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
@@ -24,7 +23,7 @@ from bot.slack import home, views
 from models import ApprovalCard, RequestStatus
 
 log = logging.getLogger(__name__)
-Result = Literal["delivered", "retry", "gone"]
+Result = outbox.Result
 Post = Callable[[str, str, views.Blocks], tuple[str, str]]
 
 

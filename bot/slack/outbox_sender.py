@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import Literal
 
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import SQLAlchemyError
@@ -28,7 +27,7 @@ from models import RequestStatus
 
 log = logging.getLogger(__name__)
 
-Result = Literal["delivered", "retry", "gone"]
+Result = outbox.Result
 # Slack's answers that no retry can change: the surface (or that copy of a card) is dropped, the error logged.
 GONE = frozenset(
     {
@@ -184,7 +183,7 @@ class OutboxSender:
             error = ""
         finally:
             self._local.claim = None
-        self.services.metrics.outbox_delivered(claim.kind, result)
+        self.services.metrics.outbox_delivered(claim.kind, "delivered" if result == "recorded" else result)
         if result == "retry":
             with self._counts:
                 self.failures += 1
@@ -192,6 +191,8 @@ class OutboxSender:
             return None
         with self._counts:
             self.delivered += 1
+        if result == "recorded":  # the drawing recorded it with the message's ts
+            return None
         if claim.kind in REDRAWN:
             return claim
         outbox.delivered(factory, claim)
