@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
@@ -26,6 +27,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 from bot.aws_iam import KeyLastUsed
 from bot.config import Settings
 from bot.core import audit
+from bot.core.key_windows import EVERY_KEY, KeyWindow
 from bot.core.rotation import load_key
 from bot.db import session_scope
 from bot.errors import InvalidState, NotAuthorized
@@ -226,15 +228,39 @@ def decide_unused(key: UsageKey, policy: UsagePolicy, now: datetime) -> UsageAct
 
 # Planning ----------------------------------------------------------------------------------------------------
 def plan(
-    factory: sessionmaker[Session], policy: UsagePolicy, now: datetime, *, dry_run: bool = False
+    factory: sessionmaker[Session],
+    policy: UsagePolicy,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+    window: KeyWindow = EVERY_KEY,
 ) -> Iterator[UsageAction]:
-    """Every usage action a sweep at `now` calls for, from the recorded readings (one action per key at most).
-    Not dry, unused spells that ended (the key was used since) are closed first."""
+    """Every usage action a sweep at `now` calls for among the keys of `window`, from the recorded readings (one
+    action per key at most): rotation pairs where the window holds them (bot/core/key_windows.py), then unused
+    keys. Not dry, unused spells that ended (the key was used since) are closed first."""
     with session_scope(factory) as session:
         if not dry_run:
-            _end_unused_spells(session)
-        old, new = aliased(AccessKey), aliased(AccessKey)
-        pairs = session.execute(
+            _end_unused_spells(session, window)
+        pairs = _pairs(session) if window.pairs else []
+    width = len(_columns(AccessKey))
+    acted: set[int] = set()
+    for row in pairs:
+        action = decide_pair(UsageKey(*row[:width]), UsageKey(*row[width:]), policy)
+        if action is not None:
+            acted.add(action.key.id)
+            yield action
+    for batch in _unused_candidates(factory, policy, now, window):
+        for key in batch:
+            action = decide_unused(key, policy, now) if key.id not in acted else None
+            if action is not None:
+                yield action
+
+
+def _pairs(session: Session) -> list[Any]:
+    """Each rotation whose new key was revealed, both keys active and the old one's retirement undecided."""
+    old, new = aliased(AccessKey), aliased(AccessKey)
+    return list(
+        session.execute(
             select(*_columns(old), *_columns(new))  # type: ignore[call-overload]
             .select_from(KeyGrant)
             .join(old, old.access_key_id == KeyGrant.replaces_access_key_id)
@@ -247,25 +273,15 @@ def plan(
             )
             .order_by(old.id)
         ).all()
-    width = len(_columns(AccessKey))
-    acted: set[int] = set()
-    for row in pairs:
-        action = decide_pair(UsageKey(*row[:width]), UsageKey(*row[width:]), policy)
-        if action is not None:
-            acted.add(action.key.id)
-            yield action
-    for batch in _unused_candidates(factory, policy, now):
-        for key in batch:
-            action = decide_unused(key, policy, now) if key.id not in acted else None
-            if action is not None:
-                yield action
+    )
 
 
-def _end_unused_spells(session: Session) -> None:
+def _end_unused_spells(session: Session, window: KeyWindow) -> None:
     """A key used after it was flagged unused starts afresh (no message): a later unused spell is flagged again."""
     session.execute(
         update(AccessKey)
         .where(
+            window.clause(AccessKey.id),
             AccessKey.usage_stage.in_(UNUSED_STAGES),
             AccessKey.last_used_at > AccessKey.usage_told_at,
         )
@@ -274,10 +290,14 @@ def _end_unused_spells(session: Session) -> None:
     )
 
 
-def _unused_candidates(factory: sessionmaker[Session], policy: UsagePolicy, now: datetime) -> Iterator[list[UsageKey]]:
-    """Active keys possibly unused past the limit that are not told yet (or await auto-deactivation), by id."""
+def _unused_candidates(
+    factory: sessionmaker[Session], policy: UsagePolicy, now: datetime, window: KeyWindow
+) -> Iterator[list[UsageKey]]:
+    """Active keys of `window` possibly unused past the limit that are not told yet (or await auto-deactivation),
+    by id."""
     limit = now - policy.unused_after
     condition = and_(
+        window.clause(AccessKey.id),
         AccessKey.status == KeyStatus.ACTIVE,
         AccessKey.last_used_read_at.is_not(None),
         AccessKey.usage_stage.in_([UsageStage.NONE, UsageStage.UNUSED]),
@@ -286,7 +306,7 @@ def _unused_candidates(factory: sessionmaker[Session], policy: UsagePolicy, now:
             AccessKey.last_used_at <= limit - RECORDING_SPAN,
         ),
     )
-    last_id = 0
+    last_id = window.after
     while True:
         with session_scope(factory) as session:
             rows = session.execute(

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
 
@@ -62,8 +63,27 @@ def keys_due_for_reading(session: Session, now: datetime, refresh: timedelta) ->
     return [found[key_row_id] for key_row_id in sorted(found)]
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """How far a sweep's reading has come: every key due with an id up to `through` is read and recorded."""
+
+    through: int
+    calls: int  # GetAccessKeyLastUsed calls made so far
+
+
 def record_last_use(factory: sessionmaker[Session], gateway: IamGateway, *, now: datetime, refresh: timedelta) -> int:
-    """Read and record the last use of every key due for it; returns the GetAccessKeyLastUsed calls made.
+    """Read and record the last use of every key due for it; returns the GetAccessKeyLastUsed calls made."""
+    calls = 0
+    for recorded in record_in_id_order(factory, gateway, now=now, refresh=refresh):
+        calls = recorded.calls
+    return calls
+
+
+def record_in_id_order(
+    factory: sessionmaker[Session], gateway: IamGateway, *, now: datetime, refresh: timedelta
+) -> Iterator[Recorded]:
+    """Read and record the last use of every key due for it, in id order, telling after each written batch how far
+    it has come (the sweep acts on those keys meanwhile; four calls per reader stay in flight).
 
     AWS is called with no transaction open; each batch of answers is then written in one short transaction.
     A key AWS does not answer for keeps its previous record (its read time too, so it is tried again next sweep).
@@ -80,15 +100,17 @@ def record_last_use(factory: sessionmaker[Session], gateway: IamGateway, *, now:
 
     with ThreadPoolExecutor(READERS, thread_name_prefix="last-used") as readers:
         answers: list[Answer] = []
-        for answer in _streamed(readers, read, due):
+        for key, answer in zip(due, _streamed(readers, read, due), strict=True):
             calls += 1
             if answer is not None:
                 answers.append(answer)
-            if len(answers) >= READ_BATCH:
+            if calls % READ_BATCH == 0:
                 _write(factory, answers, now)  # the readers go on meanwhile
                 answers = []
+                yield Recorded(key[0], calls)
         _write(factory, answers, now)
-    return calls
+    if calls % READ_BATCH:
+        yield Recorded(due[-1][0], calls)
 
 
 def _streamed(

@@ -1,10 +1,11 @@
-"""The sweep's part of key usage: record each key's last use, then retire, warn, flag or deactivate as
-bot/core/key_usage.py decides. Each stage is recorded with its outbox message (and the admins' digest item) in one
-transaction; the sender sends it after commit, so the caller wakes it."""
+"""The sweep's part of key usage: record each key's last use, and, window by window as the readings are recorded,
+retire, warn, flag or deactivate as bot/core/key_usage.py decides. Each stage is recorded with its outbox message
+(and the admins' digest item) in one transaction; the sender sends it after commit, so the caller wakes it."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -12,8 +13,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.aws_iam import IamGateway
 from bot.config import Settings
-from bot.core import digest, key_usage, key_usage_record, outbox, rotation
+from bot.core import digest, key_usage, key_usage_record, key_windows, outbox, rotation
 from bot.core.key_usage import UsageAction, UsageKind, UsagePolicy
+from bot.core.key_windows import KeyWindow
 from bot.core.leases import Leaser
 from bot.db import session_scope
 from bot.errors import DomainError
@@ -36,21 +38,45 @@ class UsageReport:
     failed: int = 0
 
 
-def sweep(
+def windows(
+    factory: sessionmaker[Session],
+    gateway: IamGateway,
+    settings: Settings,
+    report: UsageReport,
+    *,
+    now: datetime,
+    dry_run: bool = False,
+) -> Iterator[KeyWindow]:
+    """Record last uses (not when dry) in id order, yielding each window of keys whose readings are recorded, then
+    the rest, then the keys of rotations in progress (bot/core/key_windows.py): the sweep acts on a window while
+    the next one is read."""
+    with session_scope(factory) as session:
+        held = key_windows.paired_key_ids(session)
+    after = 0
+    if not dry_run:
+        policy = UsagePolicy.from_settings(settings)
+        for recorded in key_usage_record.record_in_id_order(factory, gateway, now=now, refresh=policy.refresh):
+            report.last_used_reads = recorded.calls
+            yield KeyWindow(after, recorded.through, held)
+            after = recorded.through
+    yield KeyWindow(after, None, held)
+    yield KeyWindow(only=held)
+
+
+def act(
     factory: sessionmaker[Session],
     gateway: IamGateway,
     leaser: Leaser,
     settings: Settings,
+    report: UsageReport,
     *,
     now: datetime,
+    window: KeyWindow,
     dry_run: bool = False,
-) -> UsageReport:
-    """Record last uses (not when dry), then act on what the records call for (dry: only list it)."""
+) -> None:
+    """Act on what the records of `window`'s keys call for (dry: only list it), counted in `report`."""
     policy = UsagePolicy.from_settings(settings)
-    report = UsageReport()
-    if not dry_run:
-        report.last_used_reads = key_usage_record.record_last_use(factory, gateway, now=now, refresh=policy.refresh)
-    for action in key_usage.plan(factory, policy, now, dry_run=dry_run):
+    for action in key_usage.plan(factory, policy, now, dry_run=dry_run, window=window):
         report.total += 1
         if len(report.actions) < KEPT_ACTIONS:
             report.actions.append(action)
@@ -62,7 +88,6 @@ def sweep(
             log.error("key usage action on key %s failed: %s: %s", action.key.id, type(exc).__name__, exc)
             outcome = "failed"
         setattr(report, outcome, getattr(report, outcome) + 1)
-    return report
 
 
 def _execute(

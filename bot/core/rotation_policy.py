@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Settings
 from bot.core import audit
+from bot.core.key_windows import EVERY_KEY, KeyWindow
 from bot.db import session_scope
 from models import AccessKey, Exemption, KeyStatus
 
@@ -158,9 +159,9 @@ _KEY_STATE_COLUMNS = (
 )
 
 
-def candidates_query(policy: Policy, now: datetime, *, after_id: int) -> Select[Any]:
-    """One batch of keys that might need something: only the columns a decision needs, in id order after
-    `after_id`."""
+def candidates_query(policy: Policy, now: datetime, *, after_id: int, window: KeyWindow = EVERY_KEY) -> Select[Any]:
+    """One batch of keys of `window` that might need something: only the columns a decision needs, in id order
+    after `after_id`."""
     old_enough = now - (policy.rotate_after - policy.remind_before)
     # Batches are read along the primary key. `status || ''` keeps SQLite, on a table it holds no statistics
     # for, from answering the OR through the (status, created_at) index and sorting every candidate again for
@@ -172,19 +173,22 @@ def candidates_query(policy: Policy, now: datetime, *, after_id: int) -> Select[
         and_(status == KeyStatus.DELETED, AccessKey.reminder_stage != Stage.DELETED),
     )
     after = AccessKey.id > after_id
-    return select(*_KEY_STATE_COLUMNS).where(condition, after).order_by(AccessKey.id).limit(BATCH_SIZE)
+    within = () if window == EVERY_KEY else (window.clause(AccessKey.id),)
+    return select(*_KEY_STATE_COLUMNS).where(condition, after, *within).order_by(AccessKey.id).limit(BATCH_SIZE)
 
 
-def candidates(factory: sessionmaker[Session], policy: Policy, now: datetime) -> Iterator[list[KeyState]]:
-    """Keys that might need something, a batch at a time in id order (memory stays flat however many).
+def candidates(
+    factory: sessionmaker[Session], policy: Policy, now: datetime, window: KeyWindow = EVERY_KEY
+) -> Iterator[list[KeyState]]:
+    """Keys of `window` that might need something, a batch at a time in id order (memory stays flat however many).
 
     Only the columns a decision needs are read, straight into KeyState: building ORM objects was most of the
     selection time at 100,000 keys.
     """
-    last_id = 0
+    last_id = window.after
     while True:
         with session_scope(factory) as session:
-            rows = session.execute(candidates_query(policy, now, after_id=last_id)).all()
+            rows = session.execute(candidates_query(policy, now, after_id=last_id, window=window)).all()
             batch = [KeyState(*row) for row in rows]
         if not batch:
             return
@@ -198,11 +202,13 @@ def exempt_users(session: Session, now: datetime) -> set[str]:
     return {name.lower() for name in session.scalars(select(Exemption.iam_user_name).where(Exemption.until > now))}
 
 
-def plan(factory: sessionmaker[Session], policy: Policy, now: datetime) -> Iterator[SweepAction]:
-    """Every action a sweep at `now` calls for, streamed."""
+def plan(
+    factory: sessionmaker[Session], policy: Policy, now: datetime, *, window: KeyWindow = EVERY_KEY
+) -> Iterator[SweepAction]:
+    """Every action a sweep at `now` calls for among the keys of `window`, streamed."""
     with session_scope(factory) as session:
         exempt = exempt_users(session, now)
-    for batch in candidates(factory, policy, now):
+    for batch in candidates(factory, policy, now, window):
         for key in batch:
             action = decide(key, policy, now, exempt=key.iam_user_name.lower() in exempt)
             if action is not None:

@@ -40,26 +40,29 @@ class SweepReport:
 
 
 def sweep(services: Services, *, now: datetime, dry_run: bool = False) -> SweepReport:
-    """One pass over the keys as of `now`: first their recorded use (bot/core/key_usage_sweep.py), then rotation.
-    Dry: decide and report, send and change nothing."""
-    policy = Policy.from_settings(services.settings)
-    usage = key_usage_sweep.sweep(
-        services.session_factory, services.gateway, services.leaser, services.settings, now=now, dry_run=dry_run
-    )
-    services.wake_outbox()
-    report = SweepReport(actions=[], usage=usage)
-    for action in rotation_policy.plan(services.session_factory, policy, now):
-        report.total += 1
-        if len(report.actions) < KEPT_ACTIONS:
-            report.actions.append(action)
-        if dry_run:
-            continue
-        try:
-            outcome = _execute(services, action, policy, now)
-        except Exception as exc:  # one key's trouble must not stop the sweep; the next sweep retries it
-            log.error("sweep action on key %s failed: %s: %s", action.key.id, type(exc).__name__, exc)
-            outcome = "failed"
-        setattr(report, outcome, getattr(report, outcome) + 1)
+    """One pass over the keys as of `now`, window by window as their last uses are recorded
+    (bot/core/key_usage_sweep.py): each window's key usage first, then its rotation. Dry: decide and report, send
+    and change nothing."""
+    factory, settings = services.session_factory, services.settings
+    policy = Policy.from_settings(settings)
+    report = SweepReport(actions=[])
+    for window in key_usage_sweep.windows(factory, services.gateway, settings, report.usage, now=now, dry_run=dry_run):
+        key_usage_sweep.act(
+            factory, services.gateway, services.leaser, settings, report.usage, now=now, window=window, dry_run=dry_run
+        )
+        services.wake_outbox()
+        for action in rotation_policy.plan(factory, policy, now, window=window):
+            report.total += 1
+            if len(report.actions) < KEPT_ACTIONS:
+                report.actions.append(action)
+            if dry_run:
+                continue
+            try:
+                outcome = _execute(services, action, policy, now)
+            except Exception as exc:  # one key's trouble must not stop the sweep; the next sweep retries it
+                log.error("sweep action on key %s failed: %s: %s", action.key.id, type(exc).__name__, exc)
+                outcome = "failed"
+            setattr(report, outcome, getattr(report, outcome) + 1)
     if not dry_run:
         hand_over_digest(services, now)
     return report
