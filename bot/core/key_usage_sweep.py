@@ -5,9 +5,10 @@ retire, warn, flag or deactivate as bot/core/key_usage.py decides. Each stage is
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,6 +26,7 @@ DEACTIVATING = (UsageKind.RETIRE, UsageKind.DEACTIVATE_UNUSED)
 TELLS_ADMINS = (UsageKind.FLAG_UNUSED, UsageKind.DEACTIVATE_UNUSED)
 
 
+Action = TypeVar("Action")
 KEPT_ACTIONS = 1000  # actions a report lists: memory stays flat however many keys
 
 
@@ -76,16 +78,47 @@ def act(
 ) -> None:
     """Act on what the records of `window`'s keys call for (dry: only list it), counted in `report`."""
     policy = UsagePolicy.from_settings(settings)
-    for action in key_usage.plan(factory, policy, now, dry_run=dry_run, window=window):
+    tally(
+        report,
+        key_usage.plan(factory, policy, now, dry_run=dry_run, window=window),
+        lambda action: _execute(factory, gateway, leaser, action, now),
+        kept=KEPT_ACTIONS,
+        dry_run=dry_run,
+        what="key usage action",
+    )
+
+
+class Tally(Protocol):
+    """A sweep's report: the first actions listed, all counted, with how each went."""
+
+    actions: list[Any]
+    total: int
+    sent: int
+    skipped: int
+    failed: int
+
+
+def tally(
+    report: Tally,
+    actions: Iterable[Action],
+    execute: Callable[[Action], str],
+    *,
+    kept: int,
+    dry_run: bool,
+    what: str,
+) -> None:
+    """Count each action in `report`, listing the first `kept`, and, not dry, execute it ("sent", "skipped" or
+    "failed"): one key's trouble must not stop the sweep, the next sweep retries it."""
+    for action in actions:
         report.total += 1
-        if len(report.actions) < KEPT_ACTIONS:
+        if len(report.actions) < kept:
             report.actions.append(action)
         if dry_run:
             continue
         try:
-            outcome = _execute(factory, gateway, leaser, action, now)
-        except Exception as exc:  # one key's trouble must not stop the sweep; the next sweep retries it
-            log.error("key usage action on key %s failed: %s: %s", action.key.id, type(exc).__name__, exc)
+            outcome = execute(action)
+        except Exception as exc:
+            log.error("%s on key %s failed: %s: %s", what, action.key.id, type(exc).__name__, exc)
             outcome = "failed"
         setattr(report, outcome, getattr(report, outcome) + 1)
 

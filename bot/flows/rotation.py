@@ -4,7 +4,6 @@ bot/core/rotation.py; this module sends."""
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,7 +18,6 @@ from bot.services import Services
 from bot.slack import home, key_messages, views
 from models import KeyMessageRole
 
-log = logging.getLogger(__name__)
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 
 
@@ -51,18 +49,14 @@ def sweep(services: Services, *, now: datetime, dry_run: bool = False) -> SweepR
             factory, services.gateway, services.leaser, settings, report.usage, now=now, window=window, dry_run=dry_run
         )
         services.wake_outbox()
-        for action in rotation_policy.plan(factory, policy, now, window=window):
-            report.total += 1
-            if len(report.actions) < KEPT_ACTIONS:
-                report.actions.append(action)
-            if dry_run:
-                continue
-            try:
-                outcome = _execute(services, action, policy, now)
-            except Exception as exc:  # one key's trouble must not stop the sweep; the next sweep retries it
-                log.error("sweep action on key %s failed: %s: %s", action.key.id, type(exc).__name__, exc)
-                outcome = "failed"
-            setattr(report, outcome, getattr(report, outcome) + 1)
+        key_usage_sweep.tally(
+            report,
+            rotation_policy.plan(factory, policy, now, window=window),
+            lambda action: _execute(services, action, policy, now),
+            kept=KEPT_ACTIONS,
+            dry_run=dry_run,
+            what="sweep action",
+        )
     if not dry_run:
         hand_over_digest(services, now)
     return report
