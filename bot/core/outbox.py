@@ -60,6 +60,7 @@ class Notice(StrEnum):
     ROTATED = "rotated"  # rotation grant id: the owner's guide to deactivating the old key
     ROTATED_REMINDER = "rotated-old"  # rotation grant id: the old key's latest reminder loses its Rotate button
     RECOVERED = "recovered"  # audit event id: the owner's "the key you were shown is yours" after a crash
+    KEY_OFF = "key-off"  # key row id:deactivation stamp: the owner's "an admin deactivated your key"
     UNEXPLAINED_KEYS = "unexplained"  # audit event id: the admins' keys in IAM that no reveal recorded
 
 

@@ -7,16 +7,18 @@ No Slack here: the sweep's flow (bot/flows/rotation.py) does the sending.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.aws_iam import AwsError, IamGateway
-from bot.core import audit
+from bot.core import audit, outbox
 from bot.core.leases import Leaser
+from bot.core.outbox import Notice
 from bot.core.rotation_policy import (
     KeyState,
     Policy,
@@ -26,6 +28,8 @@ from bot.core.rotation_policy import (
 from bot.db import session_scope
 from bot.errors import DomainError, InvalidState, NotAuthorized, NotFound
 from models import AccessKey, GrantStatus, KeyGrant, KeyStatus
+
+Marker = Callable[[Session], None]  # marks outbox rows in a change's own transaction
 
 # How long a click waits for another operation on the same IAM user before it is told to try again.
 LEASE_WAIT_SECONDS = 5.0
@@ -55,10 +59,12 @@ def _set_status(
     now: datetime,
     actor: str,
     extra_where: list[object] | None = None,
+    mark: Marker | None = None,
     **values: object,
 ) -> AccessKey:
     """Under the IAM user's lease: compare-and-set the row (so only one caller acts), then AWS; undo the row if
-    AWS refuses. The lease orders every change to the user's keys, so the row and IAM never disagree."""
+    AWS refuses. The lease orders every change to the user's keys, so the row and IAM never disagree. `mark` marks
+    the outbox messages the change causes, in the transaction that records it done (after AWS agreed)."""
     with session_scope(factory) as session:
         user_name = load_key(session, key_row_id).iam_user_name
     with leaser.hold(user_name, purpose=f"a key change ({to_status})", wait=LEASE_WAIT_SECONDS):
@@ -71,6 +77,7 @@ def _set_status(
             now=now,
             actor=actor,
             extra_where=extra_where,
+            mark=mark,
             **values,
         )
 
@@ -85,6 +92,7 @@ def _set_status_held(
     now: datetime,
     actor: str,
     extra_where: list[object] | None = None,
+    mark: Marker | None = None,
     **values: object,
 ) -> AccessKey:
     with session_scope(factory) as session:
@@ -119,6 +127,8 @@ def _set_status_held(
         audit.record(
             session, action=f"key.{to_status}", actor=actor, at=now, access_key_id=access_key_id, iam_user_name=user
         )
+        if mark is not None:
+            mark(session)
         return load_key(session, key_row_id)
 
 
@@ -135,8 +145,10 @@ def deactivate(
     actor: str,
     now: datetime,
     owner_told: bool,
+    notice_owner: bool = False,
 ) -> AccessKey:
-    """Active → Inactive. `owner_told` marks the deactivated stage as told (the owner pressed the button)."""
+    """Active → Inactive. `owner_told` marks the deactivated stage as told (the owner pressed the button, or, with
+    `notice_owner`, an admin did and the owner's DM is marked in the outbox with the change)."""
     with session_scope(factory) as session:
         key = load_key(session, key_row_id)
         if key.status == KeyStatus.INACTIVE:
@@ -148,9 +160,29 @@ def deactivate(
         key_row_id=key_row_id,
         actor=actor,
         now=now,
-        owner_told=owner_told,
+        owner_told=owner_told or notice_owner,
         stage=Stage.DEACTIVATED,
+        mark=(lambda session: outbox.notice(session, Notice.KEY_OFF, key_row_id, stamp(now), now=now))
+        if notice_owner
+        else None,
     )
+
+
+def stamp(deactivated_at: datetime) -> str:
+    """A deactivation's time as the subject of its notice names it (a later deactivation is another notice):
+    microseconds since 1970 (UTC) in base 36, short enough for an outbox subject."""
+    utc = deactivated_at.astimezone(UTC).replace(tzinfo=None) if deactivated_at.tzinfo else deactivated_at
+    micros = (utc - _EPOCH) // timedelta(microseconds=1)
+    digits = ""
+    while True:
+        micros, digit = divmod(micros, 36)
+        digits = _BASE36[digit] + digits
+        if not micros:
+            return digits
+
+
+_EPOCH = datetime(1970, 1, 1)
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 def reactivate(
@@ -235,6 +267,7 @@ def _retire(
     now: datetime,
     owner_told: bool,
     stage: Stage,
+    mark: Marker | None = None,
 ) -> AccessKey:
     if stage == Stage.DEACTIVATED:
         from_status, to_status = KeyStatus.ACTIVE, KeyStatus.INACTIVE
@@ -253,6 +286,7 @@ def _retire(
         to_status=to_status,
         now=now,
         actor=actor,
+        mark=mark,
         **values,
     )
 

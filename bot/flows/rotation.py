@@ -190,6 +190,7 @@ def deactivate_old(
         actor=user_id,
         now=now,
         owner_told=not by_admin,
+        notice_owner=by_admin,  # the owner's DM goes through the outbox with the change (outbox_notices.key_off)
     )
     policy = Policy.from_settings(services.settings)
     owner_view = views.key_deactivated_dm(
@@ -216,17 +217,6 @@ def deactivate_old(
     services.wake_outbox()
     _update_recorded(services, key.id, KeyMessageRole.ADMIN, admin_view)
     _update_recorded(services, key.id, KeyMessageRole.OWNER, owner_view)
-    if by_admin:
-        posted = services.notifier.dm(key.owner_id, *owner_view)
-        if posted:
-            with session_scope(services.session_factory) as session:
-                key_messages.record(session, key.id, KeyMessageRole.OWNER, posted)
-                rotation_policy.told(
-                    session,
-                    SweepAction(rotation_policy.KeyState.of(key), ActionKind.REMIND, Stage.DEACTIVATED),
-                    now,
-                    notice=posted,
-                )
     home.refresh(services, key.owner_id, user_id)
 
 

@@ -19,8 +19,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.aws_iam import AwsError
-from bot.core import extensions, outbox, timebound
+from bot.core import extensions, outbox, rotation, rotation_policy, timebound
 from bot.core.outbox import Notice
+from bot.core.rotation_policy import ActionKind, KeyState, Policy, Stage, SweepAction
 from bot.db import session_scope
 from bot.services import Services
 from bot.slack import key_messages, views
@@ -258,6 +259,36 @@ def rotated_reminder(session: Session, _: Services, ref: Ref) -> Drawn | None:
     return Drawn(grant.requester_id, *notice, at=(old.notice_channel, old.notice_ts))
 
 
+def key_off(session: Session, services: Services, ref: Ref) -> Drawn | None:
+    """The owner's "an admin deactivated your key", with Reactivate; gone once that deactivation is undone."""
+    key = session.get(AccessKey, int(ref.ident))
+    if key is None or key.status != KeyStatus.INACTIVE or key.deactivated_at is None or not key.owner_id:
+        return None
+    if rotation.stamp(key.deactivated_at) != ref.variant:
+        return None  # deactivated again since: that deactivation has its own notice, or none
+    policy = Policy.from_settings(services.settings)
+    return Drawn(
+        key.owner_id,
+        *views.key_deactivated_dm(
+            key_row_id=key.id,
+            access_key_id=key.access_key_id,
+            deactivated_at=key.deactivated_at,
+            delete_at=key.deactivated_at + policy.delete_after,
+            by=key.deactivated_by,
+            now=key.deactivated_at,
+        ),
+    )
+
+
+def record_key_off(session: Session, ref: Ref, posted: tuple[str, str]) -> None:
+    """Reactivate's click and the key's later changes update this DM; it is the key's latest notice."""
+    key = session.get(AccessKey, int(ref.ident))
+    if key is not None:
+        key_messages.record(session, key.id, KeyMessageRole.OWNER, posted)
+        action = SweepAction(KeyState.of(key), ActionKind.REMIND, Stage.DEACTIVATED)
+        rotation_policy.told(session, action, key.deactivated_at or key.created_at, notice=posted)
+
+
 # Reveal recovery -----------------------------------------------------------------------------------------------
 def _recovery(session: Session, ref: Ref) -> tuple[AuditEvent, KeyGrant] | None:
     """The audit event recovery recorded when it settled a reveal, and its grant."""
@@ -295,5 +326,6 @@ TEMPLATES: dict[str, Template] = {
     Notice.ROTATED: Template(rotated, record=record_rotated),
     Notice.ROTATED_REMINDER: Template(rotated_reminder),
     Notice.RECOVERED: Template(recovered),
+    Notice.KEY_OFF: Template(key_off, record=record_key_off),
     Notice.UNEXPLAINED_KEYS: Template(unexplained_keys),
 }

@@ -253,3 +253,39 @@ def test_recovered_reveal_dm_is_marked_with_the_settlement_and_delivered_once(sa
         OutboxSender(sb.make_services(sb.settings, clock=lambda: much_later), pacer=Pacer({})).wait_idle()
     (told,) = texts_to(sb, "UALICE", "was interrupted")
     assert sb.services.gateway.list_access_keys("koding-ualice")[0].access_key_id in told
+
+
+def admin_deactivates_the_first_key(sb: Sandbox) -> int:
+    """An admin deactivates the owner's revealed key with the sender held back; returns the key's row id."""
+    reveal_first_key(sb)
+    with session_scope(sb.services.session_factory) as session:
+        key_row_id = session.scalars(select(AccessKey.id)).one()
+    sb.outbox.pause()
+    rotation_flows.deactivate_old(sb.services, key_row_id=key_row_id, user_id="UADMIN1", by_admin=True)
+    assert texts_to(sb, "UALICE", "was deactivated by") == []  # marked with the change, not sent inline
+    return key_row_id
+
+
+def test_an_admins_deactivation_tells_the_owner_once_through_the_outbox(sandbox: Sandbox) -> None:
+    sb = sandbox
+    key_row_id = admin_deactivates_the_first_key(sb)
+    with session_scope(sb.services.session_factory) as session:
+        assert session.get(AccessKey, key_row_id).reminder_stage == "deactivated"  # type: ignore[union-attr]
+    OutboxSender(sb.services, pacer=Pacer({})).wait_idle()
+    (told,) = texts_to(sb, "UALICE", "was deactivated by <@UADMIN1>")
+    assert ids.REACTIVATE in told
+    assert OutboxSender(sb.services, pacer=Pacer({})).wait_idle() == 0  # delivered once
+
+    sb.outbox.resume()
+    dm = sb.driver.latest_message("UALICE", containing="was deactivated by")
+    click(sb, "UALICE", ids.REACTIVATE, dm)  # the posted DM was recorded: the click updates it in place
+    (updated,) = [m for m in sb.standin.messages(dm["channel"]) if m["ts"] == dm["ts"]]
+    assert "is active again" in json.dumps(updated) and ids.REACTIVATE not in json.dumps(updated)
+
+
+def test_an_admins_deactivation_undone_before_its_turn_tells_the_owner_nothing(sandbox: Sandbox) -> None:
+    sb = sandbox
+    key_row_id = admin_deactivates_the_first_key(sb)
+    rotation_flows.reactivate(sb.services, key_row_id=key_row_id, user_id="UALICE")
+    OutboxSender(sb.services, pacer=Pacer({})).wait_idle()
+    assert texts_to(sb, "UALICE", "was deactivated by") == []
