@@ -34,11 +34,14 @@ class Directory(Protocol):
 
 
 class StaticDirectory:
-    """A Directory from fixed data: for unit tests and tools that run without Slack."""
+    """A Directory from fixed data: a clicker's decision rights (decision_rights), unit tests, tools without Slack."""
 
-    def __init__(self, groups: dict[str, Iterable[str]] | None = None, inactive: Iterable[str] = ()) -> None:
+    def __init__(
+        self, groups: dict[str, Iterable[str]] | None = None, inactive: Iterable[str] = (), unknown: Iterable[str] = ()
+    ) -> None:
         self.groups = {group: frozenset(members) for group, members in (groups or {}).items()}
         self.inactive = frozenset(inactive)
+        self.unknown = frozenset(unknown)  # members Slack could not be asked about
 
     def group_members(self, group_id: str, *, fresh: bool = False) -> frozenset[str]:
         if group_id not in self.groups:
@@ -46,6 +49,8 @@ class StaticDirectory:
         return self.groups[group_id]
 
     def is_active_person(self, user_id: str) -> bool:
+        if user_id in self.unknown:
+            raise DirectoryUnavailable("not asked")
         return user_id not in self.inactive
 
 
@@ -138,6 +143,27 @@ def card_recipients(settings: Settings, profile_keys: Sequence[str], directory: 
     admins, per_profile = may_decide_entries(settings, profile_keys)
     candidates = members(admins, directory) | members((e for entries in per_profile for e in entries), directory)
     return sorted(u for u in candidates if may_decide(settings, profile_keys, u, directory) and _active(u, directory))
+
+
+def decision_rights(settings: Settings, user_id: str, directory: Directory) -> StaticDirectory:
+    """What Slack says now about someone who clicked a decision: every approver group's members (asked afresh, so
+    someone removed from a group can no longer decide) and whether they are an active person. Asked before the
+    deciding transaction opens; the rule then runs inside it on this snapshot (authorize_decision), with no
+    Slack call while the request's row is held."""
+    groups: dict[str, frozenset[str]] = {}
+    entries = [*settings.koding_iam_admins, *(e for p in settings.profiles.values() for e in p.approvers)]
+    for group in dict.fromkeys(e for e in entries if is_group(e)):
+        try:
+            groups[group] = directory.group_members(group, fresh=True)
+        except DirectoryUnavailable as exc:
+            log.warning("user group %s could not be read: %s", group, exc)  # it adds nobody, as in members()
+    inactive, unknown = [], []
+    if user_id in {e for e in entries if not is_group(e)}.union(*groups.values()):  # else never asked: no approver
+        try:
+            inactive = [] if directory.is_active_person(user_id) else [user_id]
+        except DirectoryUnavailable:
+            unknown = [user_id]
+    return StaticDirectory(groups, inactive=inactive, unknown=unknown)
 
 
 def authorize_decision(

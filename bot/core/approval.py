@@ -11,13 +11,12 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from bot.config import Settings
 from bot.core import access, audit
 from bot.core.access import Directory
 from bot.core.validation import reason_error
-from bot.db import session_scope
 from bot.errors import AlreadyApproved, AlreadyDecided, InvalidState, NotAuthorized, NotFound, ValidationFailed
 from models import AccessRequest, RequestApproval, RequestStatus
 
@@ -39,12 +38,12 @@ def decide(
     admin_id: str,
     approve: bool,
     now: datetime,
+    rights: Directory,
     reason: str | None = None,
 ) -> AccessRequest:
-    """Approve (pending → provisioning) or deny (pending → denied). Losers get AlreadyDecided with the winner."""
-    request = load_request(session, request_id)
-    if request.requester_id == admin_id:  # who else may decide was checked before (bot/core/access.py, Slack asked)
-        raise NotAuthorized("You cannot decide on your own request; another approver has to.")
+    """Approve (pending → provisioning) or deny (pending → denied), if `rights` (access.decision_rights, Slack asked
+    before this transaction) let this person decide it. Losers get AlreadyDecided with the winner."""
+    request = authorize_decision(session, settings, rights, request_id=request_id, user_id=admin_id)
     if not approve and reason and (problem := reason_error(reason, limit=DENY_REASON_MAX)):
         raise ValidationFailed({"reason": problem})
     reason = (reason or "").strip()[:DENY_REASON_MAX] or None
@@ -176,17 +175,16 @@ def _decided_word(status: str) -> str:
 
 
 def authorize_decision(
-    factory: sessionmaker[Session], settings: Settings, directory: Directory, *, request_id: int, user_id: str
+    session: Session, settings: Settings, rights: Directory, *, request_id: int, user_id: str
 ) -> AccessRequest:
-    """Read the request, close the transaction, then ask the access rule (the directory, Slack behind it, asked
-    afresh for group members) whether this person may decide it; raises NotAuthorized / NotFound."""
-    with session_scope(factory) as session:
-        request = load_request(session, request_id)
+    """Load the request and check this person may decide it, on `rights` (access.decision_rights: what Slack said
+    before the transaction opened); raises NotAuthorized / NotFound."""
+    request = load_request(session, request_id)
     access.authorize_decision(
         settings,
         requester_id=request.requester_id,
         profile_keys=request.profile_keys,
         user_id=user_id,
-        directory=directory,
+        directory=rights,
     )
     return request

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from bot.core import approval, intake, outbox
+from bot.core import access, approval, intake, outbox
 from bot.core.validation import suggest_user_name
 from bot.db import session_scope
 from bot.errors import (
@@ -65,15 +65,15 @@ def announce_request(services: Services, request_id: int) -> None:
 
 
 # Deciding --------------------------------------------------------------------------------------------------
-def authorize_decision(services: Services, request_id: int, user_id: str) -> AccessRequest:
-    return approval.authorize_decision(
-        services.session_factory, services.settings, services.directory, request_id=request_id, user_id=user_id
-    )
+def decision_rights(services: Services, user_id: str) -> access.StaticDirectory:
+    """What Slack says of the clicker now, asked before the deciding transaction opens."""
+    return access.decision_rights(services.settings, user_id, services.directory)
 
 
 def approve(services: Services, *, request_id: int, admin_id: str, channel: str | None) -> None:
-    """A refusal (not allowed, already decided) raises DomainError; bot/app.py's error handler answers it."""
-    authorize_decision(services, request_id, admin_id)
+    """A refusal (not allowed, already decided) raises DomainError; bot/app.py's error handler answers it.
+    The check and the decision share one transaction, on what Slack said of the clicker just before."""
+    rights = decision_rights(services, admin_id)
     with session_scope(services.session_factory) as session:
         request = approval.decide(
             session,
@@ -82,6 +82,7 @@ def approve(services: Services, *, request_id: int, admin_id: str, channel: str 
             admin_id=admin_id,
             approve=True,
             now=services.clock(),
+            rights=rights,
         )
         cards.mark_cards(session, services, request_id)
         if request.status != RequestStatus.PENDING:  # final: the requester hears it once, after this commits
@@ -102,7 +103,11 @@ def approve(services: Services, *, request_id: int, admin_id: str, channel: str 
 
 def open_deny_modal(services: Services, *, request_id: int, admin_id: str, trigger_id: str) -> None:
     """Check the clicker may decide before showing the reason form; the decision itself happens on submit."""
-    request = authorize_decision(services, request_id, admin_id)
+    rights = decision_rights(services, admin_id)
+    with session_scope(services.session_factory) as session:
+        request = approval.authorize_decision(
+            session, services.settings, rights, request_id=request_id, user_id=admin_id
+        )
     if request.status != RequestStatus.PENDING:
         raise AlreadyDecided(_word(request.status), request.decided_by, request.decided_at)
     services.notifier.open_modal(trigger_id, views.deny_modal(request))
@@ -110,7 +115,7 @@ def open_deny_modal(services: Services, *, request_id: int, admin_id: str, trigg
 
 def deny(services: Services, *, request_id: int, admin_id: str, reason: str) -> AccessRequest:
     """The compare-and-set deny; raises AlreadyDecided / NotAuthorized for the modal to show."""
-    authorize_decision(services, request_id, admin_id)
+    rights = decision_rights(services, admin_id)
     with session_scope(services.session_factory) as session:
         request = approval.decide(
             session,
@@ -120,6 +125,7 @@ def deny(services: Services, *, request_id: int, admin_id: str, reason: str) -> 
             approve=False,
             reason=reason,
             now=services.clock(),
+            rights=rights,
         )
         cards.mark_cards(session, services, request_id)
         outbox.touch(session, outbox.DECISION, str(request_id), now=services.clock())

@@ -11,7 +11,7 @@ from datetime import date, datetime
 
 from sqlalchemy.orm import Session
 
-from bot.core import approval, extensions, outbox, timebound
+from bot.core import access, approval, extensions, outbox, timebound
 from bot.core.timebound import EndAction
 from bot.core.validation import max_days_of
 from bot.db import session_scope
@@ -150,14 +150,12 @@ def announce_extension(services: Services, extension_id: int) -> None:
 
 
 def decide_extension(services: Services, *, extension_id: int, admin_id: str, approve: bool) -> None:
-    with session_scope(services.session_factory) as session:
-        request_id = extensions.load(session, extension_id).request_id
-    # Whoever may decide the request may decide its extension (Slack asked afresh, outside the transaction).
-    approval.authorize_decision(
-        services.session_factory, services.settings, services.directory, request_id=request_id, user_id=admin_id
-    )
+    # Whoever may decide the request may decide its extension: Slack asked afresh before the transaction opens.
+    rights = access.decision_rights(services.settings, admin_id, services.directory)
     now = services.clock()
     with session_scope(services.session_factory) as session:
+        request_id = extensions.load(session, extension_id).request_id
+        approval.authorize_decision(session, services.settings, rights, request_id=request_id, user_id=admin_id)
         extension = extensions.decide(
             session,
             settings=services.settings,
