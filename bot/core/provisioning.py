@@ -1,9 +1,12 @@
 """Provisioning: turn an approved request into IAM entities, step by step, idempotent and resumable.
 
-Each completed step is recorded before the next starts (the last one with the outcome), so a run interrupted by a
-crash resumes from the first unfinished step. A lease on the request row keeps two processes from running the
-same request at once; the AWS operations are idempotent anyway, so a lease taken over after a stall does no harm.
-A run costs a transaction to start, one per step but the last, and one for the outcome (bot/core/runs.py).
+Completed steps are recorded at the end of each stage (the groups, their policies and the user; then the
+memberships, with the outcome), and whenever a third of the lease has passed, so a run interrupted by a crash
+resumes from the first unrecorded step. Every step is safe to run again: a group or user that exists is taken
+only when koding-iam made it (its path, the user's request tag), attaching a policy or adding a member twice
+changes nothing. A lease on the request row keeps two processes from running the same request at once; a lease
+taken over after a stall does no harm either. A run costs a transaction to start, one per stage but the last, and
+one for the outcome (bot/core/runs.py).
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ class Step:
     kind: str
     group: str | None = None
     policy_arn: str | None = None
+
+
+# A step's stage: steps are recorded together at the end of their stage (module docstring).
+_STAGES = {"group": "entities", "policy": "entities", "user": "entities", "membership": "memberships"}
 
 
 class PermanentFailure(Exception):
@@ -163,27 +170,37 @@ def _run_held(factory: sessionmaker[Session], started: _Started, run: _Run) -> O
             run.progress([StepProgress(step.label, states[step.key]) for step in steps])
 
     report()
-    for step in left:
+    unrecorded: list[str] = []  # done in AWS, not recorded yet
+    renewed = clock()
+    for position, step in enumerate(left):
         try:
             _execute(step, started.request, run.gateway, run.settings)
         except (PermanentFailure, AwsError) as exc:
             states[step.key] = StepState.FAILED
             reason = plain_reason(exc)
-            _mark_failed(factory, run, request_id=request_id, reason=reason, step=step)
+            _mark_failed(factory, run, request_id=request_id, reason=reason, step=step, done=unrecorded)
             report()
             return Outcome("failed", failure_reason=reason)
-        if step is left[-1]:
-            break  # the last step is recorded with the outcome
-        with session_scope(factory) as session:
-            session.add(ProvisioningStep(request_id=request_id, step=step.key, completed_at=clock()))
-            if not acquire_lease(session, request_id=request_id, owner=run.owner, now=clock(), seconds=lease):
-                # Someone took the run over (we stalled past the lease); they will finish it.
-                session.rollback()
-                return Outcome("skipped")
         states[step.key] = StepState.DONE
+        unrecorded.append(step.key)
+        upcoming = left[position + 1] if position + 1 < len(left) else None
+        if upcoming is None:
+            break  # the last stage is recorded with the outcome
+        stage_ends = _STAGES[upcoming.kind] != _STAGES[step.kind]
+        if stage_ends or (clock() - renewed).total_seconds() > lease / 3:
+            with session_scope(factory) as session:
+                session.add_all(
+                    ProvisioningStep(request_id=request_id, step=key, completed_at=clock()) for key in unrecorded
+                )
+                if not acquire_lease(session, request_id=request_id, owner=run.owner, now=clock(), seconds=lease):
+                    # Someone took the run over (we stalled past the lease); they will finish it.
+                    session.rollback()
+                    return Outcome("skipped")
+            unrecorded.clear()
+            renewed = clock()
         report()
 
-    return _mark_provisioned(factory, run, request_id=request_id, last_step=left[-1].key if left else None)
+    return _mark_provisioned(factory, run, request_id=request_id, done=unrecorded)
 
 
 def _execute(step: Step, request: _RequestSnapshot, gateway: IamGateway, settings: Settings) -> None:
@@ -250,7 +267,11 @@ def plain_reason(exc: Exception) -> str:
     return f"AWS refused {exc.operation}: {exc.code}: {exc.message}"
 
 
-def _mark_failed(factory: sessionmaker[Session], run: _Run, *, request_id: int, reason: str, step: Step) -> None:
+def _mark_failed(
+    factory: sessionmaker[Session], run: _Run, *, request_id: int, reason: str, step: Step, done: list[str]
+) -> None:
+    """The failure's one transaction: the request failed, the steps done before it recorded (a retry resumes
+    after them), the surfaces showing it, and the IAM user's lease let go."""
     now = run.clock()
     with session_scope(factory) as session:
         result = session.execute(
@@ -266,6 +287,7 @@ def _mark_failed(factory: sessionmaker[Session], run: _Run, *, request_id: int, 
             .execution_options(synchronize_session=False)
         )
         if result.rowcount == 1:  # the requester's failure DM and the surfaces showing the outcome, after commit
+            session.add_all(ProvisioningStep(request_id=request_id, step=key, completed_at=now) for key in done)
             outbox.notice(session, outbox.Notice.FAILED, request_id, now=now)
             _mark_surfaces(session, request_id, run.homes, now)
             run.user_lease.release_in(session)
@@ -283,8 +305,8 @@ def _mark_surfaces(session: Session, request_id: int, homes: Collection[str], no
         outbox.touch(session, outbox.HOME, str(user_id), now=now)
 
 
-def _mark_provisioned(factory: sessionmaker[Session], run: _Run, *, request_id: int, last_step: str | None) -> Outcome:
-    """The outcome's one transaction: the last step, the request provisioned, its Reveal grant, the surfaces
+def _mark_provisioned(factory: sessionmaker[Session], run: _Run, *, request_id: int, done: list[str]) -> Outcome:
+    """The outcome's one transaction: the last stage's steps, the request provisioned, its Reveal grant, the surfaces
     showing it, and the IAM user's lease let go."""
     now = run.clock()
     with session_scope(factory) as session:
@@ -304,8 +326,7 @@ def _mark_provisioned(factory: sessionmaker[Session], run: _Run, *, request_id: 
         )
         if result.rowcount != 1:
             return Outcome("skipped")
-        if last_step is not None:
-            session.add(ProvisioningStep(request_id=request_id, step=last_step, completed_at=now))
+        session.add_all(ProvisioningStep(request_id=request_id, step=key, completed_at=now) for key in done)
         request = session.get(AccessRequest, request_id)
         assert request is not None
         grant = KeyGrant(
