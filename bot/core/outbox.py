@@ -17,7 +17,7 @@ again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -116,6 +116,12 @@ def touch(session: Session, kind: str, subject: str, *, now: datetime, hold: tim
     )
 
 
+class Claimed(list[Claim]):
+    """One batch's claims, oldest first; `more` is True when surfaces were left due (a pick reached its limit)."""
+
+    more: bool = False
+
+
 def _free(owner: str, now: datetime) -> object:
     return or_(OutboxEntry.claimed_by.is_(None), OutboxEntry.claimed_until < now, OutboxEntry.claimed_by == owner)
 
@@ -128,7 +134,7 @@ def claim_due(
     seconds: int,
     limit: int = 20,
     caps: Mapping[str, int] | None = None,
-) -> list[Claim]:
+) -> Claimed:
     """Claim up to `limit` surfaces that are behind and due, oldest first, in one transaction: one read picks them,
     one compare-and-set claims every one still free and behind (each row's conditions checked on its own) and
     returns the version each claim is about to draw. `caps` bounds how many of a kind one batch takes (a kind whose
@@ -151,21 +157,23 @@ def claim_due(
     )
     picks = [(due_now.where(OutboxEntry.kind.notin_(caps)) if caps else due_now, limit)]
     picks += [(due_now.where(OutboxEntry.kind == kind), min(cap, limit)) for kind, cap in caps.items()]
+    batch = Claimed()
     with session_scope(factory) as session:  # one transaction for the whole batch
-        rows = [
-            row
-            for query, most in picks
-            for row in session.execute(
+        rows = []
+        for query, most in picks:
+            picked = session.execute(
                 query.order_by(OutboxEntry.due_at)
-                .limit(most)
+                .limit(most + 1)  # one more than taken: whether any is left due
                 # PostgreSQL: rows another transaction holds are passed over, never waited for, so this batch can
                 # never be part of a deadlock with the changes that mark surfaces (SQLite ignores it: one writer).
                 .with_for_update(skip_locked=True)
-            )
-        ]
+            ).all()
+            batch.more = batch.more or len(picked) > most
+            rows += picked[:most]
+        batch.more = batch.more or len(rows) > limit
         due = [(kind, subject) for kind, subject, _ in sorted(rows, key=lambda row: row[2])[:limit]]
         if not due:
-            return []
+            return batch
         taken = session.execute(
             update(OutboxEntry)
             .where(tuple_(OutboxEntry.kind, OutboxEntry.subject).in_([tuple(row) for row in due]), _free(owner, now))
@@ -177,7 +185,8 @@ def claim_due(
         ).all()
     versions = {(kind, subject): int(version) for kind, subject, version in taken}
     # Oldest first, as picked; a surface another sender took between the read and the claim is not among them.
-    return [Claim(k, s, versions[(k, s)], owner, until) for k, s in due if (k, s) in versions]
+    batch.extend(Claim(k, s, versions[(k, s)], owner, until) for k, s in due if (k, s) in versions)
+    return batch
 
 
 def renew(factory: sessionmaker[Session], claim: Claim, *, now: datetime, seconds: int) -> bool:
@@ -200,13 +209,25 @@ def delivered(factory: sessionmaker[Session], claim: Claim) -> bool:
         return delivered_in(session, claim)
 
 
-def delivered_all(factory: sessionmaker[Session], claims: Sequence[Claim]) -> int:
-    """`delivered` for several surfaces in one transaction (redrawn surfaces a batch delivered: drawing one again
-    after a crash shows the same state, so its record may wait for the batch); returns how many were ours."""
+def delivered_all(
+    factory: sessionmaker[Session],
+    claims: Sequence[Claim],
+    *,
+    records: Mapping[tuple[str, str], Callable[[Session], None]] | None = None,
+) -> int:
+    """`delivered` for several surfaces in one transaction (what a batch delivered: a redrawn surface drawn again
+    after a crash shows the same state, a gone one sends nothing), with the records of messages it posted
+    (`records`, by (kind, subject): their ts); returns how many were ours."""
     if not claims:
         return 0
+    records = records or {}
     with session_scope(factory) as session:
-        return sum(delivered_in(session, claim) for claim in claims)
+        ours = 0
+        for claim in claims:
+            if (record := records.get((claim.kind, claim.subject))) is not None:
+                record(session)  # what was posted is true whoever holds the claim now
+            ours += delivered_in(session, claim)
+        return ours
 
 
 def delivered_in(session: Session, claim: Claim) -> bool:

@@ -3,13 +3,16 @@ commit from the database (progress included), once however many changes came bef
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
-from bot.core import approval, outbox
+from bot.core import approval, outbox, provisioning
 from bot.db import session_scope
-from models import AccessRequest
+from bot.errors import NotFound
+from bot.slack import notify
+from models import AccessRequest, RequestStatus
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -27,3 +30,29 @@ def refresh_cards(services: Services, request_id: int) -> AccessRequest:
 def mark_cards(session: Session, services: Services, request_id: int) -> None:
     """Inside the state change's own transaction: the cards are redrawn if, and only if, it commits."""
     outbox.touch(session, outbox.CARDS, str(request_id), now=services.clock())
+
+
+# A request in these states shows its provisioning steps on the card.
+SHOWS_PROGRESS = frozenset({RequestStatus.PROVISIONING, RequestStatus.PROVISIONED, RequestStatus.FAILED})
+
+
+@dataclass(frozen=True)
+class CardsDraft:
+    """Every recorded copy of a request's approval card, and what they all show now."""
+
+    copies: list[tuple[str, str]]  # (channel, ts)
+    text: str
+    blocks: list
+
+
+def draw(services: Services, session: Session, subject: str) -> CardsDraft | None:
+    """The request's cards drawn in the caller's session, progress included; None when the request is gone."""
+    try:
+        request = approval.load_request(session, int(subject))
+    except NotFound:
+        return None
+    progress = (
+        provisioning.progress_of(session, request, services.settings) if request.status in SHOWS_PROGRESS else None
+    )
+    text, blocks = services.notifier.approval_card(request, progress, approval.approvers_of(session, request.id))
+    return CardsDraft(notify.cards_of(session, request.id), text, blocks)

@@ -258,13 +258,18 @@ def audit_row(event: AuditEvent) -> str:
 
 
 def home_view(services: Services, user_id: str) -> dict[str, Any]:
-    now = services.clock()
-    is_admin = services.is_admin(user_id)
+    is_admin = services.is_admin(user_id)  # before the transaction: it may ask Slack
     with session_scope(services.session_factory) as session:
-        blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": "koding-iam"}}]
-        blocks += user_blocks(services, session, user_id, now=now)
-        if is_admin:
-            blocks += admin_blocks(services, session, now=now)
+        return home_view_in(services, session, user_id, is_admin=is_admin)
+
+
+def home_view_in(services: Services, session: Session, user_id: str, *, is_admin: bool) -> dict[str, Any]:
+    """The tab drawn in the caller's session (the outbox's sender draws a batch of them in one)."""
+    now = services.clock()
+    blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": "koding-iam"}}]
+    blocks += user_blocks(services, session, user_id, now=now)
+    if is_admin:
+        blocks += admin_blocks(services, session, now=now)
     return {"type": "home", "blocks": blocks}
 
 

@@ -11,9 +11,11 @@ Slack calls in (`post`, `update`): each waits for its pace and renews the claim 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import update as sql_update
+from sqlalchemy.orm import Session
 
 from bot.aws_iam import KeyLastUsed
 from bot.core import digest, key_usage, outbox
@@ -110,23 +112,36 @@ def ending(services: Services, claim: outbox.Claim, post: Post, _: Update) -> Re
     return "delivered"
 
 
-def reveal(services: Services, claim: outbox.Claim, post: Post, _: Update) -> Result:
-    """The requester's DM with the Reveal button (its expiry drawn from the grant; no key exists yet)."""
-    with session_scope(services.session_factory) as session:
-        grant = session.get(KeyGrant, int(claim.subject))
-        if grant is None or grant.status != GrantStatus.AVAILABLE or grant.dm_ts:
-            return "gone"  # ended (revoked, member left) or already posted
-        requester = grant.requester_id
-        text, blocks = views.reveal_dm(grant, now=services.clock(), approved_by=approver_of(session, grant.request_id))
-    channel, ts = post(requester, text, blocks)
-    with session_scope(services.session_factory) as session:
-        session.execute(
-            sql_update(KeyGrant)
-            .where(KeyGrant.id == int(claim.subject), KeyGrant.dm_ts.is_(None))
-            .values(dm_channel=channel, dm_ts=ts)
-        )
-        outbox.delivered_in(session, claim)
-    return "recorded"
+@dataclass(frozen=True)
+class RevealDraft:
+    """The Reveal button's DM drawn in the sender's batch session; `send` posts it and returns its record."""
+
+    grant_id: int
+    requester: str
+    text: str
+    blocks: views.Blocks
+
+    def send(self, post: Post) -> Callable[[Session], None]:
+        channel, ts = post(self.requester, self.text, self.blocks)
+
+        def record(session: Session) -> None:  # in the batch's record, with the outbox row (no second post)
+            session.execute(
+                sql_update(KeyGrant)
+                .where(KeyGrant.id == self.grant_id, KeyGrant.dm_ts.is_(None))
+                .values(dm_channel=channel, dm_ts=ts)
+            )
+
+        return record
+
+
+def draw_reveal(services: Services, session: Session, claim: outbox.Claim) -> RevealDraft | None:
+    """The requester's DM with the Reveal button (its expiry drawn from the grant; no key exists yet); None when
+    the grant ended (revoked, member left) or its DM was posted already."""
+    grant = session.get(KeyGrant, int(claim.subject))
+    if grant is None or grant.status != GrantStatus.AVAILABLE or grant.dm_ts:
+        return None
+    text, blocks = views.reveal_dm(grant, now=services.clock(), approved_by=approver_of(session, grant.request_id))
+    return RevealDraft(grant.id, grant.requester_id, text, blocks)
 
 
 def admin_digest(services: Services, claim: outbox.Claim, post: Post, update: Update) -> Result:

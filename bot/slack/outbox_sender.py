@@ -12,18 +12,18 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import timedelta
 
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
-from bot.core import approval, outbox, provisioning
+from bot.core import outbox
 from bot.db import session_scope
-from bot.errors import NotFound
 from bot.services import Services
-from bot.slack import home, notify, outbox_messages, outbox_notices, outbox_requests
+from bot.slack import cards, home, notify, outbox_messages, outbox_notices, outbox_requests
 from bot.slack.pacing import Pacer, rates_for
-from models import RequestStatus
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +44,26 @@ GONE = frozenset(
 )
 # Surfaces drawn whole from the database each time: delivering one twice shows the same state.
 REDRAWN = frozenset({outbox.HOME, outbox.CARDS})
+# Surfaces a batch draws together, in one read transaction right after its claim, instead of one each: an approval
+# redraws its cards, posts the Reveal button and republishes two or three App Homes.
+PREDRAWN = frozenset({outbox.HOME, outbox.CARDS, outbox.REVEAL})
+Record = Callable[[Session], None]  # a posted message's record (its ts), made in the batch's record transaction
 CLAIM_BATCH_PER_WORKER = 25  # each delivered in well under half a claim's life at the paced rate
 # At most this many of a slowly paced kind per worker in one batch, so a batch lasts seconds, not minutes: a
 # request's cards cost a chat.update per copy (Tier 3, ~0.75 a second), an App Home a views.publish (Tier 4, ~1.5 a
 # second). A DM marked meanwhile (a Reveal button) waits for the batch in hand, never behind fifty cards' updates.
 PACED_PER_WORKER = {outbox.CARDS: 1, outbox.HOME: 4}
-# A request in these states shows its provisioning steps on the card.
-SHOWS_PROGRESS = frozenset({RequestStatus.PROVISIONING, RequestStatus.PROVISIONED, RequestStatus.FAILED})
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A surface delivered (or gone) whose record waits for the batch's one transaction."""
+
+    claim: outbox.Claim
+    record: Record | None = None
+
+
+_NOT_DRAWN = object()
 
 
 class ClaimLost(Exception):
@@ -77,6 +90,8 @@ class OutboxSender:
         self.claim_seconds = services.settings.koding_iam_lease_seconds
         self.delivered = 0
         self.failures = 0
+        self.more_due = False  # the last claim left surfaces due (outbox.Claimed.more)
+        self._wakes = 0  # wake() calls: a delivery that marked more surfaces wakes the sender
         self._local = threading.local()  # the claim the current thread is drawing
         self._wake = threading.Event()
         self._paused = threading.Event()
@@ -91,7 +106,7 @@ class OutboxSender:
             outbox.ROTATION: self._one_shot(outbox_messages.rotation),
             outbox.USAGE: self._one_shot(outbox_messages.usage),
             outbox.ENDING: self._one_shot(outbox_messages.ending),
-            outbox.REVEAL: self._one_shot(outbox_messages.reveal),
+            outbox.REVEAL: self._reveal,
             outbox.DIGEST: self._one_shot(outbox_messages.admin_digest),
             outbox.DECISION: self._one_shot(outbox_requests.decision),
             outbox.NOTICE: self._one_shot(outbox_notices.deliver),
@@ -105,6 +120,8 @@ class OutboxSender:
         return self
 
     def wake(self) -> None:
+        with self._counts:
+            self._wakes += 1
         self._wake.set()
 
     def pause(self) -> None:
@@ -131,14 +148,16 @@ class OutboxSender:
             self._wake.wait(self.poll_seconds)
             self._wake.clear()
             try:
-                while not self._stop.is_set() and self.deliver_due():
-                    pass
+                self.deliver_burst()
             except SQLAlchemyError as exc:  # the database is away: look again at the next tick
                 log.warning("outbox: could not read the outbox: %s", type(exc).__name__)
 
     # Delivery ------------------------------------------------------------------------------------------------
     def deliver_due(self) -> int:
-        """Claim what is due and deliver it; returns how many surfaces were handled (0: nothing is due)."""
+        """Claim what is due and deliver it; returns how many surfaces were handled (0: nothing is due).
+
+        Three transactions for a batch: the claim, one read drawing the batch's App Homes, cards and Reveal DMs,
+        and one recording what was delivered (with the Reveal DMs' ts); other messages draw and record their own."""
         with self._busy:
             if self._paused.is_set():
                 return 0
@@ -151,22 +170,65 @@ class OutboxSender:
                 limit=self.batch,
                 caps=self.caps,
             )
-            if self._pool is not None and len(claims) > 1:
-                settled = list(self._pool.map(self._deliver, claims))
+            self.more_due = claims.more
+            drafts = self._draw_batch(claims)
+            # What the batch drew goes out first, within seconds of its drawing (at most a few cards and tabs per
+            # batch, PACED_PER_WORKER), never after a batch's worth of paced DMs.
+            ordered = sorted(claims, key=lambda claim: (claim.kind, claim.subject) not in drafts)
+            if self._pool is not None and len(ordered) > 1:
+                settled = list(self._pool.map(lambda claim: self._deliver(claim, drafts), ordered))
             else:
-                settled = [self._deliver(claim) for claim in claims]
-            # Redrawn surfaces (App Homes, cards) are recorded together: one transaction for the batch.
-            outbox.delivered_all(services.session_factory, [claim for claim in settled if claim is not None])
+                settled = [self._deliver(claim, drafts) for claim in ordered]
+            done = [item for item in settled if item is not None]
+            records = {(i.claim.kind, i.claim.subject): i.record for i in done if i.record is not None}
+            outbox.delivered_all(services.session_factory, [item.claim for item in done], records=records)
             return len(claims)
 
-    def _deliver(self, claim: outbox.Claim) -> outbox.Claim | None:
-        """Draw and deliver one surface. A message posted is recorded at once (posting it again after a crash
-        would send it twice); a redrawn surface delivered is returned, for the batch to record."""
+    def _draw_batch(self, claims: list[outbox.Claim]) -> dict[tuple[str, str], object]:
+        """Draw the batch's App Homes, cards and Reveal DMs in one read transaction; one that fails to draw is
+        left out (its delivery draws it alone, and reports why)."""
+        services = self.services
+        wanted = [claim for claim in claims if claim.kind in PREDRAWN]
+        if not wanted:
+            return {}
+        # Before the transaction opens: whether someone is an admin may ask Slack.
+        admins = {c.subject: services.is_admin(c.subject) for c in wanted if c.kind == outbox.HOME}
+        drafts: dict[tuple[str, str], object] = {}
+        try:
+            with session_scope(services.session_factory) as session:
+                for claim in wanted:
+                    try:
+                        if claim.kind == outbox.HOME:
+                            draft: object = home.home_view_in(
+                                services, session, claim.subject, is_admin=admins[claim.subject]
+                            )
+                        elif claim.kind == outbox.CARDS:
+                            draft = cards.draw(services, session, claim.subject)
+                        else:
+                            draft = outbox_messages.draw_reveal(services, session, claim)
+                    except Exception:  # drawn again alone, where its error is reported
+                        session.rollback()
+                        continue
+                    drafts[(claim.kind, claim.subject)] = draft
+        except SQLAlchemyError as exc:
+            log.warning("outbox: could not draw a batch together: %s", type(exc).__name__)
+            return {}
+        return drafts
+
+    def _deliver(self, claim: outbox.Claim, drafts: dict[tuple[str, str], object]) -> Settled | None:
+        """Draw (unless the batch did) and deliver one surface. A message posted is recorded at once (posting it
+        again after a crash would send it twice), a Reveal DM with the batch; a redrawn surface delivered, or
+        one gone, is returned for the batch to record."""
         factory = self.services.session_factory
         self._local.claim = claim
         self._local.until = claim.until
+        record: Record | None = None
         try:
-            result = self._draw[claim.kind](claim.subject)
+            drawn = drafts.get((claim.kind, claim.subject), _NOT_DRAWN)
+            if drawn is _NOT_DRAWN:
+                result = self._draw[claim.kind](claim.subject)
+            else:
+                result, record = self._send(claim, drawn)
         except ClaimLost:
             log.warning(
                 "outbox: lost the claim on %s %s mid-drawing; its new owner draws it", claim.kind, claim.subject
@@ -193,10 +255,22 @@ class OutboxSender:
             self.delivered += 1
         if result == "recorded":  # the drawing recorded it with the message's ts
             return None
-        if claim.kind in REDRAWN:
-            return claim
+        if result == "gone" or record is not None or claim.kind in REDRAWN:
+            return Settled(claim, record)
         outbox.delivered(factory, claim)
         return None
+
+    def _send(self, claim: outbox.Claim, drawn: object) -> tuple[Result, Record | None]:
+        """Deliver what the batch drew: None means the surface is gone (a request or grant that ended)."""
+        if drawn is None:
+            return "gone", None
+        if isinstance(drawn, cards.CardsDraft):
+            return self._send_cards(claim.subject, drawn), None
+        if isinstance(drawn, outbox_messages.RevealDraft):
+            return "delivered", drawn.send(self._post)
+        self._turn("views.publish")
+        self.services.notifier.client.views_publish(user_id=claim.subject, view=drawn)
+        return "delivered", None
 
     def _publish_home(self, user_id: str) -> Result:
         view = home.home_view(self.services, user_id)  # drawn now, from the database: the latest state wins
@@ -204,30 +278,34 @@ class OutboxSender:
         self.services.notifier.client.views_publish(user_id=user_id, view=view)
         return "delivered"
 
-    def _update_cards(self, subject: str) -> Result:
-        """Every recorded copy of a request's approval card, drawn once from the database (progress included)."""
-        services = self.services
-        try:
-            with session_scope(services.session_factory) as session:
-                request = approval.load_request(session, int(subject))
-                cards = notify.cards_of(session, request.id)
-                approvers = approval.approvers_of(session, request.id)
-                progress = (
-                    provisioning.progress_of(session, request, services.settings)
-                    if request.status in SHOWS_PROGRESS
-                    else None
-                )
-        except NotFound:
+    def _reveal(self, subject: str) -> Result:
+        """The Reveal button's DM drawn alone, posted, and recorded with its outbox row in one transaction."""
+        claim = self._local.claim
+        assert claim is not None
+        with session_scope(self.services.session_factory) as session:
+            draft = outbox_messages.draw_reveal(self.services, session, claim)
+        if draft is None:
             return "gone"
-        text, blocks = services.notifier.approval_card(request, progress, approvers)
+        record = draft.send(self._post)
+        with session_scope(self.services.session_factory) as session:
+            record(session)
+            outbox.delivered_in(session, claim)
+        return "recorded"
+
+    def _update_cards(self, subject: str) -> Result:
+        with session_scope(self.services.session_factory) as session:
+            draft = cards.draw(self.services, session, subject)
+        return "gone" if draft is None else self._send_cards(subject, draft)
+
+    def _send_cards(self, subject: str, draft: cards.CardsDraft) -> Result:
         result: Result = "delivered"
-        for channel, ts in cards:
+        for channel, ts in draft.copies:
             self._turn("chat.update")
             try:
-                services.notifier.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+                self.services.notifier.client.chat_update(channel=channel, ts=ts, text=draft.text, blocks=draft.blocks)
             except SlackApiError as exc:
                 error = str(exc.response.get("error") or "slack_error")
-                log.info("outbox: card %s/%s of request %s not updated: %s", channel, ts, request.id, error)
+                log.info("outbox: card %s/%s of request %s not updated: %s", channel, ts, subject, error)
                 if error not in GONE:  # this copy again later (the others are redrawn too: an update is idempotent)
                     result = "retry"
         return result
@@ -268,10 +346,27 @@ class OutboxSender:
             raise ClaimLost
         self._local.until = now + timedelta(seconds=self.claim_seconds)
 
+    def deliver_burst(self) -> int:
+        """Deliver batches while the last one may have left surfaces due or someone woke the sender meanwhile (a
+        delivery that marked more); returns how many surfaces that took. A batch that left nothing due is the
+        last: no claim just to find nothing, and what another process marks is found at the next look."""
+        handled = 0
+        while not self._stop.is_set():
+            with self._counts:
+                wakes = self._wakes
+            count = self.deliver_due()
+            handled += count
+            with self._counts:
+                woken = self._wakes != wakes
+            if not count or not (self.more_due or woken):
+                return handled
+        return handled
+
     # Tests and the demo --------------------------------------------------------------------------------------
     def wait_idle(self, timeout: float = 30.0, *, quietly: bool = False) -> int:
-        """Deliver until nothing is due (back-offs aside); returns how many surfaces that took. After `timeout`
-        it raises AssertionError, or, `quietly`, returns (a graceful stop leaves the rest to another process)."""
+        """Deliver until a claim finds nothing due (back-offs aside); returns how many surfaces that took. After
+        `timeout` it raises AssertionError, or, `quietly`, returns (a graceful stop leaves the rest to another
+        process)."""
         deadline = time.monotonic() + timeout
         handled = 0
         while not self._stop.is_set() and (count := self.deliver_due()):

@@ -56,20 +56,20 @@ def test_a_change_made_while_a_tab_is_being_drawn_is_drawn_again(sandbox: Sandbo
     sender = OutboxSender(services)
     home.refresh(services, "UALICE")
     drawn: list[str] = []
-    real_view = home.home_view
+    real_view = home.home_view_in  # the sender draws a batch's tabs in one session
 
-    def draw_then_change(svc, user_id):  # type: ignore[no-untyped-def]
-        view = real_view(svc, user_id)
+    def draw_then_change(svc, session, user_id, **kw):  # type: ignore[no-untyped-def]
+        view = real_view(svc, session, user_id, **kw)
         drawn.append(user_id)
         if len(drawn) == 1:  # a flow marks the tab again while the first drawing is on its way to Slack
             home.refresh(services, "UALICE")
         return view
 
-    home.home_view = draw_then_change  # type: ignore[assignment]
+    home.home_view_in = draw_then_change  # type: ignore[assignment]
     try:
         assert sender.wait_idle() == 2
     finally:
-        home.home_view = real_view  # type: ignore[assignment]
+        home.home_view_in = real_view  # type: ignore[assignment]
     assert drawn == ["UALICE", "UALICE"]
     marked = entry(sandbox, outbox.HOME, "UALICE")
     assert marked is not None and marked.delivered_version == marked.version == 2
