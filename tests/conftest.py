@@ -169,3 +169,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         )
     elif PG_URL:
         terminalreporter.write_line(f"PostgreSQL: tests ran against {PG_URL.rsplit('@', 1)[-1]}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow end-to-end runs first: on several workers they then overlap the many short tests instead of
+    running alone at the end (the suite's last minute was a tail of them, one per worker)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

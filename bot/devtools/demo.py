@@ -278,8 +278,9 @@ def _quiet_logs() -> Iterator[None]:
     saved_levels = {logger: logger.level for logger in loggers}
     json_logs = logs.json_enabled()
     logs.configure(None if json_logs else "WARNING")
-    for name in () if json_logs else _LIBRARY_LOGGERS:  # configure() may pin these at INFO: keep them quiet
-        logger = logging.getLogger(name)
+    # configure() may pin library loggers at INFO, and a caller may have set its own (bot.*) lower: keep them all
+    # quiet, whatever the root's level says (a logger's own level decides what it passes on).
+    for logger in () if json_logs else [*loggers, *(logging.getLogger(name) for name in _LIBRARY_LOGGERS)]:
         if logger.level < logging.WARNING:
             logger.setLevel(logging.WARNING)
     if not json_logs:  # the in-process server's "Task queue depth" on a busy machine is not part of the story

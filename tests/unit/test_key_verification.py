@@ -125,13 +125,15 @@ def test_the_check_writes_the_secret_to_no_log_botocore_at_debug_included(
 ) -> None:
     key = gateway.create_access_key("koding-alice")
     with caplog.at_level(logging.DEBUG), strict_iam.new_keys_refused_for(1, clock=fake.wall):
-        for name in ("botocore", "boto3", "urllib3", "bot"):
+        names = ("botocore", "boto3", "urllib3", "bot")
+        levels = {name: logging.getLogger(name).level for name in names}
+        for name in names:
             logging.getLogger(name).setLevel(logging.DEBUG)
         try:
             checked = until_accepted(gateway, key, limit_seconds=5, pace=pace(fake))
         finally:
-            for name in ("botocore", "boto3", "urllib3"):
-                logging.getLogger(name).setLevel(logging.INFO)
+            for name, level in levels.items():  # as they were: later tests in this process read these loggers
+                logging.getLogger(name).setLevel(level)
     assert checked.verdict == Verdict.ACCEPTED and checked.attempts > 1
     text = "\n".join(record.getMessage() for record in caplog.records)
     assert "GetCallerIdentity" in text and key.access_key_id in text  # botocore's DEBUG lines were captured
