@@ -28,9 +28,7 @@ from bot.aws_iam import KeyLastUsed
 from bot.config import Settings
 from bot.core import audit
 from bot.core.key_windows import EVERY_KEY, KeyWindow
-from bot.core.rotation import load_key
 from bot.db import session_scope
-from bot.errors import InvalidState, NotAuthorized
 from models import AccessKey, GrantStatus, KeyGrant, KeyStatus
 
 # AWS records only the first use of a key in any 15-minute span ("When an access key is used more than once in a
@@ -367,36 +365,6 @@ def replacement_of(session: Session, key: AccessKey) -> UsageKey | None:
     )
     row = session.execute(select(*_columns(AccessKey)).where(AccessKey.access_key_id == new_id)).one_or_none()  # type: ignore[call-overload]
     return UsageKey(*row) if row is not None else None
-
-
-# Keep ------------------------------------------------------------------------------------------------------------
-def keep(session: Session, *, key_row_id: int, user_id: str, admins: frozenset[str], now: datetime) -> AccessKey:
-    """Keep an unused key (the owner or an admin): no more unused flags or deactivation until it is used again."""
-    key = load_key(session, key_row_id)
-    if key.owner_id != user_id and user_id not in admins:
-        raise NotAuthorized("Only the key's owner or a koding-iam admin can keep it.")
-    if key.usage_stage == UsageStage.UNUSED_KEPT:
-        raise InvalidState(f"Key {key.access_key_id} is already kept; nothing was changed.")
-    if key.status != KeyStatus.ACTIVE or key.usage_stage != UsageStage.UNUSED:
-        raise InvalidState(f"Key {key.access_key_id} is not flagged as unused now; nothing was changed.")
-    result = session.execute(
-        update(AccessKey)
-        .where(AccessKey.id == key_row_id, AccessKey.usage_stage == UsageStage.UNUSED)
-        .values(usage_stage=UsageStage.UNUSED_KEPT, usage_told_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:
-        raise InvalidState(f"Key {key.access_key_id} changed meanwhile; nothing was changed.")
-    audit.record(
-        session,
-        action="key_usage.kept",
-        actor=user_id,
-        at=now,
-        access_key_id=key.access_key_id,
-        iam_user_name=key.iam_user_name,
-    )
-    session.refresh(key)
-    return key
 
 
 def snapshot(session: Session, key_row_id: int) -> UsageKey:

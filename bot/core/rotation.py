@@ -174,11 +174,10 @@ def stamp(deactivated_at: datetime) -> str:
     utc = deactivated_at.astimezone(UTC).replace(tzinfo=None) if deactivated_at.tzinfo else deactivated_at
     micros = (utc - _EPOCH) // timedelta(microseconds=1)
     digits = ""
-    while True:
+    while micros or not digits:
         micros, digit = divmod(micros, 36)
         digits = _BASE36[digit] + digits
-        if not micros:
-            return digits
+    return digits
 
 
 _EPOCH = datetime(1970, 1, 1)

@@ -1,17 +1,20 @@
 """Exempting an IAM user from rotation reminders until a date (an admin's `/koding-iam exempt`), under the name
-as koding-iam recorded it. The sweep reads the exemptions in bot/core/rotation_policy.py."""
+as koding-iam recorded it, and keeping an unused key (its message's Keep button) from the unused-key flags until
+it is used again. The sweep reads both (bot/core/rotation_policy.py, bot/core/key_usage.py)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from bot.core import audit
+from bot.core.key_usage import UsageStage
+from bot.core.rotation import load_key
 from bot.core.validation import iam_user_name_error, reason_error
-from bot.errors import DomainError, NotAuthorized, NotFound
-from models import OPEN_STATUSES, AccessKey, AccessRequest, Exemption
+from bot.errors import DomainError, InvalidState, NotAuthorized, NotFound
+from models import OPEN_STATUSES, AccessKey, AccessRequest, Exemption, KeyStatus
 
 
 def exempt(
@@ -76,3 +79,32 @@ def recorded_user_name(session: Session, name: str) -> str | None:
             )
         ).first()
     return found
+
+
+def keep(session: Session, *, key_row_id: int, user_id: str, admins: frozenset[str], now: datetime) -> AccessKey:
+    """Keep an unused key (the owner or an admin): no more unused flags or deactivation until it is used again."""
+    key = load_key(session, key_row_id)
+    if key.owner_id != user_id and user_id not in admins:
+        raise NotAuthorized("Only the key's owner or a koding-iam admin can keep it.")
+    if key.usage_stage == UsageStage.UNUSED_KEPT:
+        raise InvalidState(f"Key {key.access_key_id} is already kept; nothing was changed.")
+    if key.status != KeyStatus.ACTIVE or key.usage_stage != UsageStage.UNUSED:
+        raise InvalidState(f"Key {key.access_key_id} is not flagged as unused now; nothing was changed.")
+    result = session.execute(
+        update(AccessKey)
+        .where(AccessKey.id == key_row_id, AccessKey.usage_stage == UsageStage.UNUSED)
+        .values(usage_stage=UsageStage.UNUSED_KEPT, usage_told_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        raise InvalidState(f"Key {key.access_key_id} changed meanwhile; nothing was changed.")
+    audit.record(
+        session,
+        action="key_usage.kept",
+        actor=user_id,
+        at=now,
+        access_key_id=key.access_key_id,
+        iam_user_name=key.iam_user_name,
+    )
+    session.refresh(key)
+    return key

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from bot.core import digest, key_usage
+from bot.core import digest, key_usage, rotation_exemptions
 from bot.core.key_usage import UsageKind
 from bot.db import session_scope
 from bot.services import Services
@@ -23,7 +23,7 @@ def keep(services: Services, *, key_row_id: int, user_id: str) -> None:
     now = services.clock()
     admins = services.admin_ids()  # groups expanded, Slack asked before the transaction opens
     with session_scope(services.session_factory) as session:
-        key_usage.keep(session, key_row_id=key_row_id, user_id=user_id, admins=admins, now=now)
+        rotation_exemptions.keep(session, key_row_id=key_row_id, user_id=user_id, admins=admins, now=now)
         kept = key_usage.snapshot(session, key_row_id)
     days = services.settings.koding_iam_unused_after_days
     outcome = (
