@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 from bot.core import approval, outbox, provisioning
+from bot.core.runs import StepProgress
 from bot.db import session_scope
 from bot.errors import NotFound
 from bot.slack import notify
@@ -38,15 +39,20 @@ SHOWS_PROGRESS = frozenset({RequestStatus.PROVISIONING, RequestStatus.PROVISIONE
 
 @dataclass(frozen=True)
 class CardsDraft:
-    """Every recorded copy of a request's approval card, and what they all show now."""
+    """Every recorded copy of a request's approval card, and what they all show, read in one session; the Block
+    Kit is built after it closes (`message`): a pending request's card reads its policies' descriptions from IAM."""
 
     copies: list[tuple[str, str]]  # (channel, ts)
-    text: str
-    blocks: list
+    request: AccessRequest
+    progress: list[StepProgress] | None
+    approvers: list[str]
+
+    def message(self, services: Services) -> tuple[str, list]:
+        return services.notifier.approval_card(self.request, self.progress, self.approvers)
 
 
 def draw(services: Services, session: Session, subject: str) -> CardsDraft | None:
-    """The request's cards drawn in the caller's session, progress included; None when the request is gone."""
+    """The request's cards read in the caller's session, progress included; None when the request is gone."""
     try:
         request = approval.load_request(session, int(subject))
     except NotFound:
@@ -54,5 +60,6 @@ def draw(services: Services, session: Session, subject: str) -> CardsDraft | Non
     progress = (
         provisioning.progress_of(session, request, services.settings) if request.status in SHOWS_PROGRESS else None
     )
-    text, blocks = services.notifier.approval_card(request, progress, approval.approvers_of(session, request.id))
-    return CardsDraft(notify.cards_of(session, request.id), text, blocks)
+    return CardsDraft(
+        notify.cards_of(session, request.id), request, progress, approval.approvers_of(session, request.id)
+    )

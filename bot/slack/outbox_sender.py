@@ -299,10 +299,11 @@ class OutboxSender:
 
     def _send_cards(self, subject: str, draft: cards.CardsDraft) -> Result:
         result: Result = "delivered"
+        text, blocks = draft.message(self.services)  # no transaction open: it may read IAM's policy descriptions
         for channel, ts in draft.copies:
             self._turn("chat.update")
             try:
-                self.services.notifier.client.chat_update(channel=channel, ts=ts, text=draft.text, blocks=draft.blocks)
+                self.services.notifier.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
             except SlackApiError as exc:
                 error = str(exc.response.get("error") or "slack_error")
                 log.info("outbox: card %s/%s of request %s not updated: %s", channel, ts, subject, error)
