@@ -210,21 +210,17 @@ def delivered(factory: sessionmaker[Session], claim: Claim) -> bool:
 
 
 def delivered_all(
-    factory: sessionmaker[Session],
-    claims: Sequence[Claim],
-    *,
-    records: Mapping[tuple[str, str], Callable[[Session], None]] | None = None,
+    factory: sessionmaker[Session], settled: Sequence[tuple[Claim, Callable[[Session], None] | None]]
 ) -> int:
     """`delivered` for several surfaces in one transaction (what a batch delivered: a redrawn surface drawn again
-    after a crash shows the same state, a gone one sends nothing), with the records of messages it posted
-    (`records`, by (kind, subject): their ts); returns how many were ours."""
-    if not claims:
+    after a crash shows the same state, a gone one sends nothing), each with the record of a message it posted
+    (its ts) when it has one; returns how many were ours."""
+    if not settled:
         return 0
-    records = records or {}
     with session_scope(factory) as session:
         ours = 0
-        for claim in claims:
-            if (record := records.get((claim.kind, claim.subject))) is not None:
+        for claim, record in settled:
+            if record is not None:
                 record(session)  # what was posted is true whoever holds the claim now
             ours += delivered_in(session, claim)
         return ours

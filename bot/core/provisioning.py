@@ -189,9 +189,7 @@ def _run_held(factory: sessionmaker[Session], started: _Started, run: _Run) -> O
         stage_ends = _STAGES[upcoming.kind] != _STAGES[step.kind]
         if stage_ends or (clock() - renewed).total_seconds() > lease / 3:
             with session_scope(factory) as session:
-                session.add_all(
-                    ProvisioningStep(request_id=request_id, step=key, completed_at=clock()) for key in unrecorded
-                )
+                _record_steps(session, request_id, unrecorded, clock())
                 if not acquire_lease(session, request_id=request_id, owner=run.owner, now=clock(), seconds=lease):
                     # Someone took the run over (we stalled past the lease); they will finish it.
                     session.rollback()
@@ -201,6 +199,10 @@ def _run_held(factory: sessionmaker[Session], started: _Started, run: _Run) -> O
         report()
 
     return _mark_provisioned(factory, run, request_id=request_id, done=unrecorded)
+
+
+def _record_steps(session: Session, request_id: int, keys: list[str], at: datetime) -> None:
+    session.add_all(ProvisioningStep(request_id=request_id, step=key, completed_at=at) for key in keys)
 
 
 def _execute(step: Step, request: _RequestSnapshot, gateway: IamGateway, settings: Settings) -> None:
@@ -287,7 +289,7 @@ def _mark_failed(
             .execution_options(synchronize_session=False)
         )
         if result.rowcount == 1:  # the requester's failure DM and the surfaces showing the outcome, after commit
-            session.add_all(ProvisioningStep(request_id=request_id, step=key, completed_at=now) for key in done)
+            _record_steps(session, request_id, done, now)
             outbox.notice(session, outbox.Notice.FAILED, request_id, now=now)
             _mark_surfaces(session, request_id, run.homes, now)
             run.user_lease.release_in(session)
@@ -326,7 +328,7 @@ def _mark_provisioned(factory: sessionmaker[Session], run: _Run, *, request_id: 
         )
         if result.rowcount != 1:
             return Outcome("skipped")
-        session.add_all(ProvisioningStep(request_id=request_id, step=key, completed_at=now) for key in done)
+        _record_steps(session, request_id, done, now)
         request = session.get(AccessRequest, request_id)
         assert request is not None
         grant = KeyGrant(

@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import timedelta
 
 from slack_sdk.errors import SlackApiError
@@ -55,14 +54,8 @@ CLAIM_BATCH_PER_WORKER = 25  # each delivered in well under half a claim's life 
 PACED_PER_WORKER = {outbox.CARDS: 1, outbox.HOME: 4}
 
 
-@dataclass(frozen=True)
-class Settled:
-    """A surface delivered (or gone) whose record waits for the batch's one transaction."""
-
-    claim: outbox.Claim
-    record: Record | None = None
-
-
+# A surface delivered (or gone) whose record, with the Reveal DM's ts if any, waits for the batch's one transaction.
+Settled = tuple[outbox.Claim, Record | None]
 _NOT_DRAWN = object()
 
 
@@ -99,14 +92,14 @@ class OutboxSender:
         self._busy = threading.Lock()
         self._thread: threading.Thread | None = None
         self._draw: dict[str, Callable[[str], Result]] = {
-            outbox.HOME: self._publish_home,
-            outbox.CARDS: self._update_cards,
+            outbox.HOME: self._draw_alone,
+            outbox.CARDS: self._draw_alone,
             outbox.ANNOUNCE: self._one_shot(outbox_requests.announce),
             outbox.RECEIVED: self._one_shot(outbox_requests.received),
             outbox.ROTATION: self._one_shot(outbox_messages.rotation),
             outbox.USAGE: self._one_shot(outbox_messages.usage),
             outbox.ENDING: self._one_shot(outbox_messages.ending),
-            outbox.REVEAL: self._reveal,
+            outbox.REVEAL: self._draw_alone,
             outbox.DIGEST: self._one_shot(outbox_messages.admin_digest),
             outbox.DECISION: self._one_shot(outbox_requests.decision),
             outbox.NOTICE: self._one_shot(outbox_notices.deliver),
@@ -179,9 +172,7 @@ class OutboxSender:
                 settled = list(self._pool.map(lambda claim: self._deliver(claim, drafts), ordered))
             else:
                 settled = [self._deliver(claim, drafts) for claim in ordered]
-            done = [item for item in settled if item is not None]
-            records = {(i.claim.kind, i.claim.subject): i.record for i in done if i.record is not None}
-            outbox.delivered_all(services.session_factory, [item.claim for item in done], records=records)
+            outbox.delivered_all(services.session_factory, [item for item in settled if item is not None])
             return len(claims)
 
     def _draw_batch(self, claims: list[outbox.Claim]) -> dict[tuple[str, str], object]:
@@ -198,18 +189,9 @@ class OutboxSender:
             with session_scope(services.session_factory) as session:
                 for claim in wanted:
                     try:
-                        if claim.kind == outbox.HOME:
-                            draft: object = home.home_view_in(
-                                services, session, claim.subject, is_admin=admins[claim.subject]
-                            )
-                        elif claim.kind == outbox.CARDS:
-                            draft = cards.draw(services, session, claim.subject)
-                        else:
-                            draft = outbox_messages.draw_reveal(services, session, claim)
+                        drafts[(claim.kind, claim.subject)] = self._draft(session, claim, admins.get(claim.subject))
                     except Exception:  # drawn again alone, where its error is reported
                         session.rollback()
-                        continue
-                    drafts[(claim.kind, claim.subject)] = draft
         except SQLAlchemyError as exc:
             log.warning("outbox: could not draw a batch together: %s", type(exc).__name__)
             return {}
@@ -256,12 +238,21 @@ class OutboxSender:
         if result == "recorded":  # the drawing recorded it with the message's ts
             return None
         if result == "gone" or record is not None or claim.kind in REDRAWN:
-            return Settled(claim, record)
+            return claim, record
         outbox.delivered(factory, claim)
         return None
 
+    def _draft(self, session: Session, claim: outbox.Claim, is_admin: bool | None) -> object:
+        """An App Home, a request's cards or a Reveal DM drawn in `session`; None when the surface is gone.
+        `is_admin` (asked before the session opened) decides an App Home's admin part."""
+        if claim.kind == outbox.HOME:
+            return home.home_view_in(self.services, session, claim.subject, is_admin=bool(is_admin))
+        if claim.kind == outbox.CARDS:
+            return cards.draw(self.services, session, claim.subject)
+        return outbox_messages.draw_reveal(self.services, session, claim)
+
     def _send(self, claim: outbox.Claim, drawn: object) -> tuple[Result, Record | None]:
-        """Deliver what the batch drew: None means the surface is gone (a request or grant that ended)."""
+        """Deliver what was drawn: None means the surface is gone (a request or grant that ended)."""
         if drawn is None:
             return "gone", None
         if isinstance(drawn, cards.CardsDraft):
@@ -272,30 +263,22 @@ class OutboxSender:
         self.services.notifier.client.views_publish(user_id=claim.subject, view=drawn)
         return "delivered", None
 
-    def _publish_home(self, user_id: str) -> Result:
-        view = home.home_view(self.services, user_id)  # drawn now, from the database: the latest state wins
-        self._turn("views.publish")
-        self.services.notifier.client.views_publish(user_id=user_id, view=view)
-        return "delivered"
-
-    def _reveal(self, subject: str) -> Result:
-        """The Reveal button's DM drawn alone, posted, and recorded with its outbox row in one transaction."""
+    def _draw_alone(self, _: str) -> Result:
+        """A surface the batch could not draw, drawn now in a transaction of its own and delivered; a Reveal DM is
+        recorded at once with its outbox row."""
         claim = self._local.claim
         assert claim is not None
-        with session_scope(self.services.session_factory) as session:
-            draft = outbox_messages.draw_reveal(self.services, session, claim)
-        if draft is None:
-            return "gone"
-        record = draft.send(self._post)
-        with session_scope(self.services.session_factory) as session:
+        services = self.services
+        is_admin = services.is_admin(claim.subject) if claim.kind == outbox.HOME else None  # may ask Slack: first
+        with session_scope(services.session_factory) as session:
+            drawn = self._draft(session, claim, is_admin)
+        result, record = self._send(claim, drawn)
+        if record is None:
+            return result
+        with session_scope(services.session_factory) as session:
             record(session)
             outbox.delivered_in(session, claim)
         return "recorded"
-
-    def _update_cards(self, subject: str) -> Result:
-        with session_scope(self.services.session_factory) as session:
-            draft = cards.draw(self.services, session, subject)
-        return "gone" if draft is None else self._send_cards(subject, draft)
 
     def _send_cards(self, subject: str, draft: cards.CardsDraft) -> Result:
         result: Result = "delivered"
