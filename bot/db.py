@@ -45,10 +45,11 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
-def upsert_insert(session: Session) -> Callable[..., Any]:
-    """`insert` of the session's backend, the one with ON CONFLICT … DO UPDATE (SQLite ≥ 3.24 and PostgreSQL):
-    a first write or a bump in one statement, whatever the isolation level."""
-    if session.get_bind().dialect.name == "postgresql":
+def upsert_insert(backend: Session | str) -> Callable[..., Any]:
+    """`insert` of the session's backend (or of a dialect named so), the one with ON CONFLICT … DO UPDATE
+    (SQLite ≥ 3.24 and PostgreSQL): a first write or a bump in one statement, whatever the isolation level."""
+    dialect = backend if isinstance(backend, str) else backend.get_bind().dialect.name
+    if dialect == "postgresql":
         return postgresql.insert
     return sqlite.insert
 
