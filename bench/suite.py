@@ -220,7 +220,8 @@ def render(result: dict[str, Any]) -> str:
         f"{meta['date']}, {meta['mode']} mode (`python -m bench{' --quick' if meta['mode'] == 'quick' else ''}`), "
         f"commit {meta['commit'] or 'unknown'}; {meta['cpus']} CPUs, Python {meta['python']}, {meta['database']}; "
         f"Slack stand-in and moto answering locally with {_latency_label(meta)} (`--latency "
-        f"{meta.get('latency', 'zero')}`); the run took {meta['duration_s']:.0f} s.",
+        f"{meta.get('latency', 'zero')}`); the run took {meta['duration_s']:.0f} s. The measured server runs its "
+        "scheduled jobs except the daily sync scan (`KODING_IAM_SYNC_SCAN_HOURS=0`).",
         "",
     ]
     if meta.get("serve_command"):

@@ -163,9 +163,8 @@ class Settings(BaseSettings):
     koding_iam_auto_deactivate_after_days: int | None = Field(default=None, ge=0, le=3650)
     koding_iam_delete_after_days: int = Field(default=7, ge=1, le=365)
     koding_iam_sweep_interval_minutes: int = Field(default=5, ge=1, le=1440)
-    # Key usage (bot/core/key_usage.py): how often the sweep reads each key's last use again (keys of a rotation in
-    # progress are read at every sweep); retiring the old key once the new one is in use; unused keys (CIS AWS
-    # Foundations 1.12: 45 days) and their optional deactivation after a further grace period.
+    # Key usage (bot/core/key_usage.py): how often a key's last use is read again (mid-rotation: every sweep); retiring
+    # the old key once the new one is used; unused keys (CIS AWS Foundations 1.12: 45 days), deactivated after a grace.
     koding_iam_last_used_refresh_minutes: int = Field(default=60, ge=1, le=1440)
     koding_iam_retire_old_key_after_use: bool = False
     koding_iam_unused_after_days: int = Field(default=45, ge=1, le=3650)
@@ -173,8 +172,9 @@ class Settings(BaseSettings):
     # chat.postMessage calls a minute the outbox sender allows itself for the whole workspace (Slack: "several
     # hundred per minute", besides one a second per channel); a 2,000-owner sweep takes about 2,000 ÷ this minutes.
     koding_iam_slack_posts_per_minute: int = Field(default=300, ge=1, le=6000)
-    # How far ahead `/koding-iam exempt` may set an exemption's end date.
-    koding_iam_max_exemption_days: int = Field(default=365, ge=1, le=3650)
+    koding_iam_max_exemption_days: int = Field(default=365, ge=1, le=3650)  # how far ahead an exemption may end
+    # Hours between scheduled sync scans (the first 10 minutes after start); 0: none (run `koding-iam sync` instead).
+    koding_iam_sync_scan_hours: int = Field(default=24, ge=0, le=24 * 30)
     # Where after-ack work runs (bot/worker.py): `inline`, threads inside `serve`; `external`, a `koding-iam worker`
     # process. With inline, KODING_IAM_RUN_SCHEDULER=false leaves only the scheduled jobs to a worker process.
     koding_iam_worker: Literal["inline", "external"] = "inline"

@@ -105,8 +105,10 @@ def add_jobs(scheduler: BaseScheduler, services: Services) -> None:
         ),
         ("rotation-sweep", "rotation sweep", _sweep, every_sweep, now),
         ("request-expiry", "expiring pending requests", admin_flows.expire_requests, every_sweep, now),
-        ("sync-scan", "sync scan", _sync, {"days": 1}, now + timedelta(minutes=10)),
     ]
+    if settings.koding_iam_sync_scan_hours:
+        every_scan = {"hours": settings.koding_iam_sync_scan_hours}
+        jobs.append(("sync-scan", "sync scan", _sync, every_scan, now + timedelta(minutes=10)))
     for job_id, name, job, interval, first_run in jobs:
         scheduler.add_job(
             _guarded(job_id, name, job),
