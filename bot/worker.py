@@ -145,7 +145,7 @@ class Worker:
         return self
 
     def hand_off(self, request_id: int, **origin: Any) -> None:
-        """Called after the commit that recorded a run: keep who asked (for the log and the notices), wake."""
+        """Called after the commit that recorded a run: keep who asked (for the log lines of the run), wake."""
         with self._changed:
             self._origins[request_id] = {"context": request_context.current(), **origin}
             while len(self._origins) > ORIGINS_KEPT:  # runs another process took: their origin is never asked for
@@ -220,7 +220,7 @@ class Worker:
                 if run.status == RequestStatus.PROVISIONING:
                     outcome = provisioning_flow.provision(services, run.request_id)
                 else:
-                    outcome = offboarding.run_revoke(services, run.request_id, admin_id=origin.get("admin_id"))
+                    outcome = offboarding.run_revoke(services, run.request_id)
             delay = None
             if outcome.status == "skipped":
                 give_back(services.session_factory, run, owner=services.owner)

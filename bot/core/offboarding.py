@@ -11,6 +11,7 @@ tests run against moto held to these rules (bot/devtools/strict_iam.py). No Slac
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, select, update
@@ -27,12 +28,14 @@ from bot.errors import DomainError, InvalidState, NotAuthorized, NotFound
 from models import (
     AccessKey,
     AccessRequest,
+    AuditEvent,
     GrantStatus,
     KeyGrant,
     KeyStatus,
     ProvisioningStep,
     RequestStatus,
 )
+from models.audit import SYSTEM_ACTOR
 
 
 def find_user_request(
@@ -96,12 +99,12 @@ def run(
     request_id: int,
     owner: str,
     clock: Callable[[], datetime],
-    progress: Callable[[list[StepProgress]], None] | None = None,
     leaser: Leaser,
 ) -> Outcome:
     """Run (or resume) the offboarding of one user under its user lease; each finished step is recorded before
     the next. A resumed run does every step again (each lists what is left, then removes it): whatever appeared
-    since a step last ran, say a key made by hand, is removed before DeleteUser."""
+    since a step last ran, say a key made by hand, is removed before DeleteUser. Each of its transactions marks
+    the admins' progress notice (`progress_of` draws it), so Slack shows the revoke as the database has it."""
     lease = settings.koding_iam_lease_seconds
 
     def begin(session: Session, request: AccessRequest) -> tuple[str, set[str]] | None:
@@ -109,6 +112,7 @@ def run(
             session, request_id=request_id, owner=owner, now=clock(), seconds=lease, status=RequestStatus.REVOKING
         ):
             return None
+        outbox.notice(session, outbox.Notice.REVOKING, request_id, now=clock())
         done = session.scalars(
             select(ProvisioningStep.step).where(
                 ProvisioningStep.request_id == request_id, ProvisioningStep.step.like("revoke:%")
@@ -129,7 +133,6 @@ def run(
             request_id=request_id,
             owner=owner,
             clock=clock,
-            progress=progress,
             lease=lease,
             user_name=started[0],
             done=started[1],
@@ -144,18 +147,10 @@ def _run_held(
     request_id: int,
     owner: str,
     clock: Callable[[], datetime],
-    progress: Callable[[list[StepProgress]], None] | None,
     lease: int,
     user_name: str,
     done: set[str],
 ) -> Outcome:
-    states = {key: StepState.DONE if key in done else StepState.PENDING for key, _ in STEPS}
-
-    def report() -> None:
-        if progress is not None:
-            progress([StepProgress(f"{label}: {user_name}", states[key]) for key, label in STEPS])
-
-    report()
     memo = MfaMemo(factory, request_id, clock)
     for key, _label in STEPS:
         try:
@@ -163,8 +158,6 @@ def _run_held(
         except NoSuchEntity:
             pass  # the user is already gone (deleted in the console): nothing of it is left to remove
         except AwsError as exc:
-            states[key] = StepState.FAILED
-            report()
             reason = f"AWS refused {exc.operation} ({exc.code}): {exc.message}"
             redo: list[str] = []
             if exc.code == "DeleteConflict" and key == "revoke:user":
@@ -184,10 +177,12 @@ def _run_held(
                     .where(AccessRequest.id == request_id)
                     .values(failure_reason=reason, lease_owner=None, lease_until=None)
                 )
+                outbox.notice(session, outbox.Notice.REVOKING, request_id, now=clock())
             return Outcome("failed", failure_reason=reason)
         with session_scope(factory) as session:
-            if states[key] != StepState.DONE:
+            if key not in done:
                 session.add(ProvisioningStep(request_id=request_id, step=key, completed_at=clock()))
+            outbox.notice(session, outbox.Notice.REVOKING, request_id, now=clock())
             if key == "revoke:access_keys":
                 _forget_keys(session, user_name, clock())
             if not acquire_lease(
@@ -195,8 +190,7 @@ def _run_held(
             ):
                 session.rollback()
                 return Outcome("skipped")
-        states[key] = StepState.DONE
-        report()
+        done.add(key)
 
     with session_scope(factory) as session:
         result = session.execute(
@@ -218,8 +212,56 @@ def _run_held(
         if result.rowcount != 1:
             return Outcome("skipped")
         outbox.notice(session, outbox.Notice.REVOKED, request_id, now=clock())  # the owner is told, after commit
+        outbox.notice(session, outbox.Notice.REVOKING, request_id, now=clock())  # the admins' notice says so
         audit.record(session, action="revoke.succeeded", request_id=request_id, at=clock(), iam_user_name=user_name)
     return Outcome("revoked")
+
+
+@dataclass(frozen=True)
+class RevokeProgress:
+    """A revoke as the database has it: each step's state, how it stands, why it stopped, who started it."""
+
+    steps: list[StepProgress]
+    outcome: str  # running, failed (stopped; it resumes once the cause is fixed) or revoked
+    reason: str | None
+    started_by: str | None  # a Slack member; None when koding-iam started it (an end date)
+
+
+def progress_of(session: Session, request: AccessRequest) -> RevokeProgress | None:
+    """None unless the request is being revoked or was: what the admins' progress notice shows."""
+    if request.status not in (RequestStatus.REVOKING, RequestStatus.REVOKED):
+        return None
+    done = set(
+        session.scalars(
+            select(ProvisioningStep.step).where(
+                ProvisioningStep.request_id == request.id, ProvisioningStep.step.like("revoke:%")
+            )
+        )
+    )
+    # A failed run records why and lets go of its lease; a resumed one holds the lease again.
+    stopped = request.status == RequestStatus.REVOKING and bool(request.failure_reason) and not request.lease_owner
+    failed = _latest(session, request.id, "revoke.failed") if stopped else None
+    failed_step = failed.detail.get("step") if failed is not None else None
+    started = _latest(session, request.id, "revoke.started")
+    steps = [
+        StepProgress(
+            f"{label}: {request.iam_user_name}",
+            StepState.DONE if key in done else StepState.FAILED if key == failed_step else StepState.PENDING,
+        )
+        for key, label in STEPS
+    ]
+    outcome = "revoked" if request.status == RequestStatus.REVOKED else "failed" if stopped else "running"
+    by = started.actor if started is not None and started.actor != SYSTEM_ACTOR else None
+    return RevokeProgress(steps, outcome, request.failure_reason if stopped else None, by)
+
+
+def _latest(session: Session, request_id: int, action: str) -> AuditEvent | None:
+    return session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.request_id == request_id, AuditEvent.action == action)
+        .order_by(AuditEvent.id.desc())
+        .limit(1)
+    ).first()
 
 
 def _forget_keys(session: Session, user_name: str, now: datetime) -> None:

@@ -51,6 +51,7 @@ class Notice(StrEnum):
 
     FAILED = "failed"  # request id: the requester's "creating your IAM user failed"
     REVOKED = "revoked"  # request id: the requester's "revoked" (or "your access ended")
+    REVOKING = "revoking"  # request id: the admins' live progress of its revoke, redrawn in place at each step
     EXPIRED = "expired"  # request id: the requester's "your request expired"
     EXPIRING = "expiring"  # request id: the admins' half-time reminder of a pending request
     MEMBER_LEFT = "left"  # audit event id: the admins' "a member with keys left Slack"

@@ -74,31 +74,14 @@ def confirm_revoke(services: Services, *, request_id: int, admin_id: str) -> Non
             reason="confirmed in Slack",
         )
     reveal_dms.refresh_grant_dms(services, request_id)
-    services.hand_off(request_id, admin_id=admin_id)  # the worker runs the offboarding (bot/worker.py)
+    services.hand_off(request_id)  # the worker runs the offboarding (bot/worker.py)
 
 
-def run_revoke(services: Services, request_id: int, *, admin_id: str | None = None) -> runs.Outcome:
-    """Run (or resume) offboarding with a live progress message to the admins, then tell the user."""
+def run_revoke(services: Services, request_id: int) -> runs.Outcome:
+    """Run (or resume) offboarding, then tell the user. Each of the run's transactions marks the admins' progress
+    notice, which the outbox redraws in place (bot/slack/outbox_notices.revoking)."""
     with session_scope(services.session_factory) as session:
         request = approval.load_request(session, request_id)
-    posted: list[tuple[str, str]] = []
-    for target in services.notifier.admin_targets():
-        at = services.notifier.dm(
-            target, *views.revoke_result_notice(request, admin_id=admin_id, progress=[], outcome="running")
-        )
-        if at:
-            posted.append(at)
-    last: list[runs.StepProgress] = []
-
-    def show(progress: list[runs.StepProgress]) -> None:
-        last[:] = progress
-        for channel, ts in posted:
-            services.notifier.update_message(
-                channel,
-                ts,
-                *views.revoke_result_notice(request, admin_id=admin_id, progress=progress, outcome="running"),
-            )
-
     outcome = offboarding.run(
         services.session_factory,
         gateway=services.gateway,
@@ -106,22 +89,12 @@ def run_revoke(services: Services, request_id: int, *, admin_id: str | None = No
         request_id=request_id,
         owner=services.owner,
         clock=services.clock,
-        progress=show,
         leaser=services.leaser,
     )
     services.metrics.revoke_ended(outcome.status)
     if outcome.status == "skipped":
         return outcome
-    for channel, ts in posted:
-        services.notifier.update_message(
-            channel,
-            ts,
-            *views.revoke_result_notice(
-                request, admin_id=admin_id, progress=last, outcome=outcome.status, reason=outcome.failure_reason
-            ),
-        )
-    if outcome.status == "revoked":
-        services.wake_outbox()  # the owner's "revoked" (or "your access ended") was marked with the revoked state
+    services.wake_outbox()  # the progress notice, and on success the owner's "revoked" (or "your access ended")
     home.refresh(services, request.requester_id, admins=True)
     return outcome
 

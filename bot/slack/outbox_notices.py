@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.aws_iam import AwsError
-from bot.core import extensions, outbox, rotation, rotation_policy, timebound
+from bot.core import extensions, offboarding, outbox, rotation, rotation_policy, timebound
 from bot.core.outbox import Notice
 from bot.core.rotation_policy import ActionKind, KeyState, Policy, Stage, SweepAction
 from bot.db import session_scope
@@ -141,6 +141,22 @@ def revoked(session: Session, _: Services, ref: Ref) -> Drawn | None:
     ended = timebound.has_ended(request, request.updated_at)
     told = tviews.access_ended_dm(request) if ended else views.revoked_dm(request.iam_user_name)
     return Drawn(request.requester_id, *told)
+
+
+def revoking(session: Session, _: Services, ref: Ref) -> Drawn | None:
+    """The admins' live progress of a revoke: each step, then revoked or why it stopped (redrawn in place)."""
+    request = session.get(AccessRequest, int(ref.ident))
+    progress = offboarding.progress_of(session, request) if request is not None else None
+    if request is None or progress is None:
+        return None
+    notice = views.revoke_result_notice(
+        request,
+        admin_id=progress.started_by,
+        progress=progress.steps,
+        outcome=progress.outcome,
+        reason=progress.reason,
+    )
+    return Drawn(None, *notice)
 
 
 def expired(session: Session, _: Services, ref: Ref) -> Drawn | None:
@@ -316,6 +332,7 @@ def unexplained_keys(session: Session, _: Services, ref: Ref) -> Drawn | None:
 TEMPLATES: dict[str, Template] = {
     Notice.FAILED: Template(failed),
     Notice.REVOKED: Template(revoked),
+    Notice.REVOKING: Template(revoking, redraws=True),
     Notice.EXPIRED: Template(expired),
     Notice.EXPIRING: Template(expiring),
     Notice.MEMBER_LEFT: Template(member_left),

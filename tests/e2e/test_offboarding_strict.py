@@ -95,6 +95,7 @@ def test_a_delete_conflict_names_what_is_left_and_the_resumed_revoke_removes_it(
     reason = outcome.failure_reason or ""
     assert "DeleteConflict" in reason and f"{USER} still has" in reason
     assert late["key"] in reason and late["ssh"] in reason
+    sb.wait_idle()  # the admins' progress notice is drawn by the outbox after the failure committed
     admin_dm = json.dumps(sb.standin.messages(sb.standin.dm_channel("UADMIN1")))
     assert late["ssh"] in admin_dm and "still has" in admin_dm
     assert only_request(sb).status == "revoking"
@@ -102,11 +103,25 @@ def test_a_delete_conflict_names_what_is_left_and_the_resumed_revoke_removes_it(
     assert "revoke:access_keys" not in steps and "revoke:ssh_public_keys" not in steps  # to be run again
     assert "revoke:groups" in steps
 
+    stopped = revoke_notices(sb, "UADMIN1")
+    assert len(stopped) == 1 and ":x: Revoking" in stopped[0] and "✗ Delete the user" in stopped[0]
+
     events.unregister("before-call.iam.DeleteUser", someone_adds_credentials)
     resume(sb)
 
     assert only_request(sb).status == "revoked", only_request(sb).failure_reason
     assert sb.services.gateway.get_user(USER) is None
+    sb.wait_idle()
+    # The resumed run redrew the same message in place: one per admin, now revoked, every step done.
+    for admin in ("UADMIN1", "UADMIN2"):
+        (notice,) = revoke_notices(sb, admin)
+        assert "was revoked by <@UADMIN1>" in notice and "✗" not in notice and "·" not in notice
+
+
+def revoke_notices(sb: Sandbox, admin: str) -> list[str]:
+    """The revoke progress messages in an admin's DM, as Slack shows them now (updates applied)."""
+    found = [json.dumps(m, ensure_ascii=False) for m in sb.standin.messages(sb.standin.dm_channel(admin))]
+    return [m for m in found if "Revoking" in m and USER in m]
 
 
 def test_a_virtual_mfa_device_deactivated_before_a_failure_is_still_deleted(sandbox: Sandbox) -> None:

@@ -143,7 +143,7 @@ class World:
             admin_flows.confirm_revoke(services, request_id=request_id, admin_id=admin)
         except Exception:  # already revoking or revoked: the modal would say so
             return
-        admin_flows.run_revoke(services, request_id, admin_id=admin)
+        admin_flows.run_revoke(services, request_id)
 
     # Machines -----------------------------------------------------------------------------------------------
     def sweep(self, services: Services) -> None:
