@@ -111,7 +111,12 @@ def run(options: Options) -> dict[str, Any]:
                         f"ERROR: Slack would refuse {slack['block_kit_violations']} body part(s) the bot sent: "
                         + "; ".join(slack["block_kit_examples"][:3])
                     )
-                sections["run_log"] = _run_log(served.log())
+                server_log = served.log()
+                # Kept beside the JSON results (git-ignored): the workdir goes with the run, the log is the only
+                # account of what the server was doing when a module timed out.
+                options.json_path.parent.mkdir(parents=True, exist_ok=True)
+                options.json_path.with_name("serve.log").write_text(server_log, encoding="utf-8")
+                sections["run_log"] = _run_log(server_log)
                 sections["run_log"].measured_with = options.latency_label
                 ctx.data["run_log"] = {"rows": sections["run_log"].rows}
         meta = _meta(options, database_url, time.monotonic() - started)
@@ -265,8 +270,8 @@ two):
 .venv/bin/python -m bench [--quick] [--latency realistic|zero] [--out docs/PERFORMANCE.md]
 ```
 
-It writes `bench/results/latest.json` (git-ignored) and replaces the section between the markers below; text
-outside the markers is kept.
+It writes `bench/results/latest.json` and the measured server's log `bench/results/serve.log` (both
+git-ignored) and replaces the section between the markers below; text outside the markers is kept.
 
 """
 
