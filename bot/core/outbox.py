@@ -28,6 +28,7 @@ from sqlalchemy import bindparam, case, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.db import session_scope, upsert_insert
+from models.audit import AuditEvent
 from models.outbox import OutboxEntry
 
 HOME = "home"
@@ -63,6 +64,7 @@ class Notice(StrEnum):
     ROTATED_REMINDER = "rotated-old"  # rotation grant id: the old key's latest reminder loses its Rotate button
     RECOVERED = "recovered"  # audit event id: the owner's "the key you were shown is yours" after a crash
     KEY_OFF = "key-off"  # key row id:deactivation stamp: the owner's "an admin deactivated your key"
+    KEY_MESSAGES = "keys"  # audit event id of a click's key change: every message recorded about the key, redrawn
     UNEXPLAINED_KEYS = "unexplained"  # audit event id: the admins' keys in IAM that no reveal recorded
 
 
@@ -321,6 +323,13 @@ def notice(session: Session, template: Notice, ident: int | str, variant: str = 
         raise ValueError(f"notice subject {subject!r} is too long or names a target")
     touch(session, NOTICE, subject, now=now)
     return subject
+
+
+def key_messages(session: Session, event: AuditEvent, *, now: datetime) -> None:
+    """Mark every message recorded about a key for redrawing as the change `event` records it (a Deactivate,
+    Reactivate or Keep click): bot/slack/key_messages.redraw draws them after the change commits."""
+    session.flush()  # the event's id names the redraw
+    notice(session, Notice.KEY_MESSAGES, event.id, now=now)
 
 
 def copies(session: Session, subject: str) -> list[str]:

@@ -19,17 +19,12 @@ from bot.aws_iam import AwsError, IamGateway
 from bot.core import audit, outbox
 from bot.core.leases import Leaser
 from bot.core.outbox import Notice
-from bot.core.rotation_policy import (
-    KeyState,
-    Policy,
-    Stage,
-    stage_of,
-)
+from bot.core.rotation_policy import KeyState, Policy, Stage, stage_of
 from bot.db import session_scope
 from bot.errors import DomainError, InvalidState, NotAuthorized, NotFound
-from models import AccessKey, GrantStatus, KeyGrant, KeyStatus
+from models import AccessKey, AuditEvent, GrantStatus, KeyGrant, KeyStatus
 
-Marker = Callable[[Session], None]  # marks outbox rows in a change's own transaction
+Marker = Callable[[Session, AuditEvent], None]  # marks outbox rows in a change's own transaction (its audit event)
 
 # How long a click waits for another operation on the same IAM user before it is told to try again.
 LEASE_WAIT_SECONDS = 5.0
@@ -105,15 +100,12 @@ def _set_status_held(
         )
         if result.rowcount != 1:
             raise InvalidState(f"Key {key.access_key_id} is {key.status} now; nothing was changed.")
-        user, access_key_id, previous = (
-            key.iam_user_name,
-            key.access_key_id,
-            {
-                "deactivated_at": key.deactivated_at,
-                "deactivated_by": key.deactivated_by,
-                "deleted_at": key.deleted_at,
-            },
-        )
+        user, access_key_id = key.iam_user_name, key.access_key_id
+        previous = {
+            "deactivated_at": key.deactivated_at,
+            "deactivated_by": key.deactivated_by,
+            "deleted_at": key.deleted_at,
+        }
     try:
         if to_status == KeyStatus.DELETED:
             gateway.delete_access_key(user, access_key_id)
@@ -124,11 +116,11 @@ def _set_status_held(
             session.execute(update(AccessKey).where(AccessKey.id == key_row_id).values(status=from_status, **previous))
         raise DomainError(f"AWS refused to change key {access_key_id} ({exc.code}); nothing was changed.") from None
     with session_scope(factory) as session:
-        audit.record(
+        event = audit.record(
             session, action=f"key.{to_status}", actor=actor, at=now, access_key_id=access_key_id, iam_user_name=user
         )
         if mark is not None:
-            mark(session)
+            mark(session, event)
         return load_key(session, key_row_id)
 
 
@@ -146,9 +138,17 @@ def deactivate(
     now: datetime,
     owner_told: bool,
     notice_owner: bool = False,
+    mark: Marker | None = None,
 ) -> AccessKey:
     """Active → Inactive. `owner_told` marks the deactivated stage as told (the owner pressed the button, or, with
     `notice_owner`, an admin did and the owner's DM is marked in the outbox with the change)."""
+
+    def marks(session: Session, event: AuditEvent) -> None:
+        if notice_owner:
+            outbox.notice(session, Notice.KEY_OFF, key_row_id, stamp(now), now=now)
+        if mark is not None:
+            mark(session, event)
+
     with session_scope(factory) as session:
         key = load_key(session, key_row_id)
         if key.status == KeyStatus.INACTIVE:
@@ -162,9 +162,7 @@ def deactivate(
         now=now,
         owner_told=owner_told or notice_owner,
         stage=Stage.DEACTIVATED,
-        mark=(lambda session: outbox.notice(session, Notice.KEY_OFF, key_row_id, stamp(now), now=now))
-        if notice_owner
-        else None,
+        mark=marks,
     )
 
 
@@ -194,6 +192,7 @@ def reactivate(
     now: datetime,
     policy: Policy,
     deactivation: datetime | None = None,
+    mark: Marker | None = None,
 ) -> AccessKey:
     """Inactive → Active, only inside the recovery window; reminders resume from the key's current stage.
 
@@ -230,6 +229,7 @@ def reactivate(
         deactivated_by=None,
         reminder_stage=age_stage,
         reminded_at=now,
+        mark=mark,
     )
 
 

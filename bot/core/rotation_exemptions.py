@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from bot.core import audit
+from bot.core import audit, outbox
 from bot.core.key_usage import UsageStage
 from bot.core.rotation import load_key
 from bot.core.validation import iam_user_name_error, reason_error
@@ -98,7 +98,7 @@ def keep(session: Session, *, key_row_id: int, user_id: str, admins: frozenset[s
     )
     if result.rowcount != 1:
         raise InvalidState(f"Key {key.access_key_id} changed meanwhile; nothing was changed.")
-    audit.record(
+    event = audit.record(
         session,
         action="key_usage.kept",
         actor=user_id,
@@ -106,5 +106,6 @@ def keep(session: Session, *, key_row_id: int, user_id: str, admins: frozenset[s
         access_key_id=key.access_key_id,
         iam_user_name=key.iam_user_name,
     )
+    outbox.key_messages(session, event, now=now)  # its unused-key messages show it kept, after commit
     session.refresh(key)
     return key

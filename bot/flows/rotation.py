@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from sqlalchemy.orm import Session
+
 from bot.aws_iam import KeyLastUsed
 from bot.core import digest, key_usage_sweep, outbox, rotation, rotation_exemptions, rotation_policy
 from bot.core.key_usage import recorded_last_used
@@ -15,8 +17,8 @@ from bot.core.rotation_policy import ActionKind, Policy, Stage, SweepAction
 from bot.db import session_scope
 from bot.errors import DomainError, NotAuthorized
 from bot.services import Services
-from bot.slack import home, key_messages, views
-from models import KeyMessageRole
+from bot.slack import home, views
+from models import AuditEvent
 
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 
@@ -174,7 +176,7 @@ def deactivate_old(
     by_admin: bool = False,
 ) -> None:
     """Deactivate a key from a button (the owner after rotating, or an admin on an overdue card). The messages
-    updated are the ones recorded for this key, never one named by the click."""
+    redrawn are the ones recorded for this key, never one named by the click."""
     now = services.clock()
     admins = services.admin_ids()
     with session_scope(services.session_factory) as session:
@@ -191,32 +193,9 @@ def deactivate_old(
         now=now,
         owner_told=not by_admin,
         notice_owner=by_admin,  # the owner's DM goes through the outbox with the change (outbox_notices.key_off)
+        mark=_redraw_key_messages(key_row_id, now),
     )
-    policy = Policy.from_settings(services.settings)
-    owner_view = views.key_deactivated_dm(
-        key_row_id=key.id,
-        access_key_id=key.access_key_id,
-        deactivated_at=now,
-        delete_at=now + policy.delete_after,
-        by=user_id if by_admin else None,
-        now=now,
-    )
-    admin_view = views.admin_overdue_card(
-        key_row_id=key.id,
-        access_key_id=key.access_key_id,
-        iam_user_name=key.iam_user_name,
-        owner_id=key.owner_id,
-        created_at=key.created_at,
-        last_used=None,
-        now=now,
-        deactivated=True,
-    )
-    key_messages.close_unused_messages(services, key.id, f"deactivated by <@{user_id}> on {views.when(now)}")
-    with session_scope(services.session_factory) as session:
-        digest.key_changed(session, key.id, now=now)  # the admins' digests listing it show it deactivated
     services.wake_outbox()
-    _update_recorded(services, key.id, KeyMessageRole.ADMIN, admin_view)
-    _update_recorded(services, key.id, KeyMessageRole.OWNER, owner_view)
     home.refresh(services, key.owner_id, user_id)
 
 
@@ -236,22 +215,21 @@ def reactivate(services: Services, *, key_row_id: int, user_id: str, since: str 
         now=now,
         policy=Policy.from_settings(services.settings),
         deactivation=deactivation,
+        mark=_redraw_key_messages(key_row_id, now),
     )
-    _update_recorded(
-        services, key.id, KeyMessageRole.OWNER, views.key_reactivated_dm(access_key_id=key.access_key_id, at=now)
-    )
-    with session_scope(services.session_factory) as session:
-        digest.key_changed(session, key.id, now=now)
     services.wake_outbox()
     home.refresh(services, key.owner_id)
 
 
-def _update_recorded(services: Services, key_id: int, role: KeyMessageRole, message: tuple[str, views.Blocks]) -> None:
-    """Show the key's new state on every message the bot recorded for it in this role."""
-    with session_scope(services.session_factory) as session:
-        targets = key_messages.of_key(session, key_id, role)
-    for channel, ts in targets:
-        services.notifier.update_message(channel, ts, *message)
+def _redraw_key_messages(key_row_id: int, now: datetime) -> rotation.Marker:
+    """In the change's own transaction: every message recorded about the key is redrawn after it commits
+    (bot/slack/key_messages.redraw), and the admins' digests listing the key show its new state."""
+
+    def mark(session: Session, event: AuditEvent) -> None:
+        outbox.key_messages(session, event, now=now)
+        digest.key_changed(session, key_row_id, now=now)
+
+    return mark
 
 
 def delete_inactive(services: Services, *, key_row_id: int, user_id: str, channel: str | None) -> None:

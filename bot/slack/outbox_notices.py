@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -40,6 +41,8 @@ from models import (
 
 log = logging.getLogger(__name__)
 Result = outbox.Result
+# Slack's answers that one recorded message cannot be updated any more (deleted, or its channel archived).
+MESSAGE_GONE = frozenset({"message_not_found", "cant_update_message", "channel_not_found", "is_archived"})
 Post = Callable[[str, str, views.Blocks], tuple[str, str]]  # (channel, text, blocks) → where Slack put it
 Update = Callable[[str, str, str, views.Blocks], None]  # (channel, ts, text, blocks)
 
@@ -70,6 +73,7 @@ class Drawn:
     at: tuple[str, str] | None = None  # a message the state recorded (channel, ts): updated instead of posting
     # Finishes the text once the transaction is closed (it may ask AWS); replaces `text` and `blocks`.
     later: Callable[[], tuple[str, views.Blocks]] | None = None
+    updates: list[key_messages.Redrawn] | None = None  # messages the state recorded, each updated (nothing posted)
 
 
 Draw = Callable[[Session, Services, Ref], Drawn | None]  # None: the state moved on, nothing to send
@@ -92,13 +96,23 @@ def deliver(services: Services, claim: outbox.Claim, post: Post, update: Update)
         return "gone"
     with session_scope(services.session_factory) as session:
         drawn = template.draw(session, services, ref)
-        fan_out = drawn is not None and drawn.to is None and drawn.at is None and ref.target is None
+        fan_out = drawn is not None and drawn.to is None and drawn.at is None and drawn.updates is None
+        fan_out = fan_out and ref.target is None
         known = outbox.copies(session, ref.base) if fan_out else []
         where = outbox.where_posted(session, claim.kind, claim.subject) if template.redraws else None
     if drawn is None:
         return "gone"
     if drawn.later is not None:
         drawn = Drawn(drawn.to, *drawn.later(), at=drawn.at)
+    if drawn.updates is not None:
+        for channel, ts, text, blocks in drawn.updates:
+            try:
+                update(channel, ts, text, blocks)
+            except SlackApiError as exc:  # one message deleted or archived: the others are still redrawn
+                if exc.response.get("error") not in MESSAGE_GONE:
+                    raise
+                log.warning("outbox: %s/%s cannot be updated: %s", channel, ts, exc.response.get("error"))
+        return "delivered"
     if fan_out:
         # Marked again: the copies already made are redrawn; the first time, the admins as Slack has them now.
         targets = known or services.notifier.admin_targets()
@@ -296,6 +310,12 @@ def key_off(session: Session, services: Services, ref: Ref) -> Drawn | None:
     )
 
 
+def key_changed(session: Session, services: Services, ref: Ref) -> Drawn | None:
+    """After a Deactivate, Reactivate or Keep click: every message recorded about the key, redrawn."""
+    updates = key_messages.redraw(session, services, int(ref.ident))
+    return None if updates is None else Drawn(None, "", [], updates=updates)
+
+
 def record_key_off(session: Session, ref: Ref, posted: tuple[str, str]) -> None:
     """Reactivate's click and the key's later changes update this DM; it is the key's latest notice."""
     key = session.get(AccessKey, int(ref.ident))
@@ -344,5 +364,6 @@ TEMPLATES: dict[str, Template] = {
     Notice.ROTATED_REMINDER: Template(rotated_reminder),
     Notice.RECOVERED: Template(recovered),
     Notice.KEY_OFF: Template(key_off, record=record_key_off),
+    Notice.KEY_MESSAGES: Template(key_changed),
     Notice.UNEXPLAINED_KEYS: Template(unexplained_keys),
 }
