@@ -39,6 +39,7 @@ from bot.server import SLACK_PATH, StartResponse, answer, create_http_server
 from models import AccessRequest, UserLease
 
 log = logging.getLogger(__name__)
+SIGNAL_CHECK_SECONDS = 0.2  # how soon the main thread notices a stop signal another thread received
 
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
@@ -284,7 +285,10 @@ class Lifecycle:
         drain_seconds = services.settings.koding_iam_drain_seconds
         if http is not None:
             http.start()
-        self.stop_requested.wait()
+        # In slices: the kernel may hand SIGTERM to any thread, Python runs the handler only in the main thread,
+        # and a main thread asleep in an untimed wait would not run it until something else woke it.
+        while not self.stop_requested.wait(SIGNAL_CHECK_SECONDS):
+            pass
         started = time.monotonic()
         # Leave a moment of the drain for releasing the leases and exiting.
         deadline = started + max(0.0, drain_seconds - min(1.0, drain_seconds / 4))

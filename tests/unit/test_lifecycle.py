@@ -4,6 +4,7 @@ and releasing exactly this process's leases (compare-and-set on ownership, never
 from __future__ import annotations
 
 import http.client
+import signal
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -229,6 +230,28 @@ def test_run_drains_finished_work_then_releases_and_returns_0(factory: Any) -> N
     assert scheduler.stopped and closed == ["x"] and exits == []  # finished: a normal return
     with db.session_scope(factory) as session:
         assert session.scalars(select(UserLease.owner)).one() is None
+
+
+def test_a_sigterm_taken_by_another_thread_still_stops_the_process_at_once(factory: Any) -> None:
+    """The kernel may hand a process's SIGTERM to any thread; Python runs the handler only in the main thread, and
+    a main thread asleep in an untimed wait never looks. `run` waits in slices, so it notices within one."""
+    life = Lifecycle()
+    life.exit = lambda code: None
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    life.install_signal_handlers()
+    try:
+        # Delivered to this helper thread, not to the main thread (pthread_kill names the thread).
+        helper = threading.Thread(target=lambda: (time.sleep(0.2), signal.pthread_kill(threading.get_ident(), 15)))
+        rescue = threading.Timer(10.0, life.stop_requested.set)  # the old wait would sleep until this
+        rescue.start()
+        helper.start()
+        started = time.monotonic()
+        assert life.run(fake_services(factory, 1)) == 0
+        assert time.monotonic() - started < 2.0
+        rescue.cancel()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def test_run_releases_and_exits_0_at_the_drain_deadline_when_work_is_stuck(factory: Any) -> None:
