@@ -113,12 +113,7 @@ def run(
         ):
             return None
         outbox.notice(session, outbox.Notice.REVOKING, request_id, now=clock())
-        done = session.scalars(
-            select(ProvisioningStep.step).where(
-                ProvisioningStep.request_id == request_id, ProvisioningStep.step.like("revoke:%")
-            )
-        )
-        return request.iam_user_name, set(done)
+        return request.iam_user_name, _steps_done(session, request_id)
 
     return under_user_lease(
         factory,
@@ -231,13 +226,7 @@ def progress_of(session: Session, request: AccessRequest) -> RevokeProgress | No
     """None unless the request is being revoked or was: what the admins' progress notice shows."""
     if request.status not in (RequestStatus.REVOKING, RequestStatus.REVOKED):
         return None
-    done = set(
-        session.scalars(
-            select(ProvisioningStep.step).where(
-                ProvisioningStep.request_id == request.id, ProvisioningStep.step.like("revoke:%")
-            )
-        )
-    )
+    done = _steps_done(session, request.id)
     # A failed run records why and lets go of its lease; a resumed one holds the lease again.
     stopped = request.status == RequestStatus.REVOKING and bool(request.failure_reason) and not request.lease_owner
     failed = _latest(session, request.id, "revoke.failed") if stopped else None
@@ -253,6 +242,14 @@ def progress_of(session: Session, request: AccessRequest) -> RevokeProgress | No
     outcome = "revoked" if request.status == RequestStatus.REVOKED else "failed" if stopped else "running"
     by = started.actor if started is not None and started.actor != SYSTEM_ACTOR else None
     return RevokeProgress(steps, outcome, request.failure_reason if stopped else None, by)
+
+
+def _steps_done(session: Session, request_id: int) -> set[str]:
+    """The revoke steps recorded as done for the request: where a run resumes, and what its notice shows."""
+    steps = select(ProvisioningStep.step).where(
+        ProvisioningStep.request_id == request_id, ProvisioningStep.step.like("revoke:%")
+    )
+    return set(session.scalars(steps))
 
 
 def _latest(session: Session, request_id: int, action: str) -> AuditEvent | None:

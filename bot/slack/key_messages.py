@@ -51,14 +51,14 @@ def redraw(session: Session, services: Services, event_id: int) -> list[Redrawn]
     if event is None or key is None:
         return None
     if event.action == f"key.{KeyStatus.INACTIVE}" and key.status == KeyStatus.INACTIVE and key.deactivated_at:
-        by, at = key.deactivated_by, key.deactivated_at
+        by, at, now = key.deactivated_by, key.deactivated_at, services.clock()
         owner = views.key_deactivated_dm(
             key_row_id=key.id,
             access_key_id=key.access_key_id,
             deactivated_at=at,
             delete_at=at + Policy.from_settings(services.settings).delete_after,
             by=by if by != key.owner_id else None,
-            now=services.clock(),
+            now=now,
         )
         admin = views.admin_overdue_card(
             key_row_id=key.id,
@@ -67,7 +67,7 @@ def redraw(session: Session, services: Services, event_id: int) -> list[Redrawn]
             owner_id=key.owner_id,
             created_at=key.created_at,
             last_used=None,
-            now=services.clock(),
+            now=now,
             deactivated=True,
         )
         closed = _unused_closed(session, key.id, f"deactivated by <@{by}> on {when(at)}")
@@ -98,7 +98,8 @@ def _each(session: Session, key_id: int, role: KeyMessageRole, message: tuple[st
 
 def _unused_closed(session: Session, key_id: int, outcome: str) -> list[Redrawn]:
     """The unused-key messages show the outcome; their buttons go."""
-    if not of_key(session, key_id, KeyMessageRole.UNUSED):
+    targets = of_key(session, key_id, KeyMessageRole.UNUSED)
+    if not targets:
         return []
-    closed = key_usage_views.unused_closed(key=key_usage.snapshot(session, key_id), outcome=outcome)
-    return _each(session, key_id, KeyMessageRole.UNUSED, closed)
+    text, blocks = key_usage_views.unused_closed(key=key_usage.snapshot(session, key_id), outcome=outcome)
+    return [(channel, ts, text, blocks) for channel, ts in targets]
