@@ -66,6 +66,7 @@ class Notice(StrEnum):
     KEY_OFF = "key-off"  # key row id:deactivation stamp: the owner's "an admin deactivated your key"
     KEY_MESSAGES = "keys"  # audit event id of a click's key change: every message recorded about the key, redrawn
     UNEXPLAINED_KEYS = "unexplained"  # audit event id: the admins' keys in IAM that no reveal recorded
+    REVEAL_DM = "reveal-dm"  # grant id: the requester's Reveal DM, redrawn in place from the grant as it is now
 
 
 MAX_BACKOFF_SECONDS = 300

@@ -29,7 +29,7 @@ from bot.core.intake import OURS_TAG_REQUEST
 from bot.core.key_verification import KeyCheck
 from bot.core.leases import Lease
 from bot.core.provisioning import plain_reason
-from bot.core.reveal_grants import authorize, load_grant, rearmed_status
+from bot.core.reveal_grants import authorize, load_grant, mark_dm, rearmed_status
 from bot.db import session_scope
 from bot.errors import AdminAttention, AlreadyRevealed, DomainError, GrantExpired, InvalidState
 from models import AccessKey, AccessRequest, GrantStatus, KeyGrant, KeyStatus, RequestStatus
@@ -154,6 +154,7 @@ def release(factory: sessionmaker[Session], claimed: Claimed, *, now: datetime, 
             .execution_options(synchronize_session=False)
         )
         audit.record(session, action="reveal.released", grant_id=claimed.grant_id, at=now, reason=reason)
+        mark_dm(session, claimed.grant_id, now=now)
 
 
 def _end_claim(factory: sessionmaker[Session], claimed: Claimed, *, now: datetime, reason: str) -> None:
@@ -166,6 +167,7 @@ def _end_claim(factory: sessionmaker[Session], claimed: Claimed, *, now: datetim
             .execution_options(synchronize_session=False)
         )
         audit.record(session, action="reveal.refused", grant_id=claimed.grant_id, at=now, reason=reason)
+        mark_dm(session, claimed.grant_id, now=now)
 
 
 def _check_target(factory: sessionmaker[Session], gateway: IamGateway, claimed: Claimed, now: datetime) -> None:
@@ -287,6 +289,7 @@ def _delete_unseen(
         audit.record(
             session, action="reveal.undone", grant_id=claimed.grant_id, at=now, access_key_id=access_key_id, reason=why
         )
+        mark_dm(session, claimed.grant_id, now=now)
 
 
 def _record_shown(
@@ -338,6 +341,7 @@ def _record_shown(
                     access_key_id=access_key_id,
                     key_check=verdict,
                 )
+                mark_dm(session, claimed.grant_id, now=now)  # its button gives way to "revealed on …"
                 if grant.replaces_access_key_id is not None:  # a rotation: the owner is guided to retire the old key
                     outbox.notice(session, outbox.Notice.ROTATED_REMINDER, claimed.grant_id, now=now)
                     outbox.notice(session, outbox.Notice.ROTATED, claimed.grant_id, now=now)

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from bot.core import audit
+from bot.core import audit, outbox
 from bot.errors import AlreadyRevealed, InvalidState, NotAuthorized, NotFound
 from models import AccessRequest, GrantStatus, KeyGrant, RequestStatus
 
@@ -61,6 +61,7 @@ def renew_window(session: Session, *, grant_id: int, user_id: str, hours: int, n
         .execution_options(synchronize_session=False)
     )
     if result.rowcount == 1:
+        mark_dm(session, grant_id, now=now)
         audit.record(
             session,
             action="reveal.window_renewed",
@@ -100,4 +101,12 @@ def end_grants(session: Session, *, request_id: int, now: datetime, reason: str)
             .execution_options(synchronize_session=False)
         )
         audit.record(session, action="reveal.grants_ended", request_id=request_id, at=now, grants=ids, reason=reason)
+        for grant_id in ids:
+            mark_dm(session, grant_id, now=now)
     return ids
+
+
+def mark_dm(session: Session, grant_id: int, *, now: datetime) -> None:
+    """In the transaction that changed the grant: its Reveal DM is redrawn after commit (the outbox draws it from
+    the grant as it is then; a DM not posted yet is drawn right when it is)."""
+    outbox.notice(session, outbox.Notice.REVEAL_DM, grant_id, now=now)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.aws_iam import AwsError, IamGateway
 from bot.core import audit, leases, outbox
-from bot.core.reveal_grants import rearmed_status
+from bot.core.reveal_grants import mark_dm, rearmed_status
 from bot.db import session_scope
 from models import AccessKey, GrantStatus, KeyGrant, KeyStatus
 
@@ -134,6 +134,7 @@ def _recover_one(
             unexplained_keys=result.unexplained_keys,
         )
         session.flush()
+        mark_dm(session, grant_id, now=now)  # rearmed, revealed or ended: the DM shows which
         # Who needs to hear of it, drawn from this event after commit.
         if result.outcome == "kept_as_shown":
             outbox.notice(session, outbox.Notice.RECOVERED, event.id, now=now)

@@ -12,7 +12,7 @@ from bot.aws_iam import AwsError
 from bot.core import approval, audit, offboarding, offboarding_steps, outbox, reveal_grants, runs
 from bot.db import session_scope
 from bot.services import Services
-from bot.slack import blockkit, cards, home, reveal_dms, views
+from bot.slack import blockkit, cards, home, views
 from models import AccessRequest, AuditEvent, RequestStatus
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def confirm_revoke(services: Services, *, request_id: int, admin_id: str) -> Non
             now=services.clock(),
             reason="confirmed in Slack",
         )
-    reveal_dms.refresh_grant_dms(services, request_id)
+    services.wake_outbox()  # the ended grants' DMs lose their buttons (marked with the revoke)
     services.hand_off(request_id)  # the worker runs the offboarding (bot/worker.py)
 
 
@@ -116,7 +116,7 @@ def member_left(services: Services, *, slack_user_id: str) -> None:
         if request is not None:
             reveal_grants.end_grants(session, request_id=request.id, now=now, reason="the member left Slack")
     if request is not None:
-        reveal_dms.refresh_grant_dms(services, request.id)
+        services.wake_outbox()  # the ended grants' DMs lose their buttons (marked as they ended)
     deactivated = offboarding.deactivate_all_keys(
         services.session_factory, services.gateway, leaser=services.leaser, owner_id=slack_user_id, now=now
     )

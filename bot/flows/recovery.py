@@ -11,7 +11,6 @@ from bot.db import session_scope
 from bot.flows import offboarding
 from bot.flows import provisioning as provisioning_flow
 from bot.services import Services
-from bot.slack import reveal_dms
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +41,5 @@ def recover_reveals(services: Services) -> None:
     )
     for item in recovered:
         log.info("settled interrupted reveal %s: %s", item.grant_id, item.outcome)
-        reveal_dms.refresh_reveal_dm(services, item.grant_id)
     if recovered:
-        services.wake_outbox()  # the owner's and the admins' notices were marked as each reveal was settled
+        services.wake_outbox()  # each settled reveal marked its DM's redraw and who is told of it

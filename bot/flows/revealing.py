@@ -20,7 +20,7 @@ from bot.core.key_verification import KeyCheck, Verdict
 from bot.db import session_scope
 from bot.errors import AdminAttention, AlreadyRevealed, DomainError, GrantExpired, InvalidState
 from bot.services import Services
-from bot.slack import blockkit, home, reveal_dms, views
+from bot.slack import blockkit, home, views
 
 log = logging.getLogger(__name__)
 
@@ -169,24 +169,24 @@ def reveal_keys(
             lease_seconds=services.settings.koding_iam_lease_seconds,
         )
     except GrantExpired as exc:
-        reveal_dms.refresh_reveal_dm(services, grant_id)
+        _redraw_dm(services, grant_id)
         notifier.ephemeral(channel, user_id, views.escape(exc.user_message))
         return None
     except AlreadyRevealed as exc:
-        reveal_dms.refresh_reveal_dm(services, grant_id)
+        _redraw_dm(services, grant_id)
         key = f" (key `{views.escape(exc.access_key_id)}`)" if exc.access_key_id else ""
         notifier.ephemeral(
             channel, user_id, f"{views.escape(exc.user_message)} Revealed on {views.when(exc.revealed_at)}{key}."
         )
         return None
     except InvalidState:  # the grant ended or its request moved on: the owner's DM loses its button
-        reveal_dms.refresh_reveal_dm(services, grant_id)
+        _redraw_dm(services, grant_id)
         raise
     try:
         revealed = reveal_in_modal(services, claimed, user_id=user_id, trigger_id=trigger_id, channel=channel)
     finally:
         claimed.lease.release()
-    reveal_dms.refresh_reveal_dm(services, grant_id)
+    services.wake_outbox()  # the outcome's transaction marked the DM's redraw (and a rotation's notices)
     if revealed is not None and then is not None:
         then(services, grant_id)
     home.refresh(services, user_id)
@@ -201,5 +201,13 @@ def renew_reveal_window(services: Services, *, grant_id: int, user_id: str) -> N
             user_id=user_id,
             hours=services.settings.koding_iam_reveal_window_hours,
             now=services.clock(),
-        )
-    reveal_dms.refresh_reveal_dm(services, grant_id)
+        )  # a renewed window marks the DM's redraw
+    services.wake_outbox()
+
+
+def _redraw_dm(services: Services, grant_id: int) -> None:
+    """A click that changed nothing but found the DM out of date (expired, revealed or ended elsewhere): the
+    outbox redraws it as the grant is now."""
+    with session_scope(services.session_factory) as session:
+        reveal_grants.mark_dm(session, grant_id, now=services.clock())
+    services.wake_outbox()

@@ -17,7 +17,7 @@ from bot.core.validation import max_days_of
 from bot.db import session_scope
 from bot.errors import DomainError, InvalidState, NotAuthorized
 from bot.services import Services
-from bot.slack import home, reveal_dms
+from bot.slack import home
 from bot.slack import timebound_views as tviews
 
 log = logging.getLogger(__name__)
@@ -79,8 +79,7 @@ def finish(services: Services, request_id: int, *, by_owner: bool) -> None:
     """After the compare-and-set that ended the access (its notices marked with it): the Reveal buttons lose their
     buttons and the same resumable revoke an admin runs offboards the user (it tells the owner, and resumes after a
     crash like any revoke)."""
-    services.wake_outbox()
-    reveal_dms.refresh_grant_dms(services, request_id)
+    services.wake_outbox()  # with them, the ended grants' DMs (reveal_grants.end_grants marked them)
     services.hand_off(request_id)  # the worker runs the offboarding, as for an admin's revoke (bot/worker.py)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -21,7 +20,7 @@ from bot.core import access
 from bot.core.provisioning import plan_steps
 from bot.core.runs import StepProgress
 from bot.slack import approval_card_parts, blockkit, views
-from models import AccessRequest, ApprovalCard, KeyGrant
+from models import AccessRequest, ApprovalCard
 
 log = logging.getLogger(__name__)
 # A URL someone typed into a purpose or reason is shown as text, never previewed: no unfurl fetches it and no
@@ -54,12 +53,6 @@ class Notifier:
             log.warning("could not post to %s: %s", user_id, exc.response.get("error"))
             return None
         return str(response["channel"]), str(response["ts"])
-
-    def update_reveal_dm(self, grant: KeyGrant, *, now: datetime, approved_by: str | None = None) -> None:
-        if not (grant.dm_channel and grant.dm_ts):
-            return
-        text, blocks = views.reveal_dm(grant, now=now, approved_by=approved_by)
-        self._update(grant.dm_channel, grant.dm_ts, text, blocks)
 
     def ephemeral(self, channel: str | None, user_id: str, text: str, blocks: views.Blocks | None = None) -> None:
         """A reply only the clicker sees; falls back to a DM where there is no channel (App Home, modals)."""

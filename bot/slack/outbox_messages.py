@@ -14,11 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
 from bot.aws_iam import KeyLastUsed
-from bot.core import digest, key_usage, outbox
+from bot.core import digest, key_usage, outbox, reveal_grants
 from bot.core.key_usage import STAGE_OF_KIND, UsageAction, UsageKind, UsagePolicy, UsageStage, last_used_of
 from bot.core.rotation_policy import ActionKind, KeyState, Policy, Stage, SweepAction
 from bot.db import session_scope
@@ -120,6 +121,7 @@ class RevealDraft:
     requester: str
     text: str
     blocks: views.Blocks
+    drawn_at: datetime
 
     def send(self, post: Post) -> Callable[[Session], None]:
         channel, ts = post(self.requester, self.text, self.blocks)
@@ -130,6 +132,9 @@ class RevealDraft:
                 .where(KeyGrant.id == self.grant_id, KeyGrant.dm_ts.is_(None))
                 .values(dm_channel=channel, dm_ts=ts)
             )
+            # Ended (a revoke, the member left) after it was drawn: that change's redraw found no DM to update.
+            if session.scalar(select(KeyGrant.status).where(KeyGrant.id == self.grant_id)) != GrantStatus.AVAILABLE:
+                reveal_grants.mark_dm(session, self.grant_id, now=self.drawn_at)
 
         return record
 
@@ -140,8 +145,9 @@ def draw_reveal(services: Services, session: Session, claim: outbox.Claim) -> Re
     grant = session.get(KeyGrant, int(claim.subject))
     if grant is None or grant.status != GrantStatus.AVAILABLE or grant.dm_ts:
         return None
-    text, blocks = views.reveal_dm(grant, now=services.clock(), approved_by=approver_of(session, grant.request_id))
-    return RevealDraft(grant.id, grant.requester_id, text, blocks)
+    now = services.clock()
+    text, blocks = views.reveal_dm(grant, now=now, approved_by=approver_of(session, grant.request_id))
+    return RevealDraft(grant.id, grant.requester_id, text, blocks, now)
 
 
 def admin_digest(services: Services, claim: outbox.Claim, post: Post, update: Update) -> Result:

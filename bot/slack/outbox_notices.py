@@ -25,7 +25,7 @@ from bot.core.outbox import Notice
 from bot.core.rotation_policy import ActionKind, KeyState, Policy, Stage, SweepAction
 from bot.db import session_scope
 from bot.services import Services
-from bot.slack import key_messages, views
+from bot.slack import key_messages, reveal_dms, views
 from bot.slack import timebound_views as tviews
 from models import (
     AccessExtension,
@@ -316,6 +316,12 @@ def key_changed(session: Session, services: Services, ref: Ref) -> Drawn | None:
     return None if updates is None else Drawn(None, "", [], updates=updates)
 
 
+def reveal_dm(session: Session, services: Services, ref: Ref) -> Drawn | None:
+    """The requester's Reveal DM after its grant changed: its button goes or comes back, updated in place."""
+    updates = reveal_dms.redrawn(session, int(ref.ident), now=services.clock())
+    return None if updates is None else Drawn(None, "", [], updates=updates)
+
+
 def record_key_off(session: Session, ref: Ref, posted: tuple[str, str]) -> None:
     """Reactivate's click and the key's later changes update this DM; it is the key's latest notice."""
     key = session.get(AccessKey, int(ref.ident))
@@ -366,4 +372,5 @@ TEMPLATES: dict[str, Template] = {
     Notice.KEY_OFF: Template(key_off, record=record_key_off),
     Notice.KEY_MESSAGES: Template(key_changed),
     Notice.UNEXPLAINED_KEYS: Template(unexplained_keys),
+    Notice.REVEAL_DM: Template(reveal_dm),
 }

@@ -1,37 +1,27 @@
 """The requester's DM with the Reveal button, redrawn in place from what the bot recorded when it posted it: after a
-reveal, a renewed window, an ended grant or an offboarding."""
+reveal, a renewed window, an ended grant or an offboarding. The change marks the redraw in its own transaction
+(bot/core/reveal_grants.mark_dm); the outbox sender draws it here after commit, from the grant as it is then."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.db import session_scope
+from bot.slack import views
+from bot.slack.key_messages import Redrawn
 from models import AccessRequest, KeyGrant
 
-if TYPE_CHECKING:
-    from bot.services import Services
 
-
-def refresh_reveal_dm(services: Services, grant_id: int) -> None:
-    with session_scope(services.session_factory) as session:
-        grant = session.get(KeyGrant, grant_id)
-        approved_by = approver_of(session, grant.request_id) if grant is not None else None
-    if grant is not None:
-        services.notifier.update_reveal_dm(grant, now=services.clock(), approved_by=approved_by)
-
-
-def refresh_grant_dms(services: Services, request_id: int) -> None:
-    """Every posted Reveal DM of a request's grants."""
-    with session_scope(services.session_factory) as session:
-        grants = list(
-            session.scalars(select(KeyGrant).where(KeyGrant.request_id == request_id, KeyGrant.dm_ts.is_not(None)))
-        )
-        approved_by = approver_of(session, request_id)
-    for grant in grants:
-        services.notifier.update_reveal_dm(grant, now=services.clock(), approved_by=approved_by)
+def redrawn(session: Session, grant_id: int, *, now: datetime) -> list[Redrawn] | None:
+    """The grant's posted DM as it should read now; None when it has none yet (its first post draws the grant as
+    it is then) or the grant is gone."""
+    grant = session.get(KeyGrant, grant_id)
+    if grant is None or not (grant.dm_channel and grant.dm_ts):
+        return None
+    text, blocks = views.reveal_dm(grant, now=now, approved_by=approver_of(session, grant.request_id))
+    return [(grant.dm_channel, grant.dm_ts, text, blocks)]
 
 
 def approver_of(session: Session, request_id: int) -> str | None:
