@@ -31,6 +31,7 @@ from bench.payloads import check_healthz, check_help, check_request
 from bench.processes import ADMINS, CpuMeter
 from bot.devtools.sandbox import SIGNING_SECRET
 from bot.server import SLACK_PATH
+from bot.worker import INLINE_SLOTS
 
 NAME = "ack_latency"
 SURFACES = ("/koding-iam help", "/koding-iam request", "approve click", "view_submission")
@@ -340,12 +341,17 @@ def _load_section(ctx: Context, levels: list[dict[str, Any]]) -> Section:
             )
         during = (loaded["background_during_bare"], loaded["background_during_app"])
         section.notes.append(
-            f"Concurrency {level['concurrency']}: provisionings running in koding-iam serve while bare Bolt was "
-            f"measured ({loaded['bare_bolt'][ALL]['count']} requests over {loaded['bare_bolt_wall_s']} s): mean "
-            f"{during[0]['in_flight_mean']}, min {during[0]['in_flight_min']}; while koding-iam was "
-            f"measured: mean {during[1]['in_flight_mean']}, min {during[1]['in_flight_min']} (target "
-            f"{options.background_provisionings}; the load approved {during[1]['approved']} and submitted "
-            f"{during[1]['submitted']} requests in all, {during[1]['errors']} of them answered with an error)."
+            f"Concurrency {level['concurrency']}: provisionings approved and not finished in koding-iam serve while "
+            f"bare Bolt was measured ({loaded['bare_bolt'][ALL]['count']} requests over "
+            f"{loaded['bare_bolt_wall_s']} s): mean {during[0]['in_flight_mean']}, min {during[0]['in_flight_min']}, "
+            f"of them run at once by the worker: mean {during[0].get('running_mean')}, max "
+            f"{during[0].get('running_max')}; while koding-iam was measured: mean {during[1]['in_flight_mean']}, min "
+            f"{during[1]['in_flight_min']}, run at once: mean {during[1].get('running_mean')}, max "
+            f"{during[1].get('running_max')} (target {options.background_provisionings}; the worker inside serve "
+            f"runs {INLINE_SLOTS} at once by default, bot/worker.py INLINE_SLOTS, and the rest wait their turn; the "
+            "load approved "
+            f"{during[1]['approved']} and submitted {during[1]['submitted']} requests in all, {during[1]['errors']} "
+            "of them answered with an error)."
         )
     late = [level for level in levels if level["concurrency"] == LATE_ACKS_CONCURRENCY] or levels[-1:]
     for level in late:

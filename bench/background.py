@@ -37,6 +37,7 @@ class ProvisioningLoad:
         self.submitted = 0
         self.errors = 0
         self._samples: list[int] = []
+        self._running: list[int] = []  # of them, taken by the worker (their run holds the request's lease)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -64,18 +65,26 @@ class ProvisioningLoad:
     def in_flight(self) -> int:
         return int(self.ctx.scalar("SELECT count(*) FROM access_requests WHERE status = 'provisioning'") or 0)
 
+    def running(self) -> int:
+        """Provisionings a worker slot is running now (the rest of `in_flight` wait for one)."""
+        query = "SELECT count(*) FROM access_requests WHERE status = 'provisioning' AND lease_owner IS NOT NULL"
+        return int(self.ctx.scalar(query) or 0)
+
     def window(self) -> None:
         with self._lock:
             self._samples.clear()
+            self._running.clear()
 
     def figures(self) -> dict[str, Any]:
         with self._lock:
-            samples = list(self._samples)
+            samples, running = list(self._samples), list(self._running)
         return {
             "target": self.target,
             "in_flight_mean": round(statistics.fmean(samples), 1) if samples else None,
             "in_flight_min": min(samples) if samples else None,
             "in_flight_samples": len(samples),
+            "running_mean": round(statistics.fmean(running), 1) if running else None,
+            "running_max": max(running) if running else None,
             "approved": self.approved,
             "submitted": self.submitted,
             "errors": self.errors,
@@ -84,10 +93,11 @@ class ProvisioningLoad:
     # The two loops -------------------------------------------------------------------------------------------
     def _approve_loop(self) -> None:
         while not self._stop.is_set():
-            running = self.in_flight()
+            in_flight, running = self.in_flight(), self.running()
             with self._lock:
-                self._samples.append(running)
-            wanted = min(self.target - running, len(self.pool))
+                self._samples.append(in_flight)
+                self._running.append(running)
+            wanted = min(self.target - in_flight, len(self.pool))
             if wanted > 0:
                 clicks = [self.ctx.approval(ADMINS[n % len(ADMINS)], self.pool.popleft()) for n in range(wanted)]
                 self._send(clicks, concurrency=min(wanted, 5))
