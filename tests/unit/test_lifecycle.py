@@ -3,6 +3,7 @@ and releasing exactly this process's leases (compare-and-set on ownership, never
 
 from __future__ import annotations
 
+import gc
 import http.client
 import signal
 import threading
@@ -230,6 +231,22 @@ def test_run_drains_finished_work_then_releases_and_returns_0(factory: Any) -> N
     assert scheduler.stopped and closed == ["x"] and exits == []  # finished: a normal return
     with db.session_scope(factory) as session:
         assert session.scalars(select(UserLease.owner)).one() is None
+
+
+def test_run_sets_the_start_up_heap_aside_from_garbage_collection(factory: Any) -> None:
+    """A full collection walks every tracked object with the interpreter lock held; what start-up made lives as
+    long as the process, so `run` freezes it before serving and full collections walk only what came after."""
+    gc.unfreeze()
+    life = Lifecycle()
+    life.exit = lambda code: None
+    life.stop_requested.set()
+    try:
+        assert gc.get_freeze_count() == 0
+        assert life.run(fake_services(factory, 1)) == 0
+        assert gc.get_freeze_count() > 10_000  # this test process's modules, pytest's and the app's
+        assert len(gc.get_objects(generation=2)) < gc.get_freeze_count()
+    finally:
+        gc.unfreeze()
 
 
 def test_a_sigterm_taken_by_another_thread_still_stops_the_process_at_once(factory: Any) -> None:
