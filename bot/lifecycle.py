@@ -240,7 +240,7 @@ def _close_after_answer(environ: dict[str, Any]) -> None:
 def freeze_startup_heap() -> int:
     """Set start-up's objects (imported modules, botocore's service models, the app) aside from the cyclic garbage
     collector. They live as long as the process, and each full collection walked all of them while holding the
-    interpreter lock: 70-80 ms per collection in `serve`, every few seconds under load, against 4-5 ms once they
+    interpreter lock: 60-80 ms per collection in `serve`, every few seconds under load, against 5-20 ms once they
     are set aside (docs/PERFORMANCE.md)."""
     gc.collect()
     gc.freeze()

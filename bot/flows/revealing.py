@@ -201,8 +201,8 @@ def renew_reveal_window(services: Services, *, grant_id: int, user_id: str) -> N
             user_id=user_id,
             hours=services.settings.koding_iam_reveal_window_hours,
             now=services.clock(),
-        )  # a renewed window marks the DM's redraw
-    services.wake_outbox()
+        )
+    services.wake_outbox()  # a renewed window marked the DM's redraw: its button is back
 
 
 def _redraw_dm(services: Services, grant_id: int) -> None:
