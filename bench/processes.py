@@ -52,11 +52,13 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time a process has used so far (from /proc/<pid>/stat)."""
+def cpu_seconds(pid: int, *, reaped: bool = False) -> float | None:
+    """User + system CPU time a process has used so far (from /proc/<pid>/stat); with `reaped`, also that of its
+    children which have exited and been waited for (cutime, cstime)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if reaped else 0)
+        return ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return None
 
@@ -73,7 +75,9 @@ def machine_busy() -> tuple[float, float] | None:
 
 
 def postgres_cpu_seconds() -> float | None:
-    """CPU time used so far by every local PostgreSQL process (server and connection backends)."""
+    """CPU time used so far by every local PostgreSQL process (server and connection backends), those that have
+    exited included: the server reaps each connection's backend, whose time then counts in its own cutime and
+    cstime. Without them, a connection that closed during a window took its CPU with it (negative figures)."""
     total, found = 0.0, False
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -83,17 +87,14 @@ def postgres_cpu_seconds() -> float | None:
                 continue
         except OSError:
             continue
-        used = cpu_seconds(int(proc.name))
+        used = cpu_seconds(int(proc.name), reaped=True)
         if used is not None:
             total, found = total + used, True
     return total if found else None
 
 
 class CpuMeter:
-    """CPU used by some processes (and the whole machine) between start() and stop(), as % of one core.
-
-    PostgreSQL connections that close during the window take their CPU time with them, so its figure is
-    a lower bound."""
+    """CPU used by some processes (and the whole machine) between start() and stop(), as % of one core."""
 
     def __init__(self, pids: dict[str, int], *, postgres: bool = False) -> None:
         self.sources: dict[str, Callable[[], float | None]] = {
