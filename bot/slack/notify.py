@@ -76,9 +76,6 @@ class Notifier:
             return False
         return True
 
-    def update_message(self, channel: str, ts: str, text: str, blocks: views.Blocks) -> bool:
-        return self._update(channel, ts, text, blocks)
-
     # Admins -----------------------------------------------------------------------------------------------
     def admin_targets(self) -> list[str]:
         """The approval channel, or each active admin's DM (user groups expanded; no deactivated member, no bot)."""
@@ -116,14 +113,6 @@ class Notifier:
             described = summary.description or ""
             notes[arn] = f"{described} (services: {services})".strip() if services else described or None
         return approval_card_parts.grants_text(request, notes, self.settings.koding_iam_permissions_boundary)
-
-    def _update(self, channel: str, ts: str, text: str, blocks: views.Blocks) -> bool:
-        try:
-            self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
-        except SlackApiError as exc:
-            log.warning("could not update message %s/%s: %s", channel, ts, exc.response.get("error"))
-            return False
-        return True
 
     # Modals -----------------------------------------------------------------------------------------------
     def open_modal(self, trigger_id: str, view: dict) -> str | None:

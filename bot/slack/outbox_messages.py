@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
@@ -127,13 +126,14 @@ class RevealDraft:
         channel, ts = post(self.requester, self.text, self.blocks)
 
         def record(session: Session) -> None:  # in the batch's record, with the outbox row (no second post)
-            session.execute(
+            status = session.scalar(
                 sql_update(KeyGrant)
                 .where(KeyGrant.id == self.grant_id, KeyGrant.dm_ts.is_(None))
                 .values(dm_channel=channel, dm_ts=ts)
+                .returning(KeyGrant.status)
             )
             # Ended (a revoke, the member left) after it was drawn: that change's redraw found no DM to update.
-            if session.scalar(select(KeyGrant.status).where(KeyGrant.id == self.grant_id)) != GrantStatus.AVAILABLE:
+            if status is not None and status != GrantStatus.AVAILABLE:
                 reveal_grants.mark_dm(session, self.grant_id, now=self.drawn_at)
 
         return record
