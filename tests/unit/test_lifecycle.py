@@ -33,6 +33,14 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+@pytest.fixture(autouse=True)
+def unfrozen_heap() -> Iterator[None]:
+    """`Lifecycle.run` freezes the process's heap before serving; in a test that would set aside everything the
+    suite made so far (and keep it from the collector) for the rest of the run, so each test gives it back."""
+    yield
+    gc.unfreeze()
+
+
 # Counting work ---------------------------------------------------------------------------------------------
 def test_a_tracked_pool_counts_queued_and_running_tasks_until_they_end() -> None:
     work = Work()
@@ -240,13 +248,10 @@ def test_run_sets_the_start_up_heap_aside_from_garbage_collection(factory: Any) 
     life = Lifecycle()
     life.exit = lambda code: None
     life.stop_requested.set()
-    try:
-        assert gc.get_freeze_count() == 0
-        assert life.run(fake_services(factory, 1)) == 0
-        assert gc.get_freeze_count() > 10_000  # this test process's modules, pytest's and the app's
-        assert len(gc.get_objects(generation=2)) < gc.get_freeze_count()
-    finally:
-        gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    assert life.run(fake_services(factory, 1)) == 0
+    assert gc.get_freeze_count() > 10_000  # this test process's modules, pytest's and the app's
+    assert len(gc.get_objects(generation=2)) < gc.get_freeze_count()
 
 
 def test_a_sigterm_taken_by_another_thread_still_stops_the_process_at_once(factory: Any) -> None:
