@@ -145,16 +145,18 @@ def _run_log(log: str) -> Section:
     """What `koding-iam serve` logged during the run: warnings and errors, grouped."""
     levels: Counter[str] = Counter()
     messages: Counter[str] = Counter()
-    depth = 0
+    depth = held = 0
     for line in log.splitlines():
         match = re.match(r"\S+ \S+ (WARNING|ERROR|CRITICAL) (\S+): (.*)", line)
         if not match:
             continue
         level, logger, message = match.groups()
         levels[level] += 1
-        queue = re.search(r"Task queue depth is (\d+)", message)
-        if queue:
+        if queue := re.search(r"Task queue depth is (\d+)", message):
             depth = max(depth, int(queue.group(1)))
+        if digest := re.search(r"Task queue depth reached (\d+): (\d+) more such warnings held back", message):
+            depth = max(depth, int(digest.group(1)))  # bot/logs.py's QueueDepthDigest: one per window passes
+            held += int(digest.group(2))
         messages[f"{level} {logger}: {re.sub(r'[0-9]+', 'N', message)[:110]}"] += 1
     section = Section("run_log", "`koding-iam serve` log during the run", ["log line (digits as N)", "count"])
     for message, count in messages.most_common(8):
@@ -163,7 +165,8 @@ def _run_log(log: str) -> Section:
         section.rows.append(["no warnings or errors", "0"])
     section.notes.append(
         f"{levels['WARNING']} warnings, {levels['ERROR'] + levels['CRITICAL']} errors, "
-        f"{log.count('Traceback')} tracebacks; deepest waitress task queue: {depth}."
+        f"{log.count('Traceback')} tracebacks; deepest waitress task queue: {depth}; waitress queue warnings held "
+        f"back by the log's digest (bot/logs.py): {held}."
     )
     return section
 

@@ -6,6 +6,10 @@ INFO whatever the root level is. Behind that, a log-record factory masks anythin
 key or a Slack token in every record as it is created, before any handler or filter sees it; the JSON formatter
 masks its output once more.
 
+waitress warns "Task queue depth is N" for every request that finds no idle thread; in a burst that is thousands
+of lines a minute, burying everything else, so one such line passes per QUEUE_DIGEST_SECONDS and, when the window
+ends, one more says how many were held back and the deepest queue among them.
+
 `LOG_FORMAT=json` writes one JSON object per line (time, level, logger, message and the Slack request's fields
 from bot/request_context.py); `text`, the default, is for a terminal. `LOG_LEVEL` and `LOG_LEVEL_THIRD_PARTY`
 (APScheduler and Alembic, WARNING by default: they report every tick and every migration at INFO) take DEBUG,
@@ -19,7 +23,9 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +43,9 @@ _SECRET_PATTERNS = (
     re.compile(r"xox[abposr]-[A-Za-z0-9-]+"),
     re.compile(r"xapp-[A-Za-z0-9-]+"),
 )
+QUEUE_LOGGER = "waitress.queue"  # waitress.utilities.queue_logger: "Task queue depth is %d", one per request queued
+QUEUE_DIGEST_SECONDS = 10.0
+_DEPTH = re.compile(r"depth is (\d+)")
 _installed = False
 
 
@@ -137,6 +146,61 @@ class RequestFields(logging.Filter):
         return True
 
 
+def _later(seconds: float, action: Callable[[], None]) -> None:
+    timer = threading.Timer(seconds, action)
+    timer.daemon = True
+    timer.start()
+
+
+class QueueDepthDigest(logging.Filter):
+    """The first waitress queue warning of a window passes; the rest are counted, and when the window ends one line
+    says how many were held back and the deepest queue they reported, so a burst's size is never lost."""
+
+    def __init__(
+        self,
+        seconds: float = QUEUE_DIGEST_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        later: Callable[[float, Callable[[], None]], None] = _later,
+    ) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.clock = clock
+        self.later = later
+        self._lock = threading.Lock()
+        self._quiet_until = float("-inf")
+        self._held = 0
+        self._deepest = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "queue_digest", False):  # this filter's own summary
+            return True
+        depth = int(found.group(1)) if (found := _DEPTH.search(record.getMessage())) else 0
+        now = self.clock()
+        with self._lock:
+            if now >= self._quiet_until:
+                self._quiet_until = now + self.seconds
+                return True
+            self._held += 1
+            self._deepest = max(self._deepest, depth)
+            first_held, wait = self._held == 1, self._quiet_until - now
+        if first_held:
+            self.later(wait, self.flush)
+        return False
+
+    def flush(self) -> None:
+        with self._lock:
+            held, deepest = self._held, self._deepest
+            self._held = self._deepest = 0
+        if held:
+            logging.getLogger(QUEUE_LOGGER).warning(
+                "Task queue depth reached %d: %d more such warnings held back in the last %g s",
+                deepest,
+                held,
+                self.seconds,
+                extra={"queue_digest": True},
+            )
+
+
 def _choice(environ: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
     raw = environ.get(name, "").strip()
     if not raw:
@@ -185,5 +249,9 @@ def configure(
     for name in THIRD_PARTY_LOGGERS:
         logging.getLogger(name).setLevel(third_party)
     pin_chatty_loggers()
+    queue = logging.getLogger(QUEUE_LOGGER)
+    for old in [f for f in queue.filters if isinstance(f, QueueDepthDigest)]:
+        queue.removeFilter(old)
+    queue.addFilter(QueueDepthDigest())
     install_redaction()
     logging.captureWarnings(fmt == "json")  # a Python warning would otherwise be a plain line among the JSON
