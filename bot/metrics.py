@@ -44,6 +44,7 @@ SLACK_RETRY_REASONS = ("rate_limited", "server_error", "connection_error", OTHER
 # the other two are the gateway's backoff for IAM's ConcurrentModification and eventual consistency.
 AWS_RETRY_REASONS = ("botocore", "concurrent_modification", "eventual_consistency", OTHER)
 JOBS = ("resume-interrupted", "rotation-sweep", "request-expiry", "sync-scan", OTHER)
+LOOPS = ("worker", "outbox")
 KEY_STAGES = ("fresh", "upcoming", "due", "overdue", "deactivated")
 OUTBOX_KINDS = (*outbox.KINDS, OTHER)
 OUTBOX_RESULTS = ("delivered", "retry", "gone", OTHER)
@@ -117,6 +118,12 @@ class Metrics:
         self.job_failures = Counter(
             "koding_iam_job_failures", "Scheduled job runs that ended with an error.", ["job"], registry=r
         )
+        self.looks = Counter(
+            "koding_iam_looks",
+            "Times a background loop looked in the database for work; a loop that stopped shows as a flat line.",
+            ["loop"],
+            registry=r,
+        )
         # Every known label value is shown from the start (as 0), so a rate() or an alert has a series to read.
         for labels, values in (
             (self.ack_seconds, SURFACES),
@@ -126,6 +133,7 @@ class Metrics:
             (self.aws_retries, AWS_RETRY_REASONS),
             (self.job_seconds, JOBS),
             (self.job_failures, JOBS),
+            (self.looks, LOOPS),
         ):
             for value in values:
                 labels.labels(value)
@@ -169,6 +177,9 @@ class Metrics:
         """Register the key and outbox gauges, computed from the database at each scrape (no Slack or AWS call)."""
         self.registry.register(_KeyCollector(session_factory, settings, clock))
         self.registry.register(_OutboxCollector(session_factory, clock))
+
+    def looked(self, loop: str) -> None:
+        self.looks.labels(_enum(loop, LOOPS)).inc()
 
     def outbox_delivered(self, kind: str, result: str) -> None:
         self.outbox_deliveries.labels(kind=_enum(kind, OUTBOX_KINDS), result=_enum(result, OUTBOX_RESULTS)).inc()

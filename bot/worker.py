@@ -210,6 +210,7 @@ class Worker:
             with self._changed:
                 self.picks += 1
                 self._changed.notify_all()
+            self.services.metrics.looked("worker")
             return len(claimed)
 
     def _run(self, run: Run, origin: dict[str, Any]) -> None:

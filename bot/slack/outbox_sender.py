@@ -164,6 +164,7 @@ class OutboxSender:
                 caps=self.caps,
             )
             self.more_due = claims.more
+            services.metrics.looked("outbox")
             drafts = self._draw_batch(claims)
             # What the batch drew goes out first, within seconds of its drawing (at most a few cards and tabs per
             # batch, PACED_PER_WORKER), never after a batch's worth of paced DMs.

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -82,21 +82,38 @@ class Served:
         with open(self.log_path, encoding="utf-8") as handle:
             return handle.read()
 
+    def _counter(self, sample: str) -> int:
+        """One sample of this process's GET /metrics, 0 while it has none."""
+        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as answer:  # noqa: S310
+            text = answer.read().decode()
+        prefix = sample + " "
+        return next((int(float(line.removeprefix(prefix))) for line in text.splitlines() if line.startswith(prefix)), 0)
+
     def job_runs(self, job: str) -> int:
         """How many runs of a scheduled job this process has finished: the visible tick counter
         (koding_iam_job_duration_seconds_count on GET /metrics)."""
-        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as answer:  # noqa: S310
-            text = answer.read().decode()
-        prefix = f'koding_iam_job_duration_seconds_count{{job="{job}"}} '
-        return next((int(float(line.removeprefix(prefix))) for line in text.splitlines() if line.startswith(prefix)), 0)
+        return self._counter(f'koding_iam_job_duration_seconds_count{{job="{job}"}}')
+
+    def looks(self, loop: str) -> int:
+        """How many times this process's worker or outbox sender looked in the database for work."""
+        return self._counter(f'koding_iam_looks_total{{loop="{loop}"}}')
 
     def wait_for_ticks(self, job: str, more: int = 1, timeout: float = 30.0) -> None:
         """Wait until the job has run `more` more times than now: what was due has been looked at again."""
-        goal = self.job_runs(job) + more
+        self._wait({job: lambda: self.job_runs(job)}, more, timeout)
+
+    def wait_for_looks(self, more: int = 2, timeout: float = 30.0) -> None:
+        """Wait until the worker and the outbox sender have each looked for work `more` more times: a run or a
+        message still due by then would have been taken. Two, because a look under way may have begun earlier."""
+        self._wait({loop: lambda loop=loop: self.looks(loop) for loop in ("worker", "outbox")}, more, timeout)
+
+    @staticmethod
+    def _wait(counters: dict[str, Callable[[], int]], more: int, timeout: float) -> None:
+        goals = {name: read() + more for name, read in counters.items()}
         deadline = time.monotonic() + timeout
-        while self.job_runs(job) < goal:
+        while behind := [name for name, read in counters.items() if read() < goals[name]]:
             if time.monotonic() > deadline:
-                raise AssertionError(f"{job} did not run {more} more time(s) within {timeout} s")
+                raise AssertionError(f"{', '.join(behind)} did not tick {more} more time(s) within {timeout} s")
             time.sleep(0.05)
 
 

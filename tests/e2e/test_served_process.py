@@ -67,6 +67,8 @@ def test_serve_over_http_runs_the_whole_flow(database_url: str, tmp_path: Path) 
             assert len(keys) == 1 and keys[0]["AccessKeyId"] in json.dumps(revealed["blocks"])
             modal_text = json.dumps(driver.view_opened_with(trigger))
             assert keys[0]["AccessKeyId"] in modal_text and "Secret Access Key" in modal_text
+            # After the flow, both background loops still look for work (GET /metrics, koding_iam_looks_total).
+            app.wait_for_looks()
             assert "Traceback" not in app.output()
 
 

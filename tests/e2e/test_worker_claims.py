@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from bot import db
 from bot.config import load_settings
 from bot.db import session_scope
+from bot.metrics import Metrics
 from bot.worker import Worker, claim_runs, pick_query, worker_slots
 from models import AccessRequest, RequestStatus
 
@@ -192,7 +193,11 @@ def test_inside_serve_the_worker_takes_fewer_runs_at_once_than_a_worker_process(
 
     add_runs(engine, inline + 5)
     services = SimpleNamespace(
-        settings=settings, session_factory=db.make_session_factory(engine), owner="serve", clock=lambda: NOW
+        settings=settings,
+        session_factory=db.make_session_factory(engine),
+        owner="serve",
+        clock=lambda: NOW,
+        metrics=Metrics(),
     )
     pool = HeldPool()
     worker = Worker(services, pool=pool, slots=inline)  # type: ignore[arg-type]

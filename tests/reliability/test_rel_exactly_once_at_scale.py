@@ -129,7 +129,8 @@ def test_fifty_concurrent_approve_clicks_over_two_processes_make_one_user(pair: 
     wait_for(lambda: len(told()) >= 49, timeout=60, what="49 losers told")
     wait_for(lambda: messages_with(p.slack, "UALICE", "Reveal my access keys"), timeout=60, what="reveal DM")
     settled = time.monotonic() - started
-    time.sleep(1.0)  # anything late (a 51st message, a second run) would show up now
+    for proc in p.processes():  # anything late (a 51st message, a second run) would have been taken by now
+        proc.wait_for_looks()
 
     winner = scalar(p.url, "SELECT decided_by FROM access_requests WHERE id = :n", n=number)
     assert winner in ADMINS
@@ -238,7 +239,8 @@ def test_reveal_clicks_racing_across_processes_make_one_key(pair: Pair) -> None:
     assert [r.status for r in responses] == [200] * 10
     wait_for(lambda: len(p.slack.ephemerals("UREVEAL")) == 9, what="nine clicks told")
     wait_for(lambda: scalar(p.url, "SELECT status FROM key_grants WHERE request_id = :n", n=number) == "revealed")
-    time.sleep(0.5)
+    for proc in p.processes():  # every click has ended (nine told, one revealed); a recovery would have run by now
+        proc.wait_for_looks()
     keys = p.iam.list_access_keys(UserName="koding-reveal")["AccessKeyMetadata"]
     assert len(keys) == 1
     shown = posts_with(p.slack, "Secret Access Key", method="views.update")[shown_before:]

@@ -61,3 +61,17 @@ def test_a_failing_job_is_timed_and_counted() -> None:
         raise ConcurrentModification("ConcurrentModification", "busy", "UpdateAccessKey")
     assert sample(metrics, "koding_iam_job_failures_total", job="rotation-sweep") == 1
     assert sample(metrics, "koding_iam_job_duration_seconds_count", job="rotation-sweep") == 1
+
+
+def test_each_background_loop_counts_its_looks_and_starts_at_zero() -> None:
+    """koding_iam_looks_total: a worker or outbox sender that stopped looking for work shows as a flat line."""
+    metrics = Metrics()
+    assert sample(metrics, "koding_iam_looks_total", loop="worker") == 0
+    assert sample(metrics, "koding_iam_looks_total", loop="outbox") == 0
+    metrics.looked("worker")
+    metrics.looked("worker")
+    metrics.looked("outbox")
+    metrics.looked("alice's loop")  # never a label: counted as "other"
+    assert sample(metrics, "koding_iam_looks_total", loop="worker") == 2
+    assert sample(metrics, "koding_iam_looks_total", loop="outbox") == 1
+    assert sample(metrics, "koding_iam_looks_total", loop="other") == 1
