@@ -292,7 +292,7 @@ def test_sigkill_before_any_admin_saw_the_request_loses_nothing(tmp_path: Path) 
                 started = time.monotonic()
                 wait_for(lambda: store.cards() == 2, what="approval cards posted after restart")
                 reposted_in = time.monotonic() - started
-                time.sleep(1.1)
+                app.wait_for_looks()  # the outbox looked twice more: a second set of cards would be posted by now
                 assert store.cards() == 2
                 for admin in ("UADMIN1", "UADMIN2"):
                     assert len(messages_with(slack, admin, "IAM user request #1")) == 1
