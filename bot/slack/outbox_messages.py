@@ -26,7 +26,7 @@ from bot.services import Services
 from bot.slack import digest_views, key_messages, views
 from bot.slack import key_usage_views as usage_views
 from bot.slack import timebound_views as tviews
-from bot.slack.reveal_dms import approver_of
+from bot.slack.reveal_dms import drawing as reveal_dm_drawing
 from models import AccessKey, AccessRequest, GrantStatus, KeyGrant, KeyMessageRole, RequestStatus
 
 Result = outbox.Result
@@ -146,7 +146,7 @@ def draw_reveal(services: Services, session: Session, claim: outbox.Claim) -> Re
     if grant is None or grant.status != GrantStatus.AVAILABLE or grant.dm_ts:
         return None
     now = services.clock()
-    text, blocks = views.reveal_dm(grant, now=now, approved_by=approver_of(session, grant.request_id))
+    text, blocks = reveal_dm_drawing(session, grant, now=now)
     return RevealDraft(grant.id, grant.requester_id, text, blocks, now)
 
 

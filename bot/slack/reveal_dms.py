@@ -20,10 +20,10 @@ def redrawn(session: Session, grant_id: int, *, now: datetime) -> list[Redrawn] 
     grant = session.get(KeyGrant, grant_id)
     if grant is None or not (grant.dm_channel and grant.dm_ts):
         return None
-    text, blocks = views.reveal_dm(grant, now=now, approved_by=approver_of(session, grant.request_id))
-    return [(grant.dm_channel, grant.dm_ts, text, blocks)]
+    return [(grant.dm_channel, grant.dm_ts, *drawing(session, grant, now=now))]
 
 
-def approver_of(session: Session, request_id: int) -> str | None:
-    """Who made the request's approval final (the Reveal DM says so)."""
-    return session.scalar(select(AccessRequest.decided_by).where(AccessRequest.id == request_id))
+def drawing(session: Session, grant: KeyGrant, *, now: datetime) -> tuple[str, views.Blocks]:
+    """The Reveal DM as the grant reads now, naming who made the request's approval final."""
+    approved_by = session.scalar(select(AccessRequest.decided_by).where(AccessRequest.id == grant.request_id))
+    return views.reveal_dm(grant, now=now, approved_by=approved_by)

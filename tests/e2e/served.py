@@ -19,6 +19,7 @@ from bot.devtools import strict_iam
 from bot.devtools.driver import SlackDriver
 from bot.devtools.sandbox import FAKE_AWS_ENV, SIGNING_SECRET, install_managed_policies, profile_policy_arns
 from bot.devtools.slack_standin import SlackStandIn
+from bot.metrics import LOOPS
 
 BOT_TOKEN = "xoxb-served-process"
 
@@ -105,7 +106,7 @@ class Served:
     def wait_for_looks(self, more: int = 2, timeout: float = 30.0) -> None:
         """Wait until the worker and the outbox sender have each looked for work `more` more times: a run or a
         message still due by then would have been taken. Two, because a look under way may have begun earlier."""
-        self._wait({loop: lambda loop=loop: self.looks(loop) for loop in ("worker", "outbox")}, more, timeout)
+        self._wait({loop: lambda loop=loop: self.looks(loop) for loop in LOOPS}, more, timeout)
 
     @staticmethod
     def _wait(counters: dict[str, Callable[[], int]], more: int, timeout: float) -> None:
